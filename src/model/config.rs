@@ -1,0 +1,147 @@
+//! Model configuration as data: the sizes of both networks, read from `models/*.json`
+//! presets or from a weights file's metadata.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Sizes of one nested U-Net (the reconstruction net R or the segmentation net S).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetConfig {
+    /// Output channels of the 3×3 stem convolution.
+    pub stem: usize,
+    /// Channel width of each of the four levels (full, 1/2, 1/4, 1/8 resolution).
+    pub widths: [usize; 4],
+    /// Res-CBAM blocks per layer at each level (every node of a level uses its level's count).
+    pub blocks: [usize; 4],
+}
+
+/// Everything needed to build SRSNet: both nets, the input channels and the DPConv kernel size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Preset or user-given name, recorded in weights files.
+    pub name: String,
+    /// Image channels the stems take: 1 (gray) or 3 (the reference's replicated RGB).
+    pub in_channels: usize,
+    /// Channels of the reconstruction head (the reference reconstructs its 3-channel input).
+    pub recon_out_channels: usize,
+    /// DPConv kernel size K; its info channels are the reconstruction net's deepest width.
+    pub dpconv_kernel: usize,
+    pub recon: NetConfig,
+    pub seg: NetConfig,
+}
+
+impl ModelConfig {
+    /// The released configuration of the reference code.
+    pub fn official() -> Self {
+        Self::from_json_str(include_str!("../../models/official.json")).expect("shipped preset")
+    }
+
+    /// The small 1-channel preset meant for the edge (about 1.9 GMACs per 256×256 frame).
+    pub fn lite() -> Self {
+        Self::from_json_str(include_str!("../../models/lite.json")).expect("shipped preset")
+    }
+
+    /// A preset by name (`official`, `lite`) or a path to a JSON config file.
+    pub fn from_preset_or_path(name: &str) -> Result<Self> {
+        match name {
+            "official" => Ok(Self::official()),
+            "lite" => Ok(Self::lite()),
+            path => {
+                let text = std::fs::read_to_string(Path::new(path)).with_context(|| {
+                    format!("reading model config {path} (presets are `official` and `lite`)")
+                })?;
+                Self::from_json_str(&text).with_context(|| format!("in model config {path}"))
+            }
+        }
+    }
+
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let cfg: Self = serde_json::from_str(text).context("parsing model config JSON")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// DPConv's info channels z: the reconstruction encoder's deepest width.
+    pub fn dpconv_info_channels(&self) -> usize {
+        self.recon.widths[3]
+    }
+
+    /// Number of generated kernel elements N·M·K² (N = M = the segmentation bottleneck width).
+    pub fn dpconv_kernel_elements(&self) -> usize {
+        let c = self.seg.widths[3];
+        c * c * self.dpconv_kernel * self.dpconv_kernel
+    }
+
+    /// Rejects configurations the reference could not build either.
+    pub fn validate(&self) -> Result<()> {
+        if self.in_channels != 1 && self.in_channels != 3 {
+            bail!("in_channels must be 1 or 3, found {}", self.in_channels);
+        }
+        if self.recon_out_channels == 0 {
+            bail!("recon_out_channels must be at least 1");
+        }
+        if self.dpconv_kernel % 2 == 0 {
+            bail!(
+                "dpconv_kernel must be odd (same padding), found {}",
+                self.dpconv_kernel
+            );
+        }
+        for (net, c) in [("recon", &self.recon), ("seg", &self.seg)] {
+            // Channel attention uses a hidden width of C/8, which must not be zero.
+            if c.stem == 0 || c.widths.iter().any(|&w| w < 8) {
+                bail!("{net}: every width must be at least 8 (channel attention uses C/8), found {:?}", c.widths);
+            }
+            // Spu's pixel shuffle divides a level's width by 4.
+            if c.widths[1..].iter().any(|&w| w % 4 != 0) {
+                bail!("{net}: widths of levels 1-3 must be multiples of 4 (pixel shuffle ×2), found {:?}", c.widths);
+            }
+            if c.blocks.iter().any(|&b| b == 0) {
+                bail!(
+                    "{net}: every level needs at least one block, found {:?}",
+                    c.blocks
+                );
+            }
+        }
+        let z = self.dpconv_info_channels();
+        if self.dpconv_kernel_elements() % z != 0 {
+            bail!(
+                "DPConv: info channels z = {z} (recon widths[3]) must divide N·M·K² = {} (the generator is a {z}-group 1×1 conv)",
+                self.dpconv_kernel_elements()
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_load_and_validate() {
+        let o = ModelConfig::official();
+        assert_eq!(o.seg.widths, [16, 64, 128, 256]);
+        assert_eq!(o.seg.blocks, [3, 4, 6, 3]);
+        assert_eq!(o.recon.widths, [8, 16, 32, 64]);
+        assert_eq!(o.in_channels, 3);
+        let l = ModelConfig::lite();
+        assert_eq!(l.in_channels, 1);
+        assert_eq!(l.dpconv_info_channels(), 16);
+    }
+
+    #[test]
+    fn rejects_dpconv_group_that_does_not_divide() {
+        let mut c = ModelConfig::lite();
+        c.recon.widths[3] = 28; // 64·64·9 = 36864 is not divisible by 28
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("must divide"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_channels() {
+        let mut c = ModelConfig::lite();
+        c.in_channels = 2;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! The primitive layers: convolution, BatchNorm (optionally folded into the convolution),
+//! align-corners bilinear up-sampling and 2×2 max pooling.
+
+use super::weights::{Weights, WeightsError};
+use candle_core::{Result, Tensor, D};
+
+/// PyTorch's BatchNorm2d default epsilon, used by every BatchNorm in the reference.
+pub const BN_EPS: f64 = 1e-5;
+
+/// A 2-D convolution with stride 1 (the only stride the reference uses).
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+/// Shape and options of a convolution to load.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvSpec {
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub bias: bool,
+    pub dilation: usize,
+}
+
+impl ConvSpec {
+    /// A "same" convolution with bias, as most of the reference's are.
+    pub fn same(cin: usize, cout: usize, kernel: usize) -> Self {
+        Self {
+            cin,
+            cout,
+            kernel,
+            bias: true,
+            dilation: 1,
+        }
+    }
+
+    pub fn no_bias(self) -> Self {
+        Self {
+            bias: false,
+            ..self
+        }
+    }
+
+    pub fn dilated(self, dilation: usize) -> Self {
+        Self { dilation, ..self }
+    }
+}
+
+impl Conv2d {
+    pub fn load(w: &Weights, spec: ConvSpec) -> std::result::Result<Self, WeightsError> {
+        let k = spec.kernel;
+        let weight = w.get(&[spec.cout, spec.cin, k, k], "weight")?;
+        let bias = if spec.bias {
+            Some(w.get(&[spec.cout], "bias")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            padding: spec.dilation * (k / 2),
+            dilation: spec.dilation,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, 1, self.dilation, 1)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// BatchNorm2d with its running statistics (eval-mode normalisation).
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+}
+
+impl BatchNorm {
+    pub fn load(w: &Weights, c: usize) -> std::result::Result<Self, WeightsError> {
+        Ok(Self {
+            weight: w.get(&[c], "weight")?,
+            bias: w.get(&[c], "bias")?,
+            running_mean: w.get(&[c], "running_mean")?,
+            running_var: w.get(&[c], "running_var")?,
+        })
+    }
+
+    /// Per-channel (scale, shift) such that eval-mode BN is `x·scale + shift`.
+    pub fn scale_shift(&self) -> Result<(Tensor, Tensor)> {
+        let scale = self
+            .weight
+            .div(&(self.running_var.affine(1.0, BN_EPS)?.sqrt()?))?;
+        let shift = self.bias.sub(&self.running_mean.mul(&scale)?)?;
+        Ok((scale, shift))
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (scale, shift) = self.scale_shift()?;
+        x.broadcast_mul(&scale.reshape((1, (), 1, 1))?)?
+            .broadcast_add(&shift.reshape((1, (), 1, 1))?)
+    }
+}
+
+/// A convolution followed by a BatchNorm, stored separately or folded into one convolution.
+#[derive(Debug, Clone)]
+pub struct ConvBn {
+    conv: Conv2d,
+    bn: Option<BatchNorm>,
+}
+
+impl ConvBn {
+    /// Loads `conv_w.{weight,bias}` and `bn_w.{weight,bias,running_*}`; folds when `conv_w` asks.
+    pub fn load(
+        conv_w: &Weights,
+        bn_w: &Weights,
+        spec: ConvSpec,
+    ) -> std::result::Result<Self, WeightsError> {
+        let conv = Conv2d::load(conv_w, spec)?;
+        let bn = BatchNorm::load(bn_w, spec.cout)?;
+        let unfolded = Self { conv, bn: Some(bn) };
+        if !conv_w.fold_bn() {
+            return Ok(unfolded);
+        }
+        unfolded.folded().map_err(|source| WeightsError::Candle {
+            file: conv_w.store().path().to_path_buf(),
+            name: conv_w.full_name("weight"),
+            source,
+        })
+    }
+
+    /// `BN(conv(x)) = conv'(x)` with `W' = W·s` per output channel and `b' = b·s + t`.
+    pub fn folded(&self) -> Result<Self> {
+        let Some(bn) = &self.bn else {
+            return Ok(self.clone());
+        };
+        let (scale, shift) = bn.scale_shift()?;
+        let weight = self
+            .conv
+            .weight
+            .broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
+        let bias = match &self.conv.bias {
+            Some(b) => b.mul(&scale)?.add(&shift)?,
+            None => shift,
+        };
+        Ok(Self {
+            conv: Conv2d {
+                weight,
+                bias: Some(bias),
+                ..self.conv.clone()
+            },
+            bn: None,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.conv.forward(x)?;
+        match &self.bn {
+            Some(bn) => bn.forward(&y),
+            None => Ok(y),
+        }
+    }
+}
+
+/// 2×2 max pooling, stride 2.
+pub fn pool(x: &Tensor) -> Result<Tensor> {
+    x.max_pool2d(2)
+}
+
+/// Bilinear up-sampling by an integer factor with `align_corners=True`, as two matrix
+/// products `A_h · X · A_wᵀ`. Exact, and (unlike candle's `upsample_bilinear2d`) differentiable.
+pub fn upsample(x: &Tensor, factor: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (ho, wo) = (h * factor, w * factor);
+    let a_w = interpolation_matrix(w, wo, x)?; // (wo, w)
+    let a_h = interpolation_matrix(h, ho, x)?; // (ho, h)
+                                               // Along W: (b·c·h, w) · (w, wo).
+    let y = x.reshape((b * c * h, w))?.matmul(&a_w.t()?)?;
+    // Along H: bring H last, multiply, and put it back.
+    let y = y.reshape((b * c, h, wo))?.transpose(1, 2)?.contiguous()?;
+    let y = y.reshape((b * c * wo, h))?.matmul(&a_h.t()?)?;
+    y.reshape((b * c, wo, ho))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, c, ho, wo))
+}
+
+/// The (n_out, n_in) align-corners linear interpolation matrix: source coordinate i·(in−1)/(out−1).
+fn interpolation_matrix(n_in: usize, n_out: usize, like: &Tensor) -> Result<Tensor> {
+    let mut m = vec![0f32; n_out * n_in];
+    for i in 0..n_out {
+        let src = if n_out > 1 {
+            i as f64 * (n_in - 1) as f64 / (n_out - 1) as f64
+        } else {
+            0.0
+        };
+        let lo = (src.floor() as usize).min(n_in - 1);
+        let hi = (lo + 1).min(n_in - 1);
+        let frac = (src - lo as f64) as f32;
+        m[i * n_in + lo] += 1.0 - frac;
+        m[i * n_in + hi] += frac;
+    }
+    Tensor::from_vec(m, (n_out, n_in), like.device())?.to_dtype(like.dtype())
+}
+
+/// Mean over the spatial dims: (B, C, H, W) → (B, C).
+pub fn global_avg(x: &Tensor) -> Result<Tensor> {
+    x.flatten_from(2)?.mean(D::Minus1)
+}
+
+/// Max over the spatial dims: (B, C, H, W) → (B, C).
+pub fn global_max(x: &Tensor) -> Result<Tensor> {
+    x.flatten_from(2)?.max(D::Minus1)
+}
+
+/// A 1×1 convolution without bias applied to pooled vectors: (B, Cin) → (B, Cout).
+pub fn linear_no_bias(x: &Tensor, weight_1x1: &Tensor) -> Result<Tensor> {
+    let (cout, cin, _, _) = weight_1x1.dims4()?;
+    x.matmul(&weight_1x1.reshape((cout, cin))?.t()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn upsample_matches_candle_align_corners() -> Result<()> {
+        let x = Tensor::randn(0f32, 1., (2, 3, 5, 7), &Device::Cpu)?;
+        for f in [2, 4] {
+            let ours = upsample(&x, f)?;
+            let theirs = x.upsample_bilinear2d(5 * f, 7 * f, true)?;
+            let diff = ours
+                .sub(&theirs)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "factor {f}: max diff {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn upsample_keeps_corners() -> Result<()> {
+        let x = Tensor::arange(0f32, 4., &Device::Cpu)?.reshape((1, 1, 2, 2))?;
+        let y = upsample(&x, 2)?.flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(y[0], 0.0);
+        assert_eq!(y[3], 1.0);
+        assert_eq!(y[15], 3.0);
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! The SRSNet network in Candle: configuration, layers, the two nets and their weights.
+
+pub mod attention;
+pub mod block;
+pub mod config;
+pub mod dpconv;
+pub mod fusion;
+pub mod layers;
+pub mod srsnet;
+pub mod unet;
+pub mod weights;
+
+pub use config::{ModelConfig, NetConfig};
+pub use srsnet::{ReconNet, SegNet, SegTrace, Srsnet};
+pub use weights::{WeightStore, Weights, WeightsError};

@@ -1,0 +1,146 @@
+//! Parity of the Candle port with the reference PyTorch implementation (fixtures made from
+//! fidshu/SRSNet @ 3ec478a in f32, eval mode). Tolerance 1e-4·max(1, max|ref|): f32 rounding
+//! accumulated over ~100 layers, with BN folded or not.
+
+mod common;
+use common::*;
+use srsnet::model::{ModelConfig, NetConfig, ReconNet, Srsnet};
+use std::path::Path;
+
+const F32_TOL: f32 = 1e-4;
+
+/// The tiny fixture's configuration (see ../shared/README.md).
+pub fn tiny_config() -> ModelConfig {
+    ModelConfig {
+        name: "tiny-fixture".into(),
+        in_channels: 3,
+        recon_out_channels: 3,
+        dpconv_kernel: 3,
+        recon: NetConfig {
+            stem: 8,
+            widths: [8, 12, 16, 24],
+            blocks: [1, 1, 2, 1],
+        },
+        seg: NetConfig {
+            stem: 8,
+            widths: [8, 24, 32, 40],
+            blocks: [2, 1, 2, 1],
+        },
+    }
+}
+
+fn check_all(cfg: &ModelConfig, recon: &Path, seg: &Path, io: &Path, fold: bool) {
+    let label = if fold { "folded" } else { "unfolded" };
+    let input = io_tensor(io, "input");
+    let r = ReconNet::load(&weights(recon, fold), cfg).unwrap();
+    assert_close(
+        &format!("{label} recon_output"),
+        &r.forward(&input).unwrap(),
+        &io_tensor(io, "recon_output"),
+        F32_TOL,
+    );
+    let model = Srsnet::load(&weights(recon, fold), &weights(seg, fold), cfg).unwrap();
+    let (y, trace) = model.trace(&input).unwrap();
+    assert_close(
+        &format!("{label} recon_x3_0"),
+        &y,
+        &io_tensor(io, "recon_x3_0"),
+        F32_TOL,
+    );
+    assert_close(
+        &format!("{label} seg_x3_0_pre_dpconv"),
+        &trace.x3_0_pre_dpconv,
+        &io_tensor(io, "seg_x3_0_pre_dpconv"),
+        F32_TOL,
+    );
+    assert_close(
+        &format!("{label} seg_dpconv_out"),
+        &trace.dpconv_out,
+        &io_tensor(io, "seg_dpconv_out"),
+        F32_TOL,
+    );
+    assert_close(
+        &format!("{label} seg_logits"),
+        &trace.logits,
+        &io_tensor(io, "seg_logits"),
+        F32_TOL,
+    );
+}
+
+#[test]
+fn tiny_matches_reference_unfolded() {
+    check_all(
+        &tiny_config(),
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        &fixture("tiny_io.safetensors"),
+        false,
+    );
+}
+
+#[test]
+fn tiny_matches_reference_bn_folded() {
+    check_all(
+        &tiny_config(),
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        &fixture("tiny_io.safetensors"),
+        true,
+    );
+}
+
+#[test]
+fn full_matches_reference_unfolded() {
+    let Some(dir) = shared("fixtures/parity") else {
+        return;
+    };
+    check_all(
+        &ModelConfig::official(),
+        &dir.join("full_recon.safetensors"),
+        &dir.join("full_seg.safetensors"),
+        &dir.join("full_io.safetensors"),
+        false,
+    );
+}
+
+#[test]
+fn full_matches_reference_bn_folded() {
+    let Some(dir) = shared("fixtures/parity") else {
+        return;
+    };
+    check_all(
+        &ModelConfig::official(),
+        &dir.join("full_recon.safetensors"),
+        &dir.join("full_seg.safetensors"),
+        &dir.join("full_io.safetensors"),
+        true,
+    );
+}
+
+/// The fused per-frame kernel equals the reference's grouped-conv form on a batch of two
+/// frames whose kernels differ (each frame has its own info feature).
+#[test]
+fn dpconv_matches_reference_grouped_form() {
+    let io = fixture("tiny_io.safetensors");
+    let cfg = tiny_config();
+    let model = Srsnet::load(
+        &weights(&fixture("tiny_recon.safetensors"), false),
+        &weights(&fixture("tiny_seg.safetensors"), false),
+        &cfg,
+    )
+    .unwrap();
+    let x = io_tensor(&io, "seg_x3_0_pre_dpconv");
+    let y = io_tensor(&io, "recon_x3_0");
+    let dp = model.seg().dpconv();
+    let fused = dp.forward(&x, &y).unwrap();
+    let literal = dp.forward_reference_form(&x, &y).unwrap();
+    // Float rounding only: both sum the same products in different orders.
+    assert_close("dpconv fused vs literal", &fused, &literal, 1e-5);
+    // The two frames' pooled info vectors differ, so their kernels do.
+    let p = dp.pooled_info(&y).unwrap();
+    let d = max_abs_diff(&p.get(0).unwrap(), &p.get(1).unwrap());
+    assert!(
+        d > 1e-3,
+        "the two frames should get different kernels (pooled info differs by {d})"
+    );
+}
