@@ -1,4 +1,10 @@
 //! SRSNet infrared small-target runtime: the network (`model`), single-frame inference and
 //! the command implementations behind the `srsnet` binary.
 
+pub mod cli;
+pub mod detect;
+pub mod device;
+pub mod image_io;
+pub mod infer;
 pub mod model;
+pub mod preprocess;

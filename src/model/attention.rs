@@ -1,7 +1,7 @@
 //! The attention gates of the reference: CBAM channel and spatial attention, and its ECA-like layer.
 
 use super::layers::{global_avg, global_max, linear_no_bias, Conv2d, ConvSpec};
-use super::weights::{Weights, WeightsError};
+use super::weights::{Init, Weights, WeightsError};
 use candle_core::{Result, Tensor};
 use candle_nn::ops::sigmoid;
 
@@ -17,15 +17,13 @@ impl ChannelAttention {
     pub fn load(w: &Weights, c: usize) -> std::result::Result<Self, WeightsError> {
         let h = c / 8;
         Ok(Self {
-            fc1: w.pp("fc1").get(&[h, c, 1, 1], "weight")?,
-            fc2: w.pp("fc2").get(&[c, h, 1, 1], "weight")?,
+            fc1: w.pp("fc1").get(&[h, c, 1, 1], "weight", Init::pytorch_conv(c))?,
+            fc2: w.pp("fc2").get(&[c, h, 1, 1], "weight", Init::pytorch_conv(h))?,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mlp = |v: Tensor| -> Result<Tensor> {
-            linear_no_bias(&linear_no_bias(&v, &self.fc1)?.relu()?, &self.fc2)
-        };
+        let mlp = |v: Tensor| -> Result<Tensor> { linear_no_bias(&linear_no_bias(&v, &self.fc1)?.relu()?, &self.fc2) };
         let a = mlp(global_avg(x)?)?.add(&mlp(global_max(x)?)?)?;
         let (b, c) = a.dims2()?;
         sigmoid(&a)?.reshape((b, c, 1, 1))
@@ -64,7 +62,7 @@ pub struct Eca {
 impl Eca {
     pub fn load(w: &Weights) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
-            conv: w.pp("conv").get(&[1, 1, 3], "weight")?,
+            conv: w.pp("conv").get(&[1, 1, 3], "weight", Init::pytorch_conv(3))?,
         })
     }
 

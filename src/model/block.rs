@@ -21,11 +21,7 @@ impl ResCbamBlock {
     pub fn load(w: &Weights, cin: usize, cout: usize) -> std::result::Result<Self, WeightsError> {
         let shortcut = if cin != cout {
             let s = w.pp("shortcut");
-            Some(ConvBn::load(
-                &s.pp(0),
-                &s.pp(1),
-                ConvSpec::same(cin, cout, 1),
-            )?)
+            Some(ConvBn::load(&s.pp(0), &s.pp(1), ConvSpec::same(cin, cout, 1))?)
         } else {
             None
         };
@@ -60,12 +56,7 @@ pub struct Layer {
 }
 
 impl Layer {
-    pub fn load(
-        w: &Weights,
-        cin: usize,
-        cout: usize,
-        n: usize,
-    ) -> std::result::Result<Self, WeightsError> {
+    pub fn load(w: &Weights, cin: usize, cout: usize, n: usize) -> std::result::Result<Self, WeightsError> {
         let blocks = (0..n)
             .map(|i| ResCbamBlock::load(&w.pp(i), if i == 0 { cin } else { cout }, cout))
             .collect::<std::result::Result<_, _>>()?;

@@ -48,9 +48,8 @@ impl ModelConfig {
             "official" => Ok(Self::official()),
             "lite" => Ok(Self::lite()),
             path => {
-                let text = std::fs::read_to_string(Path::new(path)).with_context(|| {
-                    format!("reading model config {path} (presets are `official` and `lite`)")
-                })?;
+                let text = std::fs::read_to_string(Path::new(path))
+                    .with_context(|| format!("reading model config {path} (presets are `official` and `lite`)"))?;
                 Self::from_json_str(&text).with_context(|| format!("in model config {path}"))
             }
         }
@@ -81,30 +80,30 @@ impl ModelConfig {
         if self.recon_out_channels == 0 {
             bail!("recon_out_channels must be at least 1");
         }
-        if self.dpconv_kernel % 2 == 0 {
-            bail!(
-                "dpconv_kernel must be odd (same padding), found {}",
-                self.dpconv_kernel
-            );
+        if self.dpconv_kernel.is_multiple_of(2) {
+            bail!("dpconv_kernel must be odd (same padding), found {}", self.dpconv_kernel);
         }
         for (net, c) in [("recon", &self.recon), ("seg", &self.seg)] {
             // Channel attention uses a hidden width of C/8, which must not be zero.
             if c.stem == 0 || c.widths.iter().any(|&w| w < 8) {
-                bail!("{net}: every width must be at least 8 (channel attention uses C/8), found {:?}", c.widths);
+                bail!(
+                    "{net}: every width must be at least 8 (channel attention uses C/8), found {:?}",
+                    c.widths
+                );
             }
             // Spu's pixel shuffle divides a level's width by 4.
             if c.widths[1..].iter().any(|&w| w % 4 != 0) {
-                bail!("{net}: widths of levels 1-3 must be multiples of 4 (pixel shuffle ×2), found {:?}", c.widths);
-            }
-            if c.blocks.iter().any(|&b| b == 0) {
                 bail!(
-                    "{net}: every level needs at least one block, found {:?}",
-                    c.blocks
+                    "{net}: widths of levels 1-3 must be multiples of 4 (pixel shuffle ×2), found {:?}",
+                    c.widths
                 );
+            }
+            if c.blocks.contains(&0) {
+                bail!("{net}: every level needs at least one block, found {:?}", c.blocks);
             }
         }
         let z = self.dpconv_info_channels();
-        if self.dpconv_kernel_elements() % z != 0 {
+        if !self.dpconv_kernel_elements().is_multiple_of(z) {
             bail!(
                 "DPConv: info channels z = {z} (recon widths[3]) must divide N·M·K² = {} (the generator is a {z}-group 1×1 conv)",
                 self.dpconv_kernel_elements()

@@ -11,7 +11,12 @@
 
 use super::attention::{ChannelAttention, SpatialAttention};
 use super::layers::{global_avg, ConvSpec};
-use super::weights::{Weights, WeightsError};
+use super::weights::{Init, Weights, WeightsError};
+
+/// The generator is a 1×1 conv with one input channel per group, so fan_in = 1 and PyTorch
+/// initialises its weights and biases from U(−1, 1): kernel elements of order 1, which makes
+/// DPConv's output dominate x3_0 at the start of training. We keep that (reference §10).
+const GEN_INIT: Init = Init::Uniform(1.0);
 use candle_core::{Result, Tensor};
 
 #[derive(Debug, Clone)]
@@ -30,12 +35,7 @@ pub struct DpConv {
 
 impl DpConv {
     /// `channels`: N = M, the segmentation bottleneck width; `info`: z; `kernel`: K.
-    pub fn load(
-        w: &Weights,
-        channels: usize,
-        info: usize,
-        kernel: usize,
-    ) -> std::result::Result<Self, WeightsError> {
+    pub fn load(w: &Weights, channels: usize, info: usize, kernel: usize) -> std::result::Result<Self, WeightsError> {
         let n = channels * channels * kernel * kernel;
         let g = n / info;
         let conv = w.pp("Conv");
@@ -43,23 +43,24 @@ impl DpConv {
         let info_w = conv.pp(0);
         let gen = conv.pp(2);
         let reshape = |t: Tensor, name: &str, dims: (usize, usize)| {
-            t.reshape(dims).map_err(|source| WeightsError::Candle {
-                file: w.store().path().to_path_buf(),
-                name: gen.full_name(name),
-                source,
-            })
+            t.reshape(dims)
+                .map_err(|source: candle_core::Error| WeightsError::Candle {
+                    file: w.origin(),
+                    name: gen.full_name(name),
+                    source: Box::new(source),
+                })
         };
         Ok(Self {
             ca: ChannelAttention::load(&w.pp("ca"), info)?,
             sa: SpatialAttention::load(&w.pp("sa"))?,
             info_weight: reshape(
-                info_w.get(&[spec.cout, spec.cin, 1, 1], "weight")?,
+                info_w.get(&[spec.cout, spec.cin, 1, 1], "weight", Init::pytorch_conv(info))?,
                 "weight",
                 (info, info),
             )?,
-            info_bias: info_w.get(&[info], "bias")?,
-            gen_weight: reshape(gen.get(&[n, 1, 1, 1], "weight")?, "weight", (info, g))?,
-            gen_bias: reshape(gen.get(&[n], "bias")?, "bias", (info, g))?,
+            info_bias: info_w.get(&[info], "bias", Init::pytorch_conv(info))?,
+            gen_weight: reshape(gen.get(&[n, 1, 1, 1], "weight", GEN_INIT)?, "weight", (info, g))?,
+            gen_bias: reshape(gen.get(&[n], "bias", GEN_INIT)?, "bias", (info, g))?,
             channels,
             kernel,
         })
@@ -78,10 +79,7 @@ impl DpConv {
     /// Frame b's kernel (N, M, K, K): `Wg ⊙ p_b` (each pooled scalar over its group) `+ Bg`.
     fn kernel_for(&self, p_b: &Tensor) -> Result<Tensor> {
         let k = self.kernel;
-        let theta = self
-            .gen_weight
-            .broadcast_mul(&p_b.unsqueeze(1)?)?
-            .add(&self.gen_bias)?;
+        let theta = self.gen_weight.broadcast_mul(&p_b.unsqueeze(1)?)?.add(&self.gen_bias)?;
         theta.reshape((self.channels, self.channels, k, k))
     }
 
@@ -112,9 +110,7 @@ impl DpConv {
             .conv2d(&gen_w, 0, 1, 1, z)?
             .broadcast_add(&self.gen_bias.reshape((1, n, 1, 1))?)?;
         let kernels = theta.reshape((b * c, c, k, k))?;
-        let out = x
-            .reshape((1, b * c, h, w))?
-            .conv2d(&kernels, k / 2, 1, 1, b)?;
+        let out = x.reshape((1, b * c, h, w))?.conv2d(&kernels, k / 2, 1, 1, b)?;
         out.reshape((b, c, h, w))
     }
 }

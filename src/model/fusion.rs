@@ -85,9 +85,7 @@ impl Module for Ipatr {
         for conv in &self.branches {
             let centred = x.sub(&conv.forward(x)?)?;
             let sigma = sigmoid(&conv.forward(&centred)?)?;
-            let m = centred
-                .affine(1.0, 0.001)?
-                .div(&sigma.affine(1.0, 0.001)?)?;
+            let m = centred.affine(1.0, 0.001)?.div(&sigma.affine(1.0, 0.001)?)?;
             sum = Some(match sum {
                 Some(s) => s.add(&m)?,
                 None => m,

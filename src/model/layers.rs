@@ -1,8 +1,8 @@
 //! The primitive layers: convolution, BatchNorm (optionally folded into the convolution),
 //! align-corners bilinear up-sampling and 2×2 max pooling.
 
-use super::weights::{Weights, WeightsError};
-use candle_core::{Result, Tensor, D};
+use super::weights::{Init, Weights, WeightsError};
+use candle_core::{DType, Result, Tensor, D};
 
 /// PyTorch's BatchNorm2d default epsilon, used by every BatchNorm in the reference.
 pub const BN_EPS: f64 = 1e-5;
@@ -39,10 +39,7 @@ impl ConvSpec {
     }
 
     pub fn no_bias(self) -> Self {
-        Self {
-            bias: false,
-            ..self
-        }
+        Self { bias: false, ..self }
     }
 
     pub fn dilated(self, dilation: usize) -> Self {
@@ -53,9 +50,10 @@ impl ConvSpec {
 impl Conv2d {
     pub fn load(w: &Weights, spec: ConvSpec) -> std::result::Result<Self, WeightsError> {
         let k = spec.kernel;
-        let weight = w.get(&[spec.cout, spec.cin, k, k], "weight")?;
+        let init = Init::pytorch_conv(spec.cin * k * k);
+        let weight = w.get(&[spec.cout, spec.cin, k, k], "weight", init)?;
         let bias = if spec.bias {
-            Some(w.get(&[spec.cout], "bias")?)
+            Some(w.get(&[spec.cout], "bias", init)?)
         } else {
             None
         };
@@ -88,18 +86,16 @@ pub struct BatchNorm {
 impl BatchNorm {
     pub fn load(w: &Weights, c: usize) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
-            weight: w.get(&[c], "weight")?,
-            bias: w.get(&[c], "bias")?,
-            running_mean: w.get(&[c], "running_mean")?,
-            running_var: w.get(&[c], "running_var")?,
+            weight: w.get(&[c], "weight", Init::Const(1.0))?,
+            bias: w.get(&[c], "bias", Init::Const(0.0))?,
+            running_mean: w.get(&[c], "running_mean", Init::Const(0.0))?,
+            running_var: w.get(&[c], "running_var", Init::Const(1.0))?,
         })
     }
 
     /// Per-channel (scale, shift) such that eval-mode BN is `x·scale + shift`.
     pub fn scale_shift(&self) -> Result<(Tensor, Tensor)> {
-        let scale = self
-            .weight
-            .div(&(self.running_var.affine(1.0, BN_EPS)?.sqrt()?))?;
+        let scale = self.weight.div(&(self.running_var.affine(1.0, BN_EPS)?.sqrt()?))?;
         let shift = self.bias.sub(&self.running_mean.mul(&scale)?)?;
         Ok((scale, shift))
     }
@@ -120,21 +116,31 @@ pub struct ConvBn {
 
 impl ConvBn {
     /// Loads `conv_w.{weight,bias}` and `bn_w.{weight,bias,running_*}`; folds when `conv_w` asks.
-    pub fn load(
-        conv_w: &Weights,
-        bn_w: &Weights,
-        spec: ConvSpec,
-    ) -> std::result::Result<Self, WeightsError> {
-        let conv = Conv2d::load(conv_w, spec)?;
-        let bn = BatchNorm::load(bn_w, spec.cout)?;
-        let unfolded = Self { conv, bn: Some(bn) };
+    /// Folding is done in f32 and the result cast to the view's dtype, so an f16 model gets
+    /// folded weights rounded once rather than a fold computed in f16.
+    pub fn load(conv_w: &Weights, bn_w: &Weights, spec: ConvSpec) -> std::result::Result<Self, WeightsError> {
         if !conv_w.fold_bn() {
-            return Ok(unfolded);
+            return Ok(Self {
+                conv: Conv2d::load(conv_w, spec)?,
+                bn: Some(BatchNorm::load(bn_w, spec.cout)?),
+            });
         }
-        unfolded.folded().map_err(|source| WeightsError::Candle {
-            file: conv_w.store().path().to_path_buf(),
+        let dtype = conv_w.dtype();
+        let conv = Conv2d::load(&conv_w.clone().with_dtype(DType::F32), spec)?;
+        let bn = BatchNorm::load(&bn_w.clone().with_dtype(DType::F32), spec.cout)?;
+        let fold = || -> Result<Self> {
+            let f = Self { conv, bn: Some(bn) }.folded()?;
+            let weight = f.conv.weight.to_dtype(dtype)?;
+            let bias = f.conv.bias.map(|b| b.to_dtype(dtype)).transpose()?;
+            Ok(Self {
+                conv: Conv2d { weight, bias, ..f.conv },
+                bn: None,
+            })
+        };
+        fold().map_err(|source: candle_core::Error| WeightsError::Candle {
+            file: conv_w.origin(),
             name: conv_w.full_name("weight"),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -144,10 +150,7 @@ impl ConvBn {
             return Ok(self.clone());
         };
         let (scale, shift) = bn.scale_shift()?;
-        let weight = self
-            .conv
-            .weight
-            .broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
+        let weight = self.conv.weight.broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
         let bias = match &self.conv.bias {
             Some(b) => b.mul(&scale)?.add(&shift)?,
             None => shift,
@@ -239,12 +242,7 @@ mod tests {
         for f in [2, 4] {
             let ours = upsample(&x, f)?;
             let theirs = x.upsample_bilinear2d(5 * f, 7 * f, true)?;
-            let diff = ours
-                .sub(&theirs)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let diff = ours.sub(&theirs)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
             assert!(diff < 1e-5, "factor {f}: max diff {diff}");
         }
         Ok(())

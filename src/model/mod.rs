@@ -9,6 +9,7 @@ pub mod layers;
 pub mod srsnet;
 pub mod unet;
 pub mod weights;
+pub mod weights_file;
 
 pub use config::{ModelConfig, NetConfig};
 pub use srsnet::{ReconNet, SegNet, SegTrace, Srsnet};

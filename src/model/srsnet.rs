@@ -105,11 +105,7 @@ pub struct Srsnet {
 
 impl Srsnet {
     /// `recon` and `seg` are views at the roots of the two state dicts.
-    pub fn load(
-        recon: &Weights,
-        seg: &Weights,
-        config: &ModelConfig,
-    ) -> std::result::Result<Self, WeightsError> {
+    pub fn load(recon: &Weights, seg: &Weights, config: &ModelConfig) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
             config: config.clone(),
             recon_encoder: Encoder::load(recon, &config.recon, config.in_channels)?,

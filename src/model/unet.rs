@@ -23,22 +23,13 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn load(
-        w: &Weights,
-        cfg: &NetConfig,
-        in_channels: usize,
-    ) -> std::result::Result<Self, WeightsError> {
+    pub fn load(w: &Weights, cfg: &NetConfig, in_channels: usize) -> std::result::Result<Self, WeightsError> {
         let stem = w.pp("conv1");
         let nb = cfg.widths;
         let cins = [cfg.stem, nb[0], nb[1], nb[2]];
-        let layer =
-            |i: usize| Layer::load(&w.pp(format!("conv{i}_0")), cins[i], nb[i], cfg.blocks[i]);
+        let layer = |i: usize| Layer::load(&w.pp(format!("conv{i}_0")), cins[i], nb[i], cfg.blocks[i]);
         Ok(Self {
-            stem: ConvBn::load(
-                &stem.pp(0),
-                &stem.pp(1),
-                ConvSpec::same(in_channels, cfg.stem, 3),
-            )?,
+            stem: ConvBn::load(&stem.pp(0), &stem.pp(1), ConvSpec::same(in_channels, cfg.stem, 3))?,
             levels: [layer(0)?, layer(1)?, layer(2)?, layer(3)?],
         })
     }
@@ -50,9 +41,7 @@ impl Encoder {
         let x1 = self.levels[1].forward(&pool(&x0)?)?;
         let x2 = self.levels[2].forward(&pool(&x1)?)?;
         let x3 = self.levels[3].forward(&pool(&x2)?)?;
-        Ok(EncoderFeatures {
-            x: [x0, x1, x2, x3],
-        })
+        Ok(EncoderFeatures { x: [x0, x1, x2, x3] })
     }
 }
 
@@ -86,9 +75,7 @@ impl Decoder {
     ) -> std::result::Result<Self, WeightsError> {
         let nb = cfg.widths;
         let b = cfg.blocks;
-        let layer = |name: &str, cin: usize, level: usize| {
-            Layer::load(&w.pp(name), cin, nb[level], b[level])
-        };
+        let layer = |name: &str, cin: usize, level: usize| Layer::load(&w.pp(name), cin, nb[level], b[level]);
         let ipatr = if with_ipatr {
             Some([
                 Ipatr::load(&w.pp("IPATR0"), nb[0])?,
@@ -121,10 +108,7 @@ impl Decoder {
                 Conv2d::load(&w.pp("conv0_2_1x1"), ConvSpec::same(nb[2], nb[0], 1))?,
             ],
             finalconv: Layer::load(&w.pp("finalconv"), 3 * nb[0], nb[0], 1)?,
-            head: Conv2d::load(
-                &w.pp("mask_head_1x1"),
-                ConvSpec::same(nb[0], out_channels, 1),
-            )?,
+            head: Conv2d::load(&w.pp("mask_head_1x1"), ConvSpec::same(nb[0], out_channels, 1))?,
         })
     }
 
@@ -147,15 +131,11 @@ impl Decoder {
         let x2_1 = self
             .conv2_1
             .forward(&cat(&[x2_0, &upsample(x3_0, 2)?, &pool(&x1_1)?])?)?;
-        let x0_2 = self
-            .conv0_2
-            .forward(&cat(&[&x0_1, &upsample(&x1_1, 2)?, x0_0])?)?;
-        let x1_2 =
-            self.conv1_2
-                .forward(&cat(&[&x1_1, &upsample(&x2_1, 2)?, x1_0, &pool(&x0_2)?])?)?;
-        let x0_3 = self
-            .conv0_3
-            .forward(&cat(&[&x0_2, &upsample(&x1_2, 2)?, &x0_1])?)?;
+        let x0_2 = self.conv0_2.forward(&cat(&[&x0_1, &upsample(&x1_1, 2)?, x0_0])?)?;
+        let x1_2 = self
+            .conv1_2
+            .forward(&cat(&[&x1_1, &upsample(&x2_1, 2)?, x1_0, &pool(&x0_2)?])?)?;
+        let x0_3 = self.conv0_3.forward(&cat(&[&x0_2, &upsample(&x1_2, 2)?, &x0_1])?)?;
 
         let f3 = self.blam[2].forward(&self.contrast(2, &x2_1)?, &self.fup[2].forward(x3_0)?)?;
         let f2 = self.blam[1].forward(&self.contrast(1, &x1_2)?, &self.fup[1].forward(&f3)?)?;

@@ -5,11 +5,14 @@
 //! `VarBuilder` does. The store records which tensors were read, which lets `import` keep
 //! exactly the tensors the network uses and drop the ones the reference builds but never calls.
 
+use candle_core::Var;
 use candle_core::{DType, Device, Tensor};
 use memmap2::Mmap;
-use safetensors::tensor::{Dtype as StDtype, Metadata};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::{Dtype as StDtype, TensorInfo};
 use safetensors::SafeTensors;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,18 +21,11 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("cannot open weights file {file}: {source}")]
-    Io {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Io { file: PathBuf, source: std::io::Error },
     #[error("{file} is not a valid safetensors file: {reason}")]
     NotSafetensors { file: PathBuf, reason: String },
     #[error("{file}: tensor `{name}` is missing{hint}")]
-    Missing {
-        file: PathBuf,
-        name: String,
-        hint: String,
-    },
+    Missing { file: PathBuf, name: String, hint: String },
     #[error("{file}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
     Shape {
         file: PathBuf,
@@ -38,22 +34,14 @@ pub enum WeightsError {
         found: Vec<usize>,
     },
     #[error("{file}: tensor `{name}` has dtype {found}, expected F32, F16 or BF16")]
-    Dtype {
-        file: PathBuf,
-        name: String,
-        found: String,
-    },
+    Dtype { file: PathBuf, name: String, found: String },
     #[error("{file}: metadata `{key}`: {reason}")]
-    Metadata {
-        file: PathBuf,
-        key: String,
-        reason: String,
-    },
+    Metadata { file: PathBuf, key: String, reason: String },
     #[error("{file}: tensor `{name}`: {source}")]
     Candle {
         file: PathBuf,
         name: String,
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
 }
 
@@ -62,7 +50,8 @@ pub struct WeightStore {
     path: PathBuf,
     mmap: Mmap,
     data_start: usize,
-    header: Metadata,
+    tensors: HashMap<String, TensorInfo>,
+    metadata: HashMap<String, String>,
     used: Mutex<BTreeSet<String>>,
 }
 
@@ -79,18 +68,20 @@ impl WeightStore {
             file: path.clone(),
             source,
         })?;
-        let (header_len, header) =
-            SafeTensors::read_metadata(&mmap[..]).map_err(|e| WeightsError::NotSafetensors {
-                file: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let (header_len, header) = SafeTensors::read_metadata(&mmap[..]).map_err(|e| WeightsError::NotSafetensors {
+            file: path.clone(),
+            reason: e.to_string(),
+        })?;
         // read_metadata checks that the header's offsets cover the buffer exactly, so a
         // truncated file is rejected here rather than when a tensor is read.
+        let tensors = header.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
+        let metadata = header.metadata().clone().unwrap_or_default();
         Ok(Arc::new(Self {
             path,
             mmap,
             data_start: 8 + header_len,
-            header,
+            tensors,
+            metadata,
             used: Mutex::new(BTreeSet::new()),
         }))
     }
@@ -101,17 +92,17 @@ impl WeightStore {
 
     /// The file's free-form string metadata (`__metadata__`).
     pub fn metadata(&self) -> HashMap<String, String> {
-        self.header.metadata().clone().unwrap_or_default()
+        self.metadata.clone()
     }
 
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.header.tensors().keys().cloned().collect();
+        let mut v: Vec<String> = self.tensors.keys().cloned().collect();
         v.sort();
         v
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.header.tensors().contains_key(name)
+        self.tensors.contains_key(name)
     }
 
     /// Names read so far through [`WeightStore::get`].
@@ -120,13 +111,7 @@ impl WeightStore {
     }
 
     /// Reads tensor `name`, checks its shape, and converts it to `dtype` on `device`.
-    pub fn get(
-        &self,
-        name: &str,
-        shape: &[usize],
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor, WeightsError> {
+    pub fn get(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor, WeightsError> {
         let t = self.get_any_shape(name, dtype, device)?;
         if t.dims() != shape {
             return Err(WeightsError::Shape {
@@ -140,14 +125,8 @@ impl WeightStore {
     }
 
     /// Reads tensor `name` whatever its shape.
-    pub fn get_any_shape(
-        &self,
-        name: &str,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor, WeightsError> {
-        let tensors = self.header.tensors();
-        let info = tensors.get(name).ok_or_else(|| WeightsError::Missing {
+    pub fn get_any_shape(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor, WeightsError> {
+        let info = self.tensors.get(name).ok_or_else(|| WeightsError::Missing {
             file: self.path.clone(),
             name: name.to_string(),
             hint: self.hint_for_missing(name),
@@ -166,17 +145,13 @@ impl WeightStore {
         };
         let (a, b) = info.data_offsets;
         let bytes = &self.mmap[self.data_start + a..self.data_start + b];
-        let candle = |source| WeightsError::Candle {
+        let candle = |source: candle_core::Error| WeightsError::Candle {
             file: self.path.clone(),
             name: name.to_string(),
-            source,
+            source: Box::new(source),
         };
-        let t =
-            Tensor::from_raw_buffer(bytes, src_dtype, &info.shape, &Device::Cpu).map_err(candle)?;
-        let t = t
-            .to_dtype(dtype)
-            .and_then(|t| t.to_device(device))
-            .map_err(candle)?;
+        let t = Tensor::from_raw_buffer(bytes, src_dtype, &info.shape, &Device::Cpu).map_err(candle)?;
+        let t = t.to_dtype(dtype).and_then(|t| t.to_device(device)).map_err(candle)?;
         if let Ok(mut used) = self.used.lock() {
             used.insert(name.to_string());
         }
@@ -187,12 +162,11 @@ impl WeightStore {
     fn hint_for_missing(&self, name: &str) -> String {
         let last = name.rsplit('.').next().unwrap_or(name);
         let tail = name.split_once('.').map(|(_, t)| t).unwrap_or(name);
-        let tensors = self.header.tensors();
-        if let Some(similar) = tensors
-            .keys()
-            .find(|k| k.ends_with(tail) && k.as_str() != name)
-        {
-            return format!(" (the file has `{similar}`: is this a file for the other network, or a different prefix?)");
+        let tensors = &self.tensors;
+        if let Some(similar) = tensors.keys().find(|k| k.ends_with(tail) && k.as_str() != name) {
+            return format!(
+                " (the file has `{similar}`: is this a file for the other network, or a different prefix?)"
+            );
         }
         format!(
             " ({} tensors in the file; none ends in `{last}` at this path)",
@@ -201,10 +175,98 @@ impl WeightStore {
     }
 }
 
-/// A view of a [`WeightStore`] under a prefix, with the dtype and device tensors are loaded to.
+/// How a parameter is initialised when it is created rather than read (PyTorch defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// U(−b, b); PyTorch's default for conv weights and biases is b = 1/√fan_in.
+    Uniform(f64),
+    Const(f64),
+}
+
+impl Init {
+    /// PyTorch's default for a conv's weight and bias: U(±1/√fan_in), fan_in = (Cin/groups)·K².
+    pub fn pytorch_conv(fan_in: usize) -> Self {
+        Init::Uniform(1.0 / (fan_in as f64).sqrt())
+    }
+}
+
+/// Where tensors come from.
+#[derive(Clone)]
+enum Source {
+    /// Read-only tensors from a file (inference).
+    File(Arc<WeightStore>),
+    /// Trainable variables, created on first request: read from `from` if given, else
+    /// initialised; every variable is recorded so a trainer can optimise and save them.
+    Vars(Arc<VarSource>),
+}
+
+/// The variables of a trainable model, by full name.
+pub struct VarSource {
+    from: Option<Arc<WeightStore>>,
+    vars: Mutex<BTreeMap<String, Var>>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl VarSource {
+    /// Variables read from `from` (when present there) or initialised with a seeded RNG.
+    pub fn new(from: Option<Arc<WeightStore>>, seed: u64) -> Arc<Self> {
+        Arc::new(Self {
+            from,
+            vars: Mutex::new(BTreeMap::new()),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        })
+    }
+
+    /// All variables created so far, by full name.
+    pub fn vars(&self) -> BTreeMap<String, Var> {
+        self.vars.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn get(
+        &self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor, WeightsError> {
+        let mut vars = self.vars.lock().expect("variable map lock");
+        if let Some(v) = vars.get(name) {
+            return Ok(v.as_tensor().clone());
+        }
+        let origin = PathBuf::from("<initialised>");
+        let candle = |source: candle_core::Error| WeightsError::Candle {
+            file: origin.clone(),
+            name: name.to_string(),
+            source: Box::new(source),
+        };
+        let t = match &self.from {
+            Some(store) if store.contains(name) => store.get(name, shape, dtype, device)?,
+            _ => {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = match init {
+                    Init::Const(c) => vec![c as f32; n],
+                    Init::Uniform(b) => {
+                        let mut rng = self.rng.lock().expect("rng lock");
+                        (0..n).map(|_| rng.gen_range(-b..b) as f32).collect()
+                    }
+                };
+                Tensor::from_vec(values, shape, device)
+                    .and_then(|t| t.to_dtype(dtype))
+                    .map_err(candle)?
+            }
+        };
+        let var = Var::from_tensor(&t).map_err(candle)?;
+        let out = var.as_tensor().clone();
+        vars.insert(name.to_string(), var);
+        Ok(out)
+    }
+}
+
+/// A view of a weights source under a prefix, with the dtype and device tensors are loaded to.
 #[derive(Clone)]
 pub struct Weights {
-    store: Arc<WeightStore>,
+    source: Source,
     prefix: String,
     dtype: DType,
     device: Device,
@@ -214,7 +276,18 @@ pub struct Weights {
 impl Weights {
     pub fn new(store: Arc<WeightStore>, dtype: DType, device: &Device) -> Self {
         Self {
-            store,
+            source: Source::File(store),
+            prefix: String::new(),
+            dtype,
+            device: device.clone(),
+            fold_bn: false,
+        }
+    }
+
+    /// Trainable variables (see [`VarSource`]).
+    pub fn from_vars(vars: Arc<VarSource>, dtype: DType, device: &Device) -> Self {
+        Self {
+            source: Source::Vars(vars),
             prefix: String::new(),
             dtype,
             device: device.clone(),
@@ -226,6 +299,12 @@ impl Weights {
     /// (inference only: the folded model has no BatchNorm left to train).
     pub fn with_bn_folding(mut self, fold: bool) -> Self {
         self.fold_bn = fold;
+        self
+    }
+
+    /// The same view loading in another dtype (folding is done in f32, then cast).
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
         self
     }
 
@@ -241,10 +320,7 @@ impl Weights {
         } else {
             format!("{}.{}", self.prefix, name)
         };
-        Self {
-            prefix,
-            ..self.clone()
-        }
+        Self { prefix, ..self.clone() }
     }
 
     pub fn full_name(&self, name: &str) -> String {
@@ -255,13 +331,13 @@ impl Weights {
         }
     }
 
-    pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor, WeightsError> {
-        self.store
-            .get(&self.full_name(name), shape, self.dtype, &self.device)
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.store.contains(&self.full_name(name))
+    /// Tensor `name` of this shape; `init` says how to create it when the source initialises.
+    pub fn get(&self, shape: &[usize], name: &str, init: Init) -> Result<Tensor, WeightsError> {
+        let full = self.full_name(name);
+        match &self.source {
+            Source::File(store) => store.get(&full, shape, self.dtype, &self.device),
+            Source::Vars(vars) => vars.get(&full, shape, init, self.dtype, &self.device),
+        }
     }
 
     pub fn dtype(&self) -> DType {
@@ -272,7 +348,15 @@ impl Weights {
         &self.device
     }
 
-    pub fn store(&self) -> &Arc<WeightStore> {
-        &self.store
+    /// The file tensors come from, for error messages.
+    pub fn origin(&self) -> PathBuf {
+        match &self.source {
+            Source::File(store) => store.path().to_path_buf(),
+            Source::Vars(v) => v
+                .from
+                .as_ref()
+                .map(|s| s.path().to_path_buf())
+                .unwrap_or_else(|| "<initialised>".into()),
+        }
     }
 }

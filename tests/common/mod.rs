@@ -7,16 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// `../shared` beside the project, or None (the caller prints why it skips).
 pub fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel);
     if p.exists() {
         Some(p)
     } else {
@@ -34,9 +30,7 @@ pub fn weights(path: &Path, fold: bool) -> Weights {
 }
 
 pub fn io_tensor(io: &Path, name: &str) -> Tensor {
-    store(io)
-        .get_any_shape(name, DType::F32, &Device::Cpu)
-        .unwrap()
+    store(io).get_any_shape(name, DType::F32, &Device::Cpu).unwrap()
 }
 
 /// max |a − b| over all elements.
@@ -97,10 +91,6 @@ pub fn sign_agreement(a: &Tensor, b: &Tensor) -> f64 {
         .unwrap()
         .to_vec1::<f32>()
         .unwrap();
-    let same = a
-        .iter()
-        .zip(&b)
-        .filter(|(x, y)| (**x > 0.0) == (**y > 0.0))
-        .count();
+    let same = a.iter().zip(&b).filter(|(x, y)| (**x > 0.0) == (**y > 0.0)).count();
     same as f64 / a.len() as f64
 }

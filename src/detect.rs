@@ -1,0 +1,131 @@
+//! From a probability map to targets: threshold, 8-connected components, and per target its
+//! probability-weighted sub-pixel centroid, area, bounding box and peak probability.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: usize,
+    /// Column (x) and row (y) of the probability-weighted centroid, 0-based pixel coordinates.
+    pub x: f64,
+    pub y: f64,
+    /// Pixels in the component.
+    pub area: usize,
+    /// Inclusive bounding box: [x_min, y_min, x_max, y_max].
+    pub bbox: [usize; 4],
+    /// Highest probability in the component.
+    pub peak: f32,
+}
+
+/// A labelling of a binary mask into 8-connected components, in raster order of first pixel.
+pub struct Components {
+    /// Per pixel: 0 for background, else the 1-based component label.
+    pub labels: Vec<u32>,
+    pub count: usize,
+}
+
+/// Labels the 8-connected components of `mask` (W×H, row-major) by flood fill; labels follow
+/// the raster order of each component's first pixel (what the field's evaluators use).
+pub fn label_components(mask: &[bool], w: usize, h: usize) -> Components {
+    let mut labels = vec![0u32; w * h];
+    let mut count = 0u32;
+    let mut stack = Vec::new();
+    for start in 0..w * h {
+        if !mask[start] || labels[start] != 0 {
+            continue;
+        }
+        count += 1;
+        labels[start] = count;
+        stack.push(start);
+        while let Some(i) = stack.pop() {
+            let (x, y) = ((i % w) as isize, (i / w) as isize);
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    let (nx, ny) = (x + dx, y + dy);
+                    if nx < 0 || ny < 0 || nx >= w as isize || ny >= h as isize {
+                        continue;
+                    }
+                    let j = ny as usize * w + nx as usize;
+                    if mask[j] && labels[j] == 0 {
+                        labels[j] = count;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+    }
+    Components {
+        labels,
+        count: count as usize,
+    }
+}
+
+/// Targets of a probability map: components of `prob > threshold`.
+pub fn find_targets(prob: &[f32], w: usize, h: usize, threshold: f32) -> Vec<Target> {
+    let mask: Vec<bool> = prob.iter().map(|&p| p > threshold).collect();
+    let comps = label_components(&mask, w, h);
+    let mut acc: Vec<(f64, f64, f64, usize, [usize; 4], f32)> =
+        vec![(0.0, 0.0, 0.0, 0, [usize::MAX, usize::MAX, 0, 0], 0.0); comps.count];
+    for (i, &l) in comps.labels.iter().enumerate() {
+        if l == 0 {
+            continue;
+        }
+        let (x, y, p) = (i % w, i / w, prob[i]);
+        let a = &mut acc[l as usize - 1];
+        a.0 += p as f64 * x as f64;
+        a.1 += p as f64 * y as f64;
+        a.2 += p as f64;
+        a.3 += 1;
+        a.4 = [a.4[0].min(x), a.4[1].min(y), a.4[2].max(x), a.4[3].max(y)];
+        a.5 = a.5.max(p);
+    }
+    acc.into_iter()
+        .enumerate()
+        .map(|(i, (sx, sy, sw, area, bbox, peak))| Target {
+            id: i + 1,
+            x: sx / sw,
+            y: sy / sw,
+            area,
+            bbox,
+            peak,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagonal_pixels_are_one_component() {
+        let mut prob = vec![0f32; 25];
+        prob[0] = 0.9;
+        prob[6] = 0.9; // touches (0,0) diagonally
+        prob[24] = 0.6;
+        let t = find_targets(&prob, 5, 5, 0.5);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].area, 2);
+        assert_eq!(t[0].bbox, [0, 0, 1, 1]);
+        assert_eq!(t[1].area, 1);
+        assert!((t[1].x - 4.0).abs() < 1e-12 && (t[1].y - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn centroid_is_probability_weighted() {
+        let mut prob = vec![0f32; 9];
+        prob[3] = 0.6; // (0,1)
+        prob[4] = 1.0; // (1,1)
+        prob[5] = 0.6; // (2,1)
+        prob[1] = 0.8; // (1,0)
+        let t = find_targets(&prob, 3, 3, 0.5);
+        assert_eq!(t.len(), 1);
+        assert!((t[0].x - 1.0).abs() < 1e-9);
+        assert!((t[0].y - (0.8 * 0.0 + 2.2) / 3.0).abs() < 1e-6);
+        assert_eq!(t[0].peak, 1.0);
+    }
+
+    #[test]
+    fn threshold_is_strict() {
+        assert!(find_targets(&[0.5, 0.5], 2, 1, 0.5).is_empty());
+    }
+}

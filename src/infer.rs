@@ -1,0 +1,75 @@
+//! Single-frame inference: a weights file's model and preprocessing applied to a frame,
+//! giving the probability map at the frame's native size and its targets.
+
+use crate::detect::{find_targets, Target};
+use crate::device::compute_dtype;
+use crate::image_io::Frame;
+use crate::model::weights_file::WeightsFile;
+use crate::model::Srsnet;
+use crate::preprocess::PreprocessSpec;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use std::path::Path;
+
+/// A loaded model ready to run on frames.
+pub struct Detector {
+    pub model: Srsnet,
+    pub preprocess: PreprocessSpec,
+    device: Device,
+    dtype: DType,
+}
+
+/// One frame's result.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    pub width: usize,
+    pub height: usize,
+    /// Target probability per pixel, row-major, at the frame's size.
+    pub prob: Vec<f32>,
+    pub targets: Vec<Target>,
+}
+
+impl Detection {
+    pub fn mask(&self, threshold: f32) -> Vec<bool> {
+        self.prob.iter().map(|&p| p > threshold).collect()
+    }
+}
+
+impl Detector {
+    /// Loads `path` for inference on `device` (f32 on CPU, f16 on CUDA), BatchNorm folded.
+    pub fn from_file(path: &Path, device: &Device) -> Result<Self> {
+        let file = WeightsFile::open(path).with_context(|| format!("loading weights {}", path.display()))?;
+        let dtype = compute_dtype(device);
+        let model = file
+            .load_model(device, dtype, true)
+            .with_context(|| format!("loading weights {}", path.display()))?;
+        Ok(Self {
+            model,
+            preprocess: file.preprocess,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    pub fn channels(&self) -> usize {
+        self.preprocess.channels
+    }
+
+    /// Runs the model on one frame; targets are components of probability > `threshold`.
+    pub fn detect(&self, frame: &Frame, threshold: f32) -> Result<Detection> {
+        let (input, restore) = self.preprocess.prepare(frame, self.dtype, &self.device)?;
+        let logits = self.model.forward(&input)?;
+        let (_, _, oh, ow) = logits.dims4()?;
+        let plane = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        // Map logits (not probabilities) back, then squash: resizing is linear, sigmoid is not.
+        let logits = restore.apply(&plane, ow, oh, frame.width, frame.height);
+        let prob: Vec<f32> = logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
+        let targets = find_targets(&prob, frame.width, frame.height, threshold);
+        Ok(Detection {
+            width: frame.width,
+            height: frame.height,
+            prob,
+            targets,
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! The project's weights file: one safetensors file holding both nets (reference state-dict
+//! names under `recon.` and `seg.`) plus the metadata needed to run it alone: the model config,
+//! the preprocessing spec and free-form provenance (import sources, training run, metrics).
+
+use super::config::ModelConfig;
+use super::srsnet::{ReconNet, Srsnet};
+use super::weights::{WeightStore, Weights, WeightsError};
+use crate::preprocess::PreprocessSpec;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Value of the `format` metadata key; bumped when the layout changes incompatibly.
+pub const FORMAT: &str = "srsnet-weights/1";
+pub const RECON_PREFIX: &str = "recon";
+pub const SEG_PREFIX: &str = "seg";
+
+/// An opened project weights file.
+pub struct WeightsFile {
+    pub store: Arc<WeightStore>,
+    pub config: ModelConfig,
+    pub preprocess: PreprocessSpec,
+    /// Provenance as JSON (import sources, training data, epochs, metrics...).
+    pub info: serde_json::Value,
+}
+
+impl WeightsFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let store = WeightStore::open(path)?;
+        let meta = store.metadata();
+        let field = |key: &str| -> Result<&String> {
+            meta.get(key).ok_or_else(|| {
+                WeightsError::Metadata {
+                    file: path.to_path_buf(),
+                    key: key.into(),
+                    reason:
+                        "missing: this is not an srsnet weights file (use `srsnet import` for reference checkpoints)"
+                            .into(),
+                }
+                .into()
+            })
+        };
+        let format = field("format")?;
+        if format != FORMAT {
+            bail!(WeightsError::Metadata {
+                file: path.into(),
+                key: "format".into(),
+                reason: format!("`{format}`, expected `{FORMAT}`")
+            });
+        }
+        let bad = |key: &str, e: &dyn std::fmt::Display| WeightsError::Metadata {
+            file: path.into(),
+            key: key.into(),
+            reason: e.to_string(),
+        };
+        let config = ModelConfig::from_json_str(field("config")?).map_err(|e| bad("config", &format!("{e:#}")))?;
+        let preprocess: PreprocessSpec =
+            serde_json::from_str(field("preprocess")?).map_err(|e| bad("preprocess", &e))?;
+        preprocess.validate().map_err(|e| bad("preprocess", &e))?;
+        if preprocess.channels != config.in_channels {
+            bail!(bad(
+                "preprocess",
+                &format!(
+                    "{} channels, but the model takes {}",
+                    preprocess.channels, config.in_channels
+                )
+            ));
+        }
+        let info = meta
+            .get("info")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Ok(Self {
+            store,
+            config,
+            preprocess,
+            info,
+        })
+    }
+
+    fn view(&self, prefix: &str, device: &Device, dtype: DType, fold: bool) -> Weights {
+        Weights::new(self.store.clone(), dtype, device)
+            .with_bn_folding(fold)
+            .pp(prefix)
+    }
+
+    /// The inference model (R encoder + S) in `dtype` on `device`, BatchNorm folded if asked.
+    pub fn load_model(&self, device: &Device, dtype: DType, fold: bool) -> Result<Srsnet> {
+        let r = self.view(RECON_PREFIX, device, dtype, fold);
+        let s = self.view(SEG_PREFIX, device, dtype, fold);
+        Ok(Srsnet::load(&r, &s, &self.config)?)
+    }
+
+    /// The full reconstruction net (stage-1 forward).
+    pub fn load_recon(&self, device: &Device, dtype: DType) -> Result<ReconNet> {
+        Ok(ReconNet::load(
+            &self.view(RECON_PREFIX, device, dtype, false),
+            &self.config,
+        )?)
+    }
+
+    /// Every tensor of the file, by name, in `dtype` on the CPU.
+    pub fn tensors(&self, dtype: DType) -> Result<BTreeMap<String, Tensor>> {
+        self.store
+            .names()
+            .into_iter()
+            .map(|n| Ok((n.clone(), self.store.get_any_shape(&n, dtype, &Device::Cpu)?)))
+            .collect()
+    }
+}
+
+/// Writes a weights file: `tensors` (already prefixed) in `dtype`, with the metadata.
+pub fn write(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    config: &ModelConfig,
+    preprocess: &PreprocessSpec,
+    info: &serde_json::Value,
+    dtype: DType,
+) -> Result<()> {
+    let converted: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.to_dtype(dtype)?.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert("config".to_string(), serde_json::to_string(config)?);
+    meta.insert("preprocess".to_string(), serde_json::to_string(preprocess)?);
+    meta.insert("info".to_string(), serde_json::to_string(info)?);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    safetensors::serialize_to_file(converted.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), path)
+        .with_context(|| format!("writing weights file {}", path.display()))
+}
+
+/// Reads the tensors SRSNet uses from reference checkpoints (`SRS_R` and `SRS_S` state dicts,
+/// converted to safetensors), prefixed for the project file. Shapes are checked against
+/// `config` by building both nets; tensors the reference builds but never calls (S's IPATR,
+/// BLAM bn1/bn2, IPATR tr/tr_1, conv0_3_1x1, num_batches_tracked) are left out.
+pub fn import_reference(recon: &Path, seg: &Path, config: &ModelConfig) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for (path, prefix) in [(recon, RECON_PREFIX), (seg, SEG_PREFIX)] {
+        let store = WeightStore::open(path)?;
+        let w = Weights::new(store.clone(), DType::F32, &Device::Cpu);
+        // Building the nets checks every shape and records which tensors they read.
+        if prefix == RECON_PREFIX {
+            ReconNet::load(&w, config)?;
+        } else {
+            super::srsnet::SegNet::load(&w, config)?;
+        }
+        for name in store.used() {
+            out.insert(
+                format!("{prefix}.{name}"),
+                store.get_any_shape(&name, DType::F32, &Device::Cpu)?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Splits project-file tensors back into reference-named state dicts: (recon, seg).
+pub fn split_reference(tensors: &BTreeMap<String, Tensor>) -> (BTreeMap<String, Tensor>, BTreeMap<String, Tensor>) {
+    let mut recon = BTreeMap::new();
+    let mut seg = BTreeMap::new();
+    for (name, t) in tensors {
+        if let Some(n) = name.strip_prefix("recon.") {
+            recon.insert(n.to_string(), t.clone());
+        } else if let Some(n) = name.strip_prefix("seg.") {
+            seg.insert(n.to_string(), t.clone());
+        }
+    }
+    (recon, seg)
+}
+
+/// Writes plain safetensors (no srsnet metadata), e.g. a reference-named state dict.
+pub fn write_plain(path: &Path, tensors: &BTreeMap<String, Tensor>, dtype: DType) -> Result<PathBuf> {
+    let converted: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.to_dtype(dtype)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    safetensors::serialize_to_file(converted.iter().map(|(n, t)| (n.as_str(), t)), None, path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path.to_path_buf())
+}
+
+/// Freshly initialised weights for `config` (PyTorch default init, seeded), prefixed for the
+/// project file: both nets in full, as training starts from.
+pub fn initialised(config: &ModelConfig, seed: u64) -> Result<BTreeMap<String, Tensor>> {
+    let vars = super::weights::VarSource::new(None, seed);
+    let w = Weights::from_vars(vars.clone(), DType::F32, &Device::Cpu);
+    ReconNet::load(&w.pp(RECON_PREFIX), config)?;
+    super::srsnet::SegNet::load(&w.pp(SEG_PREFIX), config)?;
+    Ok(vars
+        .vars()
+        .into_iter()
+        .map(|(n, v)| (n, v.as_tensor().clone()))
+        .collect())
+}

@@ -1,0 +1,206 @@
+//! The preprocessing spec a weights file carries, and its application to a frame: intensity
+//! normalisation and the geometry policy (pad to a multiple of 8, or resize).
+
+use crate::image_io::Frame;
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// How a frame of any size becomes a network input whose sides are multiples of 8.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Geometry {
+    /// Pad right and bottom to a multiple of `multiple` by repeating the edge pixels, then crop
+    /// the output back. Keeps native resolution, so a 1-pixel target stays 1 pixel: the default
+    /// for our own models. Edge replication (not zeros) avoids an artificial step that the
+    /// network could answer with false alarms along the border.
+    Pad { multiple: usize },
+    /// Resize (bilinear, half-pixel centres as OpenCV's INTER_LINEAR used by albumentations) to
+    /// `width`×`height`, and resize the logits back. What the reference does (Resize(256, 256)).
+    Resize { width: usize, height: usize },
+}
+
+/// Intensity normalisation and geometry, stored in every weights file.
+/// Network input = `((v − mean_c) / std_c) · post_scale`, with v the intensity in [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessSpec {
+    pub channels: usize,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    /// 1 for our models; 1/255 for reference checkpoints, whose loader divides by 255 a second
+    /// time after ImageNet normalisation (a bug we must reproduce to use their weights).
+    pub post_scale: f32,
+    pub geometry: Geometry,
+}
+
+impl PreprocessSpec {
+    /// The reference implementation's pipeline: RGB, ImageNet mean/std, the extra /255, 256×256 resize.
+    pub fn reference() -> Self {
+        Self {
+            channels: 3,
+            mean: vec![0.485, 0.456, 0.406],
+            std: vec![0.229, 0.224, 0.225],
+            post_scale: 1.0 / 255.0,
+            geometry: Geometry::Resize {
+                width: 256,
+                height: 256,
+            },
+        }
+    }
+
+    /// Our default for 1-channel models: centred, unit-ish scale, native resolution.
+    pub fn gray_default() -> Self {
+        Self {
+            channels: 1,
+            mean: vec![0.5],
+            std: vec![0.25],
+            post_scale: 1.0,
+            geometry: Geometry::Pad { multiple: 8 },
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.mean.len() != self.channels || self.std.len() != self.channels {
+            bail!("preprocess: mean and std need {} values each", self.channels);
+        }
+        if self.std.iter().any(|&s| s <= 0.0) || self.post_scale <= 0.0 {
+            bail!("preprocess: std and post_scale must be positive");
+        }
+        match self.geometry {
+            Geometry::Pad { multiple } if multiple == 0 || multiple % 8 != 0 => {
+                bail!("preprocess: pad multiple must be a positive multiple of 8, found {multiple}")
+            }
+            Geometry::Resize { width, height } if width % 8 != 0 || height % 8 != 0 || width == 0 || height == 0 => {
+                bail!("preprocess: resize target {width}×{height} must have sides that are non-zero multiples of 8")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The network input (1, C, H', W') for `frame`, and how to map outputs back.
+    pub fn prepare(&self, frame: &Frame, dtype: DType, device: &Device) -> Result<(Tensor, Restore)> {
+        if frame.channels != self.channels {
+            bail!(
+                "frame has {} channels, the model's preprocessing expects {}",
+                frame.channels,
+                self.channels
+            );
+        }
+        let (w, h) = (frame.width, frame.height);
+        let (nw, nh, restore) = match self.geometry {
+            Geometry::Pad { multiple } => (
+                w.div_ceil(multiple) * multiple,
+                h.div_ceil(multiple) * multiple,
+                Restore::Crop,
+            ),
+            Geometry::Resize { width, height } => (width, height, Restore::Resize),
+        };
+        let mut data = Vec::with_capacity(self.channels * nw * nh);
+        for c in 0..self.channels {
+            let plane = match restore {
+                Restore::Crop => pad_edge(frame.plane(c), w, h, nw, nh),
+                Restore::Resize => resize_bilinear(frame.plane(c), w, h, nw, nh),
+            };
+            let (m, s) = (self.mean[c], self.std[c]);
+            data.extend(plane.into_iter().map(|v| (v - m) / s * self.post_scale));
+        }
+        let t = Tensor::from_vec(data, (1, self.channels, nh, nw), &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(device)?;
+        Ok((t, restore))
+    }
+}
+
+/// How a network output plane maps back to the frame's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    Crop,
+    Resize,
+}
+
+impl Restore {
+    /// Maps an output plane (`ow`×`oh`) back to the frame's `w`×`h`.
+    pub fn apply(self, plane: &[f32], ow: usize, oh: usize, w: usize, h: usize) -> Vec<f32> {
+        match self {
+            Restore::Crop => (0..h).flat_map(|y| plane[y * ow..y * ow + w].iter().copied()).collect(),
+            Restore::Resize => resize_bilinear(plane, ow, oh, w, h),
+        }
+    }
+}
+
+/// Pads right and bottom by repeating the last column and row.
+pub fn pad_edge(src: &[f32], w: usize, h: usize, nw: usize, nh: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(nw * nh);
+    for y in 0..nh {
+        let row = &src[y.min(h - 1) * w..][..w];
+        out.extend_from_slice(row);
+        out.extend(std::iter::repeat_n(row[w - 1], nw - w));
+    }
+    out
+}
+
+/// Bilinear resize with half-pixel centres (OpenCV INTER_LINEAR, no antialiasing).
+pub fn resize_bilinear(src: &[f32], w: usize, h: usize, nw: usize, nh: usize) -> Vec<f32> {
+    let taps = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+        let scale = n_in as f32 / n_out as f32;
+        (0..n_out)
+            .map(|i| {
+                let s = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+                let lo = (s.floor() as usize).min(n_in - 1);
+                let hi = (lo + 1).min(n_in - 1);
+                (lo, hi, s - lo as f32)
+            })
+            .collect()
+    };
+    let (xs, ys) = (taps(w, nw), taps(h, nh));
+    let mut out = Vec::with_capacity(nw * nh);
+    for &(y0, y1, fy) in &ys {
+        for &(x0, x1, fx) in &xs {
+            let top = src[y0 * w + x0] * (1.0 - fx) + src[y0 * w + x1] * fx;
+            let bottom = src[y1 * w + x0] * (1.0 - fx) + src[y1 * w + x1] * fx;
+            out.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_then_crop_is_identity() {
+        let src: Vec<f32> = (0..15).map(|v| v as f32).collect();
+        let padded = pad_edge(&src, 5, 3, 8, 8);
+        assert_eq!(padded.len(), 64);
+        assert_eq!(padded[7], 4.0); // last column repeated
+        assert_eq!(padded[7 * 8], 10.0); // last row repeated
+        assert_eq!(Restore::Crop.apply(&padded, 8, 8, 5, 3), src);
+    }
+
+    #[test]
+    fn resize_matches_opencv_half_pixel_rule() {
+        // 2 → 4: OpenCV gives [a, 0.75a+0.25b, 0.25a+0.75b, b].
+        let out = resize_bilinear(&[0.0, 4.0], 2, 1, 4, 1);
+        assert_eq!(out, vec![0.0, 1.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn reference_normalisation_keeps_the_double_division() {
+        let spec = PreprocessSpec::reference();
+        let frame = Frame::new(8, 8, 3, vec![1.0; 192]).unwrap();
+        let (t, _) = spec.prepare(&frame, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(t.dims(), &[1, 3, 256, 256]);
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let expect = (1.0 - 0.485) / 0.229 / 255.0;
+        assert!((v[0] - expect).abs() < 1e-7);
+    }
+
+    #[test]
+    fn rejects_wrong_channel_count() {
+        let frame = Frame::new(8, 8, 1, vec![0.5; 64]).unwrap();
+        assert!(PreprocessSpec::reference()
+            .prepare(&frame, DType::F32, &Device::Cpu)
+            .is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! The project weights file: importing reference checkpoints, f16 storage parity, export
+//! round trips, and the errors a bad weights file gets.
+
+mod common;
+use candle_core::{DType, Device};
+use common::*;
+use srsnet::cli::weights::{export, import};
+use srsnet::model::weights_file::WeightsFile;
+use srsnet::model::{ModelConfig, NetConfig};
+use std::path::{Path, PathBuf};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("srsnet-wf-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn tiny_config_file() -> PathBuf {
+    let cfg = ModelConfig {
+        name: "tiny-fixture".into(),
+        in_channels: 3,
+        recon_out_channels: 3,
+        dpconv_kernel: 3,
+        recon: NetConfig {
+            stem: 8,
+            widths: [8, 12, 16, 24],
+            blocks: [1, 1, 2, 1],
+        },
+        seg: NetConfig {
+            stem: 8,
+            widths: [8, 24, 32, 40],
+            blocks: [2, 1, 2, 1],
+        },
+    };
+    let p = tmp("tiny.json");
+    std::fs::write(&p, serde_json::to_string(&cfg).unwrap()).unwrap();
+    p
+}
+
+/// Imports the reference checkpoints in f16 and checks logits against the f32 reference:
+/// f16 rounding of the weights (rel. 2^-11 per weight) through ~100 layers allows 2e-2·max(1, max|ref|),
+/// and the mask (sign of the logits) must agree on at least 99.9 % of pixels.
+fn check_f16(recon: &Path, seg: &Path, io: &Path, preset: &str, label: &str) {
+    let out = tmp(&format!("{label}_f16.safetensors"));
+    import(recon, seg, preset, &out, DType::F16).unwrap();
+    let file = WeightsFile::open(&out).unwrap();
+    let model = file.load_model(&Device::Cpu, DType::F32, true).unwrap();
+    let logits = model.forward(&io_tensor(io, "input")).unwrap();
+    let reference = io_tensor(io, "seg_logits");
+    assert_close(&format!("{label} f16-stored seg_logits"), &logits, &reference, 2e-2);
+    let agree = sign_agreement(&logits, &reference);
+    eprintln!("{label} f16 mask agreement {:.5}%", agree * 100.0);
+    assert!(agree >= 0.999, "{label}: mask agreement {agree}");
+}
+
+#[test]
+fn tiny_f16_weights_keep_parity() {
+    let cfg = tiny_config_file();
+    check_f16(
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        &fixture("tiny_io.safetensors"),
+        cfg.to_str().unwrap(),
+        "tiny",
+    );
+}
+
+#[test]
+fn full_f16_weights_keep_parity() {
+    let Some(dir) = shared("fixtures/parity") else { return };
+    check_f16(
+        &dir.join("full_recon.safetensors"),
+        &dir.join("full_seg.safetensors"),
+        &dir.join("full_io.safetensors"),
+        "official",
+        "full",
+    );
+}
+
+#[test]
+fn import_records_reference_preprocessing_and_drops_unused_tensors() {
+    let out = tmp("tiny_f32.safetensors");
+    let cfg = tiny_config_file();
+    import(
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        cfg.to_str().unwrap(),
+        &out,
+        DType::F32,
+    )
+    .unwrap();
+    let file = WeightsFile::open(&out).unwrap();
+    assert_eq!(file.preprocess.post_scale, 1.0 / 255.0);
+    assert_eq!(file.preprocess.mean, vec![0.485, 0.456, 0.406]);
+    let names = file.store.names();
+    assert!(names.iter().all(|n| n.starts_with("recon.") || n.starts_with("seg.")));
+    assert!(
+        !names.iter().any(|n| n.starts_with("seg.IPATR")),
+        "S's IPATR is never called"
+    );
+    assert!(!names
+        .iter()
+        .any(|n| n.contains("num_batches_tracked") || n.contains(".tr.") || n.contains("conv0_3_1x1")));
+    assert!(
+        names.iter().any(|n| n.starts_with("recon.IPATR0.conv3")),
+        "R's IPATR is used"
+    );
+}
+
+#[test]
+fn export_round_trip_to_reference_names_is_exact_in_f32() {
+    let cfg = tiny_config_file();
+    let ours = tmp("rt_a.safetensors");
+    import(
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        cfg.to_str().unwrap(),
+        &ours,
+        DType::F32,
+    )
+    .unwrap();
+    let dir = tmp("rt_ref");
+    export(&ours, &tmp("rt_b.safetensors"), DType::F32, Some(&dir)).unwrap();
+    let again = tmp("rt_c.safetensors");
+    import(
+        &dir.join("recon.safetensors"),
+        &dir.join("seg.safetensors"),
+        cfg.to_str().unwrap(),
+        &again,
+        DType::F32,
+    )
+    .unwrap();
+    let a = WeightsFile::open(&ours).unwrap().tensors(DType::F32).unwrap();
+    let c = WeightsFile::open(&again).unwrap().tensors(DType::F32).unwrap();
+    assert_eq!(a.keys().collect::<Vec<_>>(), c.keys().collect::<Vec<_>>());
+    for (n, t) in &a {
+        assert_eq!(max_abs_diff(t, &c[n]), 0.0, "{n}");
+    }
+}
+
+fn err_of(r: anyhow::Result<impl Sized>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn missing_tensor_error_names_file_and_tensor() {
+    // A reconstruction checkpoint with one tensor the network uses removed.
+    let store = srsnet::model::WeightStore::open(fixture("tiny_recon.safetensors")).unwrap();
+    let mut tensors = std::collections::BTreeMap::new();
+    for n in store
+        .names()
+        .into_iter()
+        .filter(|n| n != "IPATR1.conv2.bias" && !n.contains("num_batches"))
+    {
+        tensors.insert(n.clone(), store.get_any_shape(&n, DType::F32, &Device::Cpu).unwrap());
+    }
+    let broken = tmp("recon_missing.safetensors");
+    srsnet::model::weights_file::write_plain(&broken, &tensors, DType::F32).unwrap();
+    let cfg = tiny_config_file();
+    let e = err_of(import(
+        &broken,
+        &fixture("tiny_seg.safetensors"),
+        cfg.to_str().unwrap(),
+        &tmp("x.safetensors"),
+        DType::F16,
+    ));
+    assert!(
+        e.contains("recon_missing.safetensors") && e.contains("`IPATR1.conv2.bias` is missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_shape_error_says_expected_and_found() {
+    // The tiny checkpoints under the official preset: shapes differ.
+    let e = err_of(import(
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        "official",
+        &tmp("y.safetensors"),
+        DType::F16,
+    ));
+    assert!(
+        e.contains("tiny_recon.safetensors") && e.contains("conv1.0.weight") && e.contains("expected"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_and_foreign_files_are_rejected_with_their_path() {
+    let bytes = std::fs::read(fixture("tiny_seg.safetensors")).unwrap();
+    let cut = tmp("truncated.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = err_of(WeightsFile::open(&cut));
+    assert!(
+        e.contains("truncated.safetensors") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
+
+    let junk = tmp("junk.safetensors");
+    std::fs::write(&junk, b"hello").unwrap();
+    assert!(err_of(WeightsFile::open(&junk)).contains("junk.safetensors"));
+
+    // A reference checkpoint is valid safetensors but not a project file.
+    let e = err_of(WeightsFile::open(&fixture("tiny_seg.safetensors")));
+    assert!(e.contains("srsnet import"), "{e}");
+
+    let e = err_of(WeightsFile::open(Path::new("/nonexistent/w.safetensors")));
+    assert!(e.contains("/nonexistent/w.safetensors"), "{e}");
+}
+
+#[test]
+fn integer_tensor_dtype_is_rejected_by_name() {
+    let e = srsnet::model::WeightStore::open(fixture("tiny_seg.safetensors"))
+        .unwrap()
+        .get_any_shape("conv1.1.num_batches_tracked", DType::F32, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("num_batches_tracked") && e.contains("I64"), "{e}");
+}
