@@ -8,3 +8,5 @@ pub mod image_io;
 pub mod infer;
 pub mod model;
 pub mod preprocess;
+pub mod synthetic;
+pub mod train;

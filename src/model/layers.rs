@@ -1,8 +1,8 @@
 //! The primitive layers: convolution, BatchNorm (optionally folded into the convolution),
 //! align-corners bilinear up-sampling and 2×2 max pooling.
 
-use super::weights::{Init, Weights, WeightsError};
-use candle_core::{DType, Result, Tensor, D};
+use super::weights::{BnMode, Init, Weights, WeightsError};
+use candle_core::{DType, Result, Tensor, Var, D};
 
 /// PyTorch's BatchNorm2d default epsilon, used by every BatchNorm in the reference.
 pub const BN_EPS: f64 = 1e-5;
@@ -74,22 +74,33 @@ impl Conv2d {
     }
 }
 
-/// BatchNorm2d with its running statistics (eval-mode normalisation).
+/// PyTorch's BatchNorm2d default momentum for the running statistics.
+pub const BN_MOMENTUM: f64 = 0.1;
+
+/// BatchNorm2d. In eval mode it normalises with its running statistics; in training mode
+/// (see [`BnMode`]) with the batch's statistics (biased variance), and it updates the running
+/// statistics as PyTorch does: `r ← (1 − m)·r + m·batch`, with the *unbiased* batch variance.
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
     pub weight: Tensor,
     pub bias: Tensor,
     pub running_mean: Tensor,
     pub running_var: Tensor,
+    running: Option<(Var, Var)>,
+    mode: BnMode,
 }
 
 impl BatchNorm {
     pub fn load(w: &Weights, c: usize) -> std::result::Result<Self, WeightsError> {
+        let (running_mean, mean_var) = w.get_var(&[c], "running_mean", Init::Const(0.0))?;
+        let (running_var, var_var) = w.get_var(&[c], "running_var", Init::Const(1.0))?;
         Ok(Self {
             weight: w.get(&[c], "weight", Init::Const(1.0))?,
             bias: w.get(&[c], "bias", Init::Const(0.0))?,
-            running_mean: w.get(&[c], "running_mean", Init::Const(0.0))?,
-            running_var: w.get(&[c], "running_var", Init::Const(1.0))?,
+            running_mean,
+            running_var,
+            running: mean_var.zip(var_var),
+            mode: w.bn_mode().clone(),
         })
     }
 
@@ -101,9 +112,31 @@ impl BatchNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.mode.is_training() {
+            return self.forward_train(x);
+        }
         let (scale, shift) = self.scale_shift()?;
         x.broadcast_mul(&scale.reshape((1, (), 1, 1))?)?
             .broadcast_add(&shift.reshape((1, (), 1, 1))?)
+    }
+
+    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let mean = x.mean_keepdim((0, 2, 3))?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
+        if let Some((rm, rv)) = &self.running {
+            let n = (b * h * w) as f64;
+            let m = BN_MOMENTUM;
+            let batch_mean = mean.detach().reshape(c)?;
+            let unbiased = (var.detach().reshape(c)? * (n / (n - 1.0).max(1.0)))?;
+            rm.set(&((rm.as_tensor() * (1.0 - m))? + (batch_mean * m)?)?)?;
+            rv.set(&((rv.as_tensor() * (1.0 - m))? + (unbiased * m)?)?)?;
+        }
+        let normed = centred.broadcast_div(&var.affine(1.0, BN_EPS)?.sqrt()?)?;
+        normed
+            .broadcast_mul(&self.weight.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&self.bias.reshape((1, c, 1, 1))?)
     }
 }
 
@@ -174,9 +207,16 @@ impl ConvBn {
     }
 }
 
-/// 2×2 max pooling, stride 2.
+/// 2×2 max pooling, stride 2, as a max over a (…, 2, …, 2) reshape.
+///
+/// Not candle's `max_pool2d`: its backward (candle 0.11.1) multiplies the gradient by the
+/// mean of the max mask (1/4 for a unique maximum) instead of dividing by the number of
+/// maxima, so gradients through it come out 4× too small. The reduce-max backward used here
+/// is exact (a tie gives each tied element the full gradient; PyTorch picks one; ties are
+/// measure-zero on real data).
 pub fn pool(x: &Tensor) -> Result<Tensor> {
-    x.max_pool2d(2)
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
 }
 
 /// Bilinear up-sampling by an integer factor with `align_corners=True`, as two matrix
@@ -245,6 +285,31 @@ mod tests {
             let diff = ours.sub(&theirs)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
             assert!(diff < 1e-5, "factor {f}: max diff {diff}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn pool_matches_candle_forward_and_has_exact_gradient() -> Result<()> {
+        let x = Tensor::randn(0f64, 1., (2, 3, 8, 6), &Device::Cpu)?;
+        let ours = pool(&x)?;
+        assert_eq!(
+            ours.sub(&x.max_pool2d(2)?)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f64>()?,
+            0.0
+        );
+        // d(sum(pool(x)))/dx is 1 at each window's maximum and 0 elsewhere: 12·3·2 ones.
+        let v = candle_core::Var::from_tensor(&x)?;
+        let g = pool(v.as_tensor())?.sum_all()?.backward()?;
+        let g = g
+            .get(v.as_tensor())
+            .expect("gradient")
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        assert_eq!(g.iter().filter(|&&v| v == 1.0).count(), 2 * 3 * 4 * 3);
+        assert_eq!(g.iter().filter(|&&v| v == 0.0).count(), g.len() - 2 * 3 * 4 * 3);
         Ok(())
     }
 

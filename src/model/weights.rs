@@ -15,6 +15,7 @@ use safetensors::SafeTensors;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Why a weights file could not be used. Every variant names the file.
@@ -33,7 +34,7 @@ pub enum WeightsError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
-    #[error("{file}: tensor `{name}` has dtype {found}, expected F32, F16 or BF16")]
+    #[error("{file}: tensor `{name}` has dtype {found}, expected a float type (F16, BF16, F32, F64)")]
     Dtype { file: PathBuf, name: String, found: String },
     #[error("{file}: metadata `{key}`: {reason}")]
     Metadata { file: PathBuf, key: String, reason: String },
@@ -135,6 +136,7 @@ impl WeightStore {
             StDtype::F32 => DType::F32,
             StDtype::F16 => DType::F16,
             StDtype::BF16 => DType::BF16,
+            StDtype::F64 => DType::F64,
             other => {
                 return Err(WeightsError::Dtype {
                     file: self.path.clone(),
@@ -217,6 +219,11 @@ impl VarSource {
         })
     }
 
+    /// The variable `name`, if created.
+    pub fn var(&self, name: &str) -> Option<Var> {
+        self.vars.lock().ok().and_then(|v| v.get(name).cloned())
+    }
+
     /// All variables created so far, by full name.
     pub fn vars(&self) -> BTreeMap<String, Var> {
         self.vars.lock().map(|v| v.clone()).unwrap_or_default()
@@ -271,6 +278,23 @@ pub struct Weights {
     dtype: DType,
     device: Device,
     fold_bn: bool,
+    bn_mode: BnMode,
+}
+
+/// Shared switch between BatchNorm's training mode (batch statistics, running statistics
+/// updated) and eval mode (running statistics). Layers built from one view share one switch,
+/// so a trainer flips a whole network with one call.
+#[derive(Clone, Default, Debug)]
+pub struct BnMode(Arc<AtomicBool>);
+
+impl BnMode {
+    pub fn set_training(&self, training: bool) {
+        self.0.store(training, Ordering::Relaxed);
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl Weights {
@@ -281,6 +305,7 @@ impl Weights {
             dtype,
             device: device.clone(),
             fold_bn: false,
+            bn_mode: BnMode::default(),
         }
     }
 
@@ -292,6 +317,7 @@ impl Weights {
             dtype,
             device: device.clone(),
             fold_bn: false,
+            bn_mode: BnMode::default(),
         }
     }
 
@@ -306,6 +332,30 @@ impl Weights {
     pub fn with_dtype(mut self, dtype: DType) -> Self {
         self.dtype = dtype;
         self
+    }
+
+    /// The BatchNorm mode switch layers built from this view follow.
+    pub fn bn_mode(&self) -> &BnMode {
+        &self.bn_mode
+    }
+
+    /// The same view with another mode switch (one per network being trained).
+    pub fn with_bn_mode(mut self, mode: BnMode) -> Self {
+        self.bn_mode = mode;
+        self
+    }
+
+    /// A variable the layer will update itself (BatchNorm running statistics), when the
+    /// source is trainable; `None` for read-only sources.
+    pub fn get_var(&self, shape: &[usize], name: &str, init: Init) -> Result<(Tensor, Option<Var>), WeightsError> {
+        let full = self.full_name(name);
+        match &self.source {
+            Source::File(store) => Ok((store.get(&full, shape, self.dtype, &self.device)?, None)),
+            Source::Vars(vars) => {
+                let t = vars.get(&full, shape, init, self.dtype, &self.device)?;
+                Ok((t, vars.var(&full)))
+            }
+        }
     }
 
     pub fn fold_bn(&self) -> bool {

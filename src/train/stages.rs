@@ -1,0 +1,128 @@
+//! One training step of each stage, on a batch already on the device.
+//!
+//! Stage 1 trains the full reconstruction net R (BatchNorm in training mode) on
+//! `MSE(R(x), x)`. Stage 2 trains the segmentation net S (training mode) on
+//! `0.5·BCE + soft Dice`, with R's encoder frozen: read-only tensors, eval-mode BatchNorm,
+//! no gradient. (The reference leaves R's BatchNorm in training mode during stage 2, so R
+//! normalises with each batch's statistics; we freeze it fully, as the issue asks.)
+
+use super::loss::{mse, segmentation_loss};
+use super::optim::{Sgd, SgdConfig};
+use crate::model::unet::Encoder;
+use crate::model::weights::{BnMode, VarSource, Weights};
+use crate::model::{ModelConfig, ReconNet, SegNet};
+use candle_core::{DType, Device, Result, Tensor, Var};
+use std::sync::Arc;
+
+/// The trainable parameters of a variable set: everything but BatchNorm running statistics.
+pub fn trainable(vars: &VarSource) -> Vec<(String, Var)> {
+    vars.vars()
+        .into_iter()
+        .filter(|(n, _)| !n.contains("running_"))
+        .collect()
+}
+
+/// Stage 1: the reconstruction net and its optimiser.
+pub struct ReconStage {
+    pub net: ReconNet,
+    pub vars: Arc<VarSource>,
+    pub bn: BnMode,
+    pub opt: Sgd,
+}
+
+impl ReconStage {
+    /// `w` must be a view over trainable variables (see [`Weights::from_vars`]).
+    pub fn new(
+        w: &Weights,
+        vars: Arc<VarSource>,
+        cfg: &ModelConfig,
+        sgd: SgdConfig,
+        max_steps: usize,
+    ) -> anyhow::Result<Self> {
+        let bn = BnMode::default();
+        let net = ReconNet::load(&w.clone().with_bn_mode(bn.clone()), cfg)?;
+        let opt = Sgd::new(trainable(&vars), sgd, max_steps);
+        Ok(Self { net, vars, bn, opt })
+    }
+
+    /// One SGD step on batch `x`; returns the loss before the step.
+    pub fn step(&mut self, x: &Tensor) -> Result<f64> {
+        self.bn.set_training(true);
+        let loss = mse(&self.net.forward(x)?, x)?;
+        let grads = loss.backward()?;
+        self.opt.step(&grads)?;
+        loss.to_dtype(DType::F64)?.to_scalar::<f64>()
+    }
+
+    /// Eval-mode loss (running statistics), no update.
+    pub fn eval_loss(&self, x: &Tensor) -> Result<f64> {
+        self.bn.set_training(false);
+        mse(&self.net.forward(x)?.detach(), x)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()
+    }
+}
+
+/// Stage 2: the segmentation net, its optimiser, and the frozen reconstruction encoder.
+pub struct SegStage {
+    pub net: SegNet,
+    pub recon_encoder: Encoder,
+    pub vars: Arc<VarSource>,
+    pub bn: BnMode,
+    pub opt: Sgd,
+}
+
+impl SegStage {
+    /// `seg_w`: trainable view for S; `recon_w`: a read-only view of trained R weights.
+    pub fn new(
+        seg_w: &Weights,
+        vars: Arc<VarSource>,
+        recon_w: &Weights,
+        cfg: &ModelConfig,
+        sgd: SgdConfig,
+        max_steps: usize,
+    ) -> anyhow::Result<Self> {
+        let bn = BnMode::default();
+        let net = SegNet::load(&seg_w.clone().with_bn_mode(bn.clone()), cfg)?;
+        // Its own switch, never set: the frozen encoder always uses running statistics.
+        let recon_encoder = Encoder::load(
+            &recon_w.clone().with_bn_mode(BnMode::default()),
+            &cfg.recon,
+            cfg.in_channels,
+        )?;
+        let opt = Sgd::new(trainable(&vars), sgd, max_steps);
+        Ok(Self {
+            net,
+            recon_encoder,
+            vars,
+            bn,
+            opt,
+        })
+    }
+
+    /// DPConv's info feature from the frozen encoder, cut from the graph.
+    pub fn info(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.recon_encoder.forward(x)?.x[3].detach())
+    }
+
+    /// One SGD step on (x, mask); returns the loss before the step.
+    pub fn step(&mut self, x: &Tensor, mask: &Tensor) -> Result<f64> {
+        self.bn.set_training(true);
+        let y = self.info(x)?;
+        let loss = segmentation_loss(&self.net.forward(x, &y)?, mask)?;
+        let grads = loss.backward()?;
+        self.opt.step(&grads)?;
+        loss.to_dtype(DType::F64)?.to_scalar::<f64>()
+    }
+
+    /// Eval-mode logits (running statistics), detached.
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.bn.set_training(false);
+        Ok(self.net.forward(x, &self.info(x)?)?.detach())
+    }
+}
+
+/// A device-independent default: f32 everywhere while training (f16 gradients would underflow).
+pub fn training_dtype(_device: &Device) -> DType {
+    DType::F32
+}
