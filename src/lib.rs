@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod detect;
 pub mod device;
+pub mod eval;
 pub mod image_io;
 pub mod infer;
 pub mod model;

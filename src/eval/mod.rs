@@ -1,0 +1,3 @@
+//! Evaluation: the field's metrics and the training-free baseline.
+
+pub mod metrics;
