@@ -74,6 +74,11 @@ enum Command {
         #[arg(long, default_value = "f16")]
         dtype: String,
     },
+    /// Train SRSNet: `recon` (stage 1), `seg` (stage 2, R frozen) or `all` (both, then export).
+    Train {
+        #[command(subcommand)]
+        stage: TrainStage,
+    },
     /// Print a weights file's config, preprocessing and provenance.
     Info { weights: PathBuf },
     /// Time one forward pass (R encoder + S) on a square frame.
@@ -92,6 +97,149 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         iters: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum TrainStage {
+    /// Stage 1: the reconstruction net on MSE(R(x), x).
+    Recon(TrainArgs),
+    /// Stage 2: the segmentation net, with R's encoder from --recon frozen.
+    Seg {
+        /// Stage-1 checkpoint (OUT/recon-best.ckpt.safetensors).
+        #[arg(long)]
+        recon: PathBuf,
+        #[command(flatten)]
+        args: TrainArgs,
+    },
+    /// Both stages, then the fp16 weights file.
+    All(TrainArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Dataset root in the SIRST layout (images/, masks/NAME_pixels0.png, splits/train.txt, splits/val.txt).
+    #[arg(long, required_unless_present = "images")]
+    data: Option<PathBuf>,
+    /// Generic layout: folder of images (with --masks and --mask-suffix).
+    #[arg(long, requires = "masks")]
+    images: Option<PathBuf>,
+    #[arg(long)]
+    masks: Option<PathBuf>,
+    #[arg(long, default_value = "")]
+    mask_suffix: String,
+    #[arg(long, default_value = "png")]
+    extension: String,
+    /// Split files listing the NAMEs to train on and validate with.
+    #[arg(long)]
+    train_split: Option<PathBuf>,
+    #[arg(long)]
+    val_split: Option<PathBuf>,
+    /// Unlabeled image folders added to the reconstruction stage (repeatable).
+    #[arg(long)]
+    recon_extra: Vec<PathBuf>,
+    #[arg(long, default_value = "lite")]
+    preset: String,
+    /// Segmentation-stage epochs.
+    #[arg(long, default_value_t = 300)]
+    epochs: usize,
+    /// Reconstruction-stage epochs.
+    #[arg(long, default_value_t = 100)]
+    recon_epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    poly_power: f64,
+    #[arg(long, default_value_t = 41)]
+    seed: u64,
+    /// Images are resized to SIZE×SIZE for training.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    /// Train on random CROP×CROP crops of the resized images (faster steps).
+    #[arg(long)]
+    crop: Option<usize>,
+    /// Probability that a crop is placed around a target.
+    #[arg(long, default_value_t = 0.8)]
+    target_bias: f64,
+    /// Disable the random rot90 and flips.
+    #[arg(long)]
+    no_augment: bool,
+    #[arg(long, default_value_t = 1)]
+    val_every: usize,
+    /// Output folder: checkpoints, log.jsonl.
+    #[arg(long)]
+    out: PathBuf,
+    /// Final weights file (default OUT/srsnet.safetensors).
+    #[arg(long)]
+    weights_out: Option<PathBuf>,
+    /// Continue from OUT's last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl TrainArgs {
+    fn split(self) -> Result<(cli::train::DataArgs, cli::train::RunArgs, PathBuf)> {
+        use srsnet::train::augment::AugmentConfig;
+        use srsnet::train::data::PairLayout;
+        use srsnet::train::optim::SgdConfig;
+        let mut data = match (&self.data, &self.images, &self.masks) {
+            (Some(root), _, _) => cli::train::DataArgs::sirst(root),
+            (None, Some(images), Some(masks)) => cli::train::DataArgs {
+                layout: PairLayout {
+                    images: images.clone(),
+                    masks: masks.clone(),
+                    mask_suffix: self.mask_suffix.clone(),
+                    extension: self.extension.clone(),
+                },
+                train_split: None,
+                val_split: None,
+                recon_extra: vec![],
+            },
+            _ => anyhow::bail!("give --data DIR (SIRST layout) or --images DIR --masks DIR"),
+        };
+        if self.train_split.is_some() {
+            data.train_split = self.train_split.clone();
+        }
+        if self.val_split.is_some() {
+            data.val_split = self.val_split.clone();
+        }
+        data.recon_extra = self.recon_extra.clone();
+        let weights_out = self
+            .weights_out
+            .clone()
+            .unwrap_or_else(|| self.out.join("srsnet.safetensors"));
+        let run = cli::train::RunArgs {
+            preset: self.preset,
+            epochs: self.epochs,
+            recon_epochs: self.recon_epochs,
+            batch: self.batch,
+            sgd: SgdConfig {
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+                poly_power: self.poly_power,
+            },
+            seed: self.seed,
+            size: self.size,
+            augment: AugmentConfig {
+                crop: self.crop,
+                target_bias: self.target_bias,
+                rotate_flip: !self.no_augment,
+            },
+            val_every: self.val_every,
+            out: self.out,
+            resume: self.resume,
+            device: parse_device(&self.device)?,
+        };
+        Ok((data, run, weights_out))
+    }
 }
 
 fn main() {
@@ -141,6 +289,16 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
         } => cli::weights::init(&preset, &out, seed, cli::weights::parse_dtype(&dtype)?),
         Command::Info { weights } => cli::weights::info(&weights),
+        Command::Train { stage } => {
+            use cli::train::Which;
+            let (which, args, recon) = match stage {
+                TrainStage::Recon(a) => (Which::Recon, a, None),
+                TrainStage::Seg { recon, args } => (Which::Seg, args, Some(recon)),
+                TrainStage::All(a) => (Which::All, a, None),
+            };
+            let (data, run, weights_out) = args.split()?;
+            cli::train::run(which, &data, &run, recon.as_deref(), &weights_out)
+        }
         Command::Bench {
             weights,
             preset,

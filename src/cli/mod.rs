@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod infer;
+pub mod train;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

@@ -205,6 +205,8 @@ enum Source {
 /// The variables of a trainable model, by full name.
 pub struct VarSource {
     from: Option<Arc<WeightStore>>,
+    /// Prefix of the names in `from` (a checkpoint stores `var.<name>`).
+    from_prefix: String,
     vars: Mutex<BTreeMap<String, Var>>,
     rng: Mutex<ChaCha8Rng>,
 }
@@ -212,8 +214,14 @@ pub struct VarSource {
 impl VarSource {
     /// Variables read from `from` (when present there) or initialised with a seeded RNG.
     pub fn new(from: Option<Arc<WeightStore>>, seed: u64) -> Arc<Self> {
+        Self::with_prefix(from, "", seed)
+    }
+
+    /// As [`VarSource::new`], reading `from_prefix<name>` from `from`.
+    pub fn with_prefix(from: Option<Arc<WeightStore>>, from_prefix: &str, seed: u64) -> Arc<Self> {
         Arc::new(Self {
             from,
+            from_prefix: from_prefix.to_string(),
             vars: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
         })
@@ -248,7 +256,9 @@ impl VarSource {
             source: Box::new(source),
         };
         let t = match &self.from {
-            Some(store) if store.contains(name) => store.get(name, shape, dtype, device)?,
+            Some(store) if store.contains(&format!("{}{name}", self.from_prefix)) => {
+                store.get(&format!("{}{name}", self.from_prefix), shape, dtype, device)?
+            }
             _ => {
                 let n: usize = shape.iter().product();
                 let values: Vec<f32> = match init {

@@ -1,5 +1,9 @@
 //! Training both SRSNet stages: losses, the optimiser, data, augmentation and the loop.
 
+pub mod augment;
+pub mod checkpoint;
+pub mod data;
 pub mod loss;
 pub mod optim;
 pub mod stages;
+pub mod trainer;

@@ -1,0 +1,80 @@
+//! Training checkpoints: every variable (parameters and BatchNorm running statistics), the
+//! optimiser's momentum buffers, and where the run stands, so `--resume` continues exactly.
+
+use crate::model::weights::WeightStore;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where a run stands: the next batch to run is `batch` of `epoch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub stage: String,
+    pub epoch: usize,
+    pub batch: usize,
+    pub step: usize,
+    pub max_steps: usize,
+    pub best_score: Option<f64>,
+    pub best_epoch: Option<usize>,
+}
+
+pub fn save(
+    path: &Path,
+    vars: &BTreeMap<String, Var>,
+    momentum: &BTreeMap<String, Tensor>,
+    state: &RunState,
+) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for (n, v) in vars {
+        tensors.push((format!("var.{n}"), v.as_tensor().to_dtype(DType::F32)?.contiguous()?));
+    }
+    for (n, t) in momentum {
+        tensors.push((format!("momentum.{n}"), t.to_dtype(DType::F32)?.contiguous()?));
+    }
+    let mut meta = HashMap::new();
+    meta.insert("state".to_string(), serde_json::to_string(state)?);
+    // Write then rename, so an interrupted write never replaces a good checkpoint.
+    let tmp = path.with_extension("tmp");
+    safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), &tmp)
+        .with_context(|| format!("writing checkpoint {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing checkpoint {}", path.display()))
+}
+
+/// An opened checkpoint.
+pub struct Checkpoint {
+    pub store: Arc<WeightStore>,
+    pub state: RunState,
+}
+
+impl Checkpoint {
+    pub fn open(path: &Path) -> Result<Self> {
+        let store = WeightStore::open(path)?;
+        let state = store
+            .metadata()
+            .get("state")
+            .with_context(|| {
+                format!(
+                    "{} is not an srsnet training checkpoint (no `state` metadata)",
+                    path.display()
+                )
+            })
+            .and_then(|s| {
+                serde_json::from_str(s).with_context(|| format!("{}: bad `state` metadata", path.display()))
+            })?;
+        Ok(Self { store, state })
+    }
+
+    /// Momentum buffers by variable name.
+    pub fn momentum(&self, device: &Device) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = BTreeMap::new();
+        for n in self.store.names() {
+            if let Some(var) = n.strip_prefix("momentum.") {
+                out.insert(var.to_string(), self.store.get_any_shape(&n, DType::F32, device)?);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,380 @@
+//! The training loop shared by both stages: epochs of shuffled, augmented batches; validation;
+//! per-epoch checkpoints with the optimiser state (exact `--resume`); a checkpoint on Ctrl-C;
+//! a JSON Lines log; the best checkpoint kept by a named score.
+
+use super::augment::{augment, sample_rng, AugmentConfig};
+use super::checkpoint::{self, Checkpoint, RunState};
+use super::data::Sample;
+use super::optim::{Sgd, SgdConfig};
+use super::stages::{ReconStage, SegStage};
+use crate::eval::metrics::{MetricAccumulator, Metrics};
+use crate::model::weights::VarSource;
+use crate::model::{ModelConfig, Weights};
+use crate::preprocess::PreprocessSpec;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a stage's run needs besides the data.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub config: ModelConfig,
+    pub preprocess: PreprocessSpec,
+    pub epochs: usize,
+    pub batch: usize,
+    pub sgd: SgdConfig,
+    pub seed: u64,
+    pub augment: AugmentConfig,
+    /// Validate every this many epochs (and after the last).
+    pub val_every: usize,
+    pub out_dir: PathBuf,
+    pub resume: bool,
+    pub progress: bool,
+    pub device: Device,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    /// Stopped by Ctrl-C / SIGTERM after writing a checkpoint; `--resume` continues.
+    Interrupted,
+}
+
+/// The data of a run: training samples already resized to the training size; validation
+/// samples at native resolution.
+pub struct TrainData {
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+}
+
+/// File names inside the output folder.
+pub fn last_path(out: &Path, stage: &str) -> PathBuf {
+    out.join(format!("{stage}-last.ckpt.safetensors"))
+}
+
+pub fn best_path(out: &Path, stage: &str) -> PathBuf {
+    out.join(format!("{stage}-best.ckpt.safetensors"))
+}
+
+/// What a stage does per batch and at validation.
+trait Stage {
+    fn name(&self) -> &'static str;
+    fn step(&mut self, x: &Tensor, mask: &Tensor) -> Result<f64>;
+    /// Returns the score used to keep the best checkpoint (higher is better) and a JSON report.
+    fn validate(&mut self, val: &[Sample], opts: &TrainOptions) -> Result<(f64, serde_json::Value)>;
+    fn opt(&mut self) -> &mut Sgd;
+    fn vars(&self) -> BTreeMap<String, Var>;
+}
+
+impl Stage for ReconStage {
+    fn name(&self) -> &'static str {
+        "recon"
+    }
+    fn step(&mut self, x: &Tensor, _mask: &Tensor) -> Result<f64> {
+        Ok(ReconStage::step(self, x)?)
+    }
+    /// Score: −(mean val MSE), i.e. the lowest reconstruction error is best.
+    fn validate(&mut self, val: &[Sample], opts: &TrainOptions) -> Result<(f64, serde_json::Value)> {
+        let mut total = 0.0;
+        for s in val {
+            let (x, _) = opts.preprocess.prepare(&s.image, DType::F32, &opts.device)?;
+            total += self.eval_loss(&x)?;
+        }
+        let mse = total / val.len().max(1) as f64;
+        Ok((-mse, json!({ "val_mse": mse })))
+    }
+    fn opt(&mut self) -> &mut Sgd {
+        &mut self.opt
+    }
+    fn vars(&self) -> BTreeMap<String, Var> {
+        self.vars.vars()
+    }
+}
+
+impl Stage for SegStage {
+    fn name(&self) -> &'static str {
+        "seg"
+    }
+    fn step(&mut self, x: &Tensor, mask: &Tensor) -> Result<f64> {
+        Ok(SegStage::step(self, x, mask)?)
+    }
+    /// Score: dataset-level IoU at native resolution (metrics.md).
+    fn validate(&mut self, val: &[Sample], opts: &TrainOptions) -> Result<(f64, serde_json::Value)> {
+        let m = validate_seg(self, val, &opts.preprocess, &opts.device)?;
+        Ok((m.iou, serde_json::to_value(m)?))
+    }
+    fn opt(&mut self) -> &mut Sgd {
+        &mut self.opt
+    }
+    fn vars(&self) -> BTreeMap<String, Var> {
+        self.vars.vars()
+    }
+}
+
+/// The five metrics of the segmentation net (eval mode) on `val` at native resolution.
+pub fn validate_seg(stage: &SegStage, val: &[Sample], spec: &PreprocessSpec, device: &Device) -> Result<Metrics> {
+    let mut acc = MetricAccumulator::default();
+    for s in val {
+        let Some(gt) = &s.mask else { continue };
+        let (x, restore) = spec.prepare(&s.image, DType::F32, device)?;
+        let logits = stage.predict(&x)?;
+        let (_, _, oh, ow) = logits.dims4()?;
+        let plane = logits.flatten_all()?.to_vec1::<f32>()?;
+        let z = restore.apply(&plane, ow, oh, s.image.width, s.image.height);
+        let pred: Vec<bool> = z.iter().map(|&v| v > 0.0).collect();
+        let gt: Vec<bool> = gt.iter().map(|&v| v > 0.5).collect();
+        acc.add_mask(&pred, &gt, s.image.width, s.image.height);
+    }
+    Ok(acc.finish())
+}
+
+fn batches_per_epoch(n: usize, batch: usize) -> usize {
+    n.div_ceil(batch)
+}
+
+/// Builds batch `b` of `epoch`: augmented, normalised images and masks.
+fn make_batch(
+    data: &[Sample],
+    order: &[usize],
+    b: usize,
+    opts: &TrainOptions,
+    epoch: usize,
+) -> Result<(Tensor, Tensor)> {
+    let idx = &order[b * opts.batch..((b + 1) * opts.batch).min(order.len())];
+    let (mut xs, mut ms) = (Vec::new(), Vec::new());
+    let mut side = 0;
+    for (k, &i) in idx.iter().enumerate() {
+        let mut rng = sample_rng(opts.seed, epoch, b * opts.batch + k);
+        let (img, mask) = augment(&data[i], &opts.augment, &mut rng);
+        side = img.width;
+        let c = img.channels;
+        for ch in 0..c {
+            let (m, s) = (opts.preprocess.mean[ch], opts.preprocess.std[ch]);
+            xs.extend(img.plane(ch).iter().map(|v| (v - m) / s * opts.preprocess.post_scale));
+        }
+        ms.extend(mask.unwrap_or_else(|| vec![0.0; side * side]));
+    }
+    let n = idx.len();
+    let c = opts.preprocess.channels;
+    let x = Tensor::from_vec(xs, (n, c, side, side), &Device::Cpu)?.to_device(&opts.device)?;
+    let m = Tensor::from_vec(ms, (n, 1, side, side), &Device::Cpu)?.to_device(&opts.device)?;
+    Ok((x, m))
+}
+
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+        seed.wrapping_add(1_000_003 * epoch as u64),
+    ));
+    order
+}
+
+fn log_line(out: &Path, record: &serde_json::Value) -> Result<()> {
+    let path = out.join("log.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{record}")?;
+    Ok(())
+}
+
+/// Runs `stage` from `state` to the end (or to a stop request).
+fn run_loop(
+    stage: &mut dyn Stage,
+    data: &TrainData,
+    opts: &TrainOptions,
+    mut state: RunState,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    let name = stage.name();
+    let nb = batches_per_epoch(data.train.len(), opts.batch);
+    let pb = if opts.progress {
+        ProgressBar::new((opts.epochs * nb) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(name);
+    pb.set_position((state.epoch * nb + state.batch) as u64);
+    while state.epoch < opts.epochs {
+        let epoch = state.epoch;
+        let order = epoch_order(data.train.len(), opts.seed, epoch);
+        let t0 = Instant::now();
+        let (mut loss_sum, mut seen) = (0.0, 0usize);
+        while state.batch < nb {
+            if stop.load(Ordering::SeqCst) {
+                checkpoint::save(
+                    &last_path(&opts.out_dir, name),
+                    &stage.vars(),
+                    stage.opt().momentum(),
+                    &state,
+                )?;
+                pb.abandon_with_message(format!(
+                    "interrupted at epoch {epoch} batch {}; checkpoint written",
+                    state.batch
+                ));
+                return Ok(Outcome::Interrupted);
+            }
+            let (x, m) = make_batch(&data.train, &order, state.batch, opts, epoch)?;
+            let lr = stage.opt().lr();
+            let loss = stage.step(&x, &m)?;
+            if !loss.is_finite() {
+                bail!(
+                    "{name}: loss became {loss} at epoch {epoch} batch {} (lr {lr})",
+                    state.batch
+                );
+            }
+            loss_sum += loss * x.dim(0)? as f64;
+            seen += x.dim(0)?;
+            state.batch += 1;
+            state.step += 1;
+            let ips = seen as f64 / t0.elapsed().as_secs_f64();
+            pb.set_message(format!(
+                "epoch {}/{} loss {:.5} lr {lr:.2e} {ips:.2} img/s",
+                epoch + 1,
+                opts.epochs,
+                loss_sum / seen as f64
+            ));
+            pb.inc(1);
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        state.epoch += 1;
+        state.batch = 0;
+        let mut record = json!({
+            "stage": name, "epoch": state.epoch, "train_loss": loss_sum / seen.max(1) as f64,
+            "images_per_s": seen as f64 / train_secs, "train_secs": train_secs, "lr": stage.opt().lr(),
+        });
+        let validate = state.epoch % opts.val_every.max(1) == 0 || state.epoch == opts.epochs;
+        if validate && !data.val.is_empty() {
+            let (score, report) = stage.validate(&data.val, opts)?;
+            record["val"] = report;
+            record["score"] = json!(score);
+            if state.best_score.is_none_or(|b| score > b) {
+                state.best_score = Some(score);
+                state.best_epoch = Some(state.epoch);
+                checkpoint::save(
+                    &best_path(&opts.out_dir, name),
+                    &stage.vars(),
+                    stage.opt().momentum(),
+                    &state,
+                )?;
+                record["best"] = json!(true);
+            }
+        }
+        checkpoint::save(
+            &last_path(&opts.out_dir, name),
+            &stage.vars(),
+            stage.opt().momentum(),
+            &state,
+        )?;
+        log_line(&opts.out_dir, &record)?;
+        pb.println(record.to_string());
+    }
+    pb.finish_with_message("done");
+    if data.val.is_empty() {
+        // Nothing to select on: the last epoch is the result.
+        std::fs::copy(last_path(&opts.out_dir, name), best_path(&opts.out_dir, name))?;
+    }
+    Ok(Outcome::Finished)
+}
+
+/// Where to start: a fresh state, or the `last` checkpoint with `--resume`.
+fn start(opts: &TrainOptions, stage: &str, nb: usize) -> Result<(Option<Checkpoint>, RunState)> {
+    let last = last_path(&opts.out_dir, stage);
+    if opts.resume && last.exists() {
+        let ck = Checkpoint::open(&last)?;
+        if ck.state.stage != stage {
+            bail!("{} is a `{}` checkpoint, not `{stage}`", last.display(), ck.state.stage);
+        }
+        let state = ck.state.clone();
+        eprintln!(
+            "resuming {stage} from {} at epoch {} batch {}",
+            last.display(),
+            state.epoch,
+            state.batch
+        );
+        return Ok((Some(ck), state));
+    }
+    let fresh = RunState {
+        stage: stage.into(),
+        epoch: 0,
+        batch: 0,
+        step: 0,
+        max_steps: opts.epochs * nb,
+        best_score: None,
+        best_epoch: None,
+    };
+    Ok((None, fresh))
+}
+
+fn var_source(ck: &Option<Checkpoint>, seed: u64) -> Arc<VarSource> {
+    match ck {
+        Some(c) => VarSource::with_prefix(Some(c.store.clone()), "var.", seed),
+        None => VarSource::new(None, seed),
+    }
+}
+
+/// Stage 1: trains the reconstruction net on `data.train` (labels unused).
+pub fn train_recon(opts: &TrainOptions, data: &TrainData, stop: &AtomicBool) -> Result<Outcome> {
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let nb = batches_per_epoch(data.train.len(), opts.batch);
+    let (ck, state) = start(opts, "recon", nb)?;
+    let vars = var_source(&ck, opts.seed);
+    let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp("recon");
+    let mut stage = ReconStage::new(&w, vars, &opts.config, opts.sgd, state.max_steps)?;
+    if let Some(ck) = &ck {
+        stage.opt.restore(ck.momentum(&opts.device)?, state.step);
+    }
+    run_loop(&mut stage, data, opts, state, stop)
+}
+
+/// Stage 2: trains the segmentation net with the reconstruction encoder of `recon_ckpt` frozen.
+pub fn train_seg(opts: &TrainOptions, data: &TrainData, recon_ckpt: &Path, stop: &AtomicBool) -> Result<Outcome> {
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let nb = batches_per_epoch(data.train.len(), opts.batch);
+    let (ck, state) = start(opts, "seg", nb)?;
+    let vars = var_source(&ck, opts.seed.wrapping_add(1));
+    let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp("seg");
+    let recon = Checkpoint::open(recon_ckpt)
+        .with_context(|| format!("loading reconstruction weights {}", recon_ckpt.display()))?;
+    let rw = Weights::new(recon.store.clone(), DType::F32, &opts.device)
+        .pp("var")
+        .pp("recon");
+    let mut stage = SegStage::new(&w, vars, &rw, &opts.config, opts.sgd, state.max_steps)?;
+    if let Some(ck) = &ck {
+        stage.opt.restore(ck.momentum(&opts.device)?, state.step);
+    }
+    run_loop(&mut stage, data, opts, state, stop)
+}
+
+/// The tensors of the final weights file: R from `recon_ckpt`, S from `seg_ckpt`.
+pub fn final_tensors(recon_ckpt: &Path, seg_ckpt: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for (path, prefix) in [(recon_ckpt, "var.recon."), (seg_ckpt, "var.seg.")] {
+        let ck = Checkpoint::open(path)?;
+        for n in ck.store.names() {
+            if let Some(rest) = n.strip_prefix("var.") {
+                if n.starts_with(prefix) {
+                    out.insert(rest.to_string(), ck.store.get_any_shape(&n, DType::F32, &Device::Cpu)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
