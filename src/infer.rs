@@ -73,3 +73,60 @@ impl Detector {
         })
     }
 }
+
+/// Whatever turns a frame into target probabilities: SRSNet weights or the top-hat baseline.
+pub enum Segmenter {
+    Net(Box<Detector>),
+    TopHat(crate::eval::tophat::TopHat),
+}
+
+impl Segmenter {
+    /// `model`: `net` (with `weights`), `tophat` (default parameters) or
+    /// `tophat:SE:K[:MIN_CONTRAST]` (structuring element side, threshold in std, minimum response).
+    pub fn new(model: &str, weights: &Path, device: &Device) -> Result<Self> {
+        let mut parts = model.split(':');
+        match parts.next().unwrap_or_default() {
+            "net" | "srsnet" => Ok(Self::Net(Box::new(Detector::from_file(weights, device)?))),
+            "tophat" => {
+                let mut t = crate::eval::tophat::TopHat::default();
+                let bad = || anyhow::anyhow!("model `{model}`: expected tophat:SE:K[:MIN_CONTRAST], e.g. tophat:11:6");
+                if let Some(se) = parts.next() {
+                    t.se = se.parse().map_err(|_| bad())?;
+                }
+                if let Some(k) = parts.next() {
+                    t.k = k.parse().map_err(|_| bad())?;
+                }
+                if let Some(c) = parts.next() {
+                    t.min_contrast = c.parse().map_err(|_| bad())?;
+                }
+                if t.se < 3 || t.se % 2 == 0 || t.k <= 0.0 {
+                    return Err(bad());
+                }
+                Ok(Self::TopHat(t))
+            }
+            other => anyhow::bail!("unknown model `{other}`: expected net, tophat or tophat:SE:K"),
+        }
+    }
+
+    /// Channels frames must have (the baseline reads gray).
+    pub fn channels(&self) -> usize {
+        match self {
+            Self::Net(d) => d.channels(),
+            Self::TopHat(_) => 1,
+        }
+    }
+
+    pub fn detect(&self, frame: &Frame, threshold: f32) -> Result<Detection> {
+        match self {
+            Self::Net(d) => d.detect(frame, threshold),
+            Self::TopHat(t) => Ok(t.detect(frame, threshold)),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Self::Net(d) => format!("srsnet ({})", d.model.config.name),
+            Self::TopHat(t) => format!("tophat (se {}, k {})", t.se, t.k),
+        }
+    }
+}

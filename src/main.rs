@@ -79,6 +79,39 @@ enum Command {
         #[command(subcommand)]
         stage: TrainStage,
     },
+    /// Score a model (or mask files, or a centroid-annotated sequence) with IoU, nIoU, F1, Pd, Fa.
+    Eval {
+        /// Weights file (default: the shipped weights).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// `net` (SRSNet weights) or `tophat` (the training-free baseline).
+        #[arg(long, default_value = "net")]
+        model: String,
+        /// Labelled set in the SIRST layout.
+        #[arg(long, conflicts_with_all = ["pred", "sequence"])]
+        data: Option<PathBuf>,
+        /// Split file of NAMEs (default: every image).
+        #[arg(long)]
+        split: Option<PathBuf>,
+        /// Folder of prediction masks to score against --gt.
+        #[arg(long, requires = "gt")]
+        pred: Option<PathBuf>,
+        #[arg(long)]
+        gt: Option<PathBuf>,
+        /// Suffix of ground-truth mask names (NAME{suffix}.png).
+        #[arg(long, default_value = "")]
+        gt_suffix: String,
+        /// A sequence folder with frames/ and centroids.csv (Pd/Fa by the 3-pixel centroid rule).
+        #[arg(long)]
+        sequence: Option<PathBuf>,
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a weights file's config, preprocessing and provenance.
     Info { weights: PathBuf },
     /// Time one forward pass (R encoder + S) on a square frame.
@@ -289,6 +322,60 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
         } => cli::weights::init(&preset, &out, seed, cli::weights::parse_dtype(&dtype)?),
         Command::Info { weights } => cli::weights::info(&weights),
+        Command::Eval {
+            weights,
+            model,
+            data,
+            split,
+            pred,
+            gt,
+            gt_suffix,
+            sequence,
+            threshold,
+            device,
+            json,
+        } => {
+            let (label, (metrics, failed)) = if let (Some(pred), Some(gt)) = (&pred, &gt) {
+                (
+                    format!("masks {}", pred.display()),
+                    cli::eval::eval_masks(pred, gt, &gt_suffix)?,
+                )
+            } else {
+                let weights = weights.unwrap_or_else(cli::default_weights);
+                let seg = srsnet::infer::Segmenter::new(&model, &weights, &parse_device(&device)?)?;
+                match (&data, &sequence) {
+                    (Some(root), _) => {
+                        let layout = srsnet::train::data::PairLayout::sirst(root);
+                        (
+                            seg.name(),
+                            cli::eval::eval_model(&seg, &layout, split.as_deref(), threshold)?,
+                        )
+                    }
+                    (None, Some(seq)) => (seg.name(), cli::eval::eval_sequence(&seg, seq, threshold)?),
+                    _ => anyhow::bail!("give --data DIR, --sequence DIR, or --pred DIR --gt DIR"),
+                }
+            };
+            let points_only = sequence.is_some() && data.is_none() && pred.is_none();
+            if json && points_only {
+                let m = &metrics;
+                let v = serde_json::json!({ "pd": m.pd, "fa": m.fa, "frames": m.images, "targets": m.targets, "hits": m.hits });
+                println!(
+                    "{}",
+                    serde_json::json!({ "model": label, "rule": "centroid", "metrics": v, "failed": failed })
+                );
+            } else if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "model": label, "metrics": metrics, "failed": failed })
+                );
+            } else {
+                println!("{}", cli::eval::table(&label, &metrics, points_only));
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} inputs could not be scored (see above)");
+            }
+            Ok(())
+        }
         Command::Train { stage } => {
             use cli::train::Which;
             let (which, args, recon) = match stage {

@@ -1,6 +1,7 @@
 //! The implementations of the `srsnet` subcommands (the binary only parses arguments).
 
 pub mod bench;
+pub mod eval;
 pub mod infer;
 pub mod train;
 pub mod weights;

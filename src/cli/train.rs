@@ -129,6 +129,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         resume: run.resume,
         progress: true,
         device: run.device.clone(),
+        stop_after_batches: None,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct TrainOptions {
     pub resume: bool,
     pub progress: bool,
     pub device: Device,
+    /// Stop (as on Ctrl-C, with a checkpoint) after this many batches of this run.
+    pub stop_after_batches: Option<usize>,
 }
 
 /// How a run ended.
@@ -212,13 +214,15 @@ fn run_loop(
     );
     pb.set_prefix(name);
     pb.set_position((state.epoch * nb + state.batch) as u64);
+    let mut run_batches = 0usize;
     while state.epoch < opts.epochs {
         let epoch = state.epoch;
         let order = epoch_order(data.train.len(), opts.seed, epoch);
         let t0 = Instant::now();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         while state.batch < nb {
-            if stop.load(Ordering::SeqCst) {
+            let budget_spent = opts.stop_after_batches.is_some_and(|n| run_batches >= n);
+            if stop.load(Ordering::SeqCst) || budget_spent {
                 checkpoint::save(
                     &last_path(&opts.out_dir, name),
                     &stage.vars(),
@@ -244,6 +248,7 @@ fn run_loop(
             seen += x.dim(0)?;
             state.batch += 1;
             state.step += 1;
+            run_batches += 1;
             let ips = seen as f64 / t0.elapsed().as_secs_f64();
             pb.set_message(format!(
                 "epoch {}/{} loss {:.5} lr {lr:.2e} {ips:.2} img/s",
@@ -284,7 +289,11 @@ fn run_loop(
             &state,
         )?;
         log_line(&opts.out_dir, &record)?;
-        pb.println(record.to_string());
+        if pb.is_hidden() {
+            eprintln!("{record}");
+        } else {
+            pb.println(record.to_string());
+        }
     }
     pb.finish_with_message("done");
     if data.val.is_empty() {

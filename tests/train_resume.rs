@@ -1,0 +1,160 @@
+//! A run stopped mid-epoch (as by Ctrl-C) and resumed ends with exactly the parameters,
+//! running statistics and optimiser state of the same run left uninterrupted.
+
+use candle_core::{DType, Device};
+use srsnet::image_io::Frame;
+use srsnet::model::{ModelConfig, NetConfig, WeightStore};
+use srsnet::preprocess::{Geometry, PreprocessSpec};
+use srsnet::synthetic::{Scene, SceneConfig};
+use srsnet::train::augment::AugmentConfig;
+use srsnet::train::data::Sample;
+use srsnet::train::optim::SgdConfig;
+use srsnet::train::trainer::{best_path, last_path, train_recon, train_seg, Outcome, TrainData, TrainOptions};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+fn small_config() -> ModelConfig {
+    let net = NetConfig {
+        stem: 8,
+        widths: [8, 8, 8, 8],
+        blocks: [1, 1, 1, 1],
+    };
+    ModelConfig {
+        name: "test".into(),
+        in_channels: 1,
+        recon_out_channels: 1,
+        dpconv_kernel: 3,
+        recon: net.clone(),
+        seg: net,
+    }
+}
+
+fn samples(n: usize, size: usize) -> Vec<Sample> {
+    let mut scene = Scene::new(SceneConfig {
+        width: size,
+        height: size,
+        targets: 1,
+        seed: 3,
+        ..Default::default()
+    });
+    (0..n)
+        .map(|i| {
+            let (img, truth) = scene.frame(i * 7);
+            let mut mask = vec![0f32; size * size];
+            for t in truth {
+                let (x, y) = (t.x.round() as usize, t.y.round() as usize);
+                mask[y * size + x] = 1.0;
+            }
+            Sample {
+                name: format!("s{i}"),
+                image: Frame::new(size, size, 1, img).unwrap(),
+                mask: Some(mask),
+            }
+        })
+        .collect()
+}
+
+fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOptions {
+    TrainOptions {
+        config: small_config(),
+        preprocess: PreprocessSpec {
+            channels: 1,
+            mean: vec![0.5],
+            std: vec![0.25],
+            post_scale: 1.0,
+            geometry: Geometry::Pad { multiple: 8 },
+        },
+        epochs: 2,
+        batch: 4,
+        sgd: SgdConfig::default(),
+        seed: 9,
+        augment: AugmentConfig {
+            crop: Some(16),
+            target_bias: 0.5,
+            rotate_flip: true,
+        },
+        val_every: 1,
+        out_dir: out,
+        resume,
+        progress: false,
+        device: Device::Cpu,
+        stop_after_batches: stop_after,
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("srsnet-resume-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn assert_same_checkpoints(a: &std::path::Path, b: &std::path::Path) {
+    let (sa, sb) = (WeightStore::open(a).unwrap(), WeightStore::open(b).unwrap());
+    assert_eq!(sa.names(), sb.names());
+    assert!(
+        sa.names().iter().any(|n| n.starts_with("momentum.")),
+        "optimiser state is checkpointed"
+    );
+    for n in sa.names() {
+        let x = sa.get_any_shape(&n, DType::F32, &Device::Cpu).unwrap();
+        let y = sb.get_any_shape(&n, DType::F32, &Device::Cpu).unwrap();
+        let d = x
+            .sub(&y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(d, 0.0, "{n} differs after resume");
+    }
+}
+
+#[test]
+fn resumed_training_equals_uninterrupted() {
+    let data = TrainData {
+        train: samples(10, 32),
+        val: samples(2, 32),
+    };
+    let never = AtomicBool::new(false);
+
+    let straight = tmp("straight");
+    assert_eq!(
+        train_recon(&options(straight.clone(), false, None), &data, &never).unwrap(),
+        Outcome::Finished
+    );
+    let recon = best_path(&straight, "recon");
+    assert_eq!(
+        train_seg(&options(straight.clone(), false, None), &data, &recon, &never).unwrap(),
+        Outcome::Finished
+    );
+
+    // 3 batches per epoch: stop after 4 (mid-epoch 2), resume, stop again after 1, resume to the end.
+    let split = tmp("split");
+    assert_eq!(
+        train_recon(&options(split.clone(), false, Some(4)), &data, &never).unwrap(),
+        Outcome::Interrupted
+    );
+    assert_eq!(
+        train_recon(&options(split.clone(), true, None), &data, &never).unwrap(),
+        Outcome::Finished
+    );
+    assert_same_checkpoints(&last_path(&straight, "recon"), &last_path(&split, "recon"));
+
+    assert_eq!(
+        train_seg(&options(split.clone(), false, Some(2)), &data, &recon, &never).unwrap(),
+        Outcome::Interrupted
+    );
+    assert_eq!(
+        train_seg(&options(split.clone(), true, Some(1)), &data, &recon, &never).unwrap(),
+        Outcome::Interrupted
+    );
+    assert_eq!(
+        train_seg(&options(split.clone(), true, None), &data, &recon, &never).unwrap(),
+        Outcome::Finished
+    );
+    assert_same_checkpoints(&last_path(&straight, "seg"), &last_path(&split, "seg"));
+}
