@@ -57,20 +57,39 @@ impl Detector {
 
     /// Runs the model on one frame; targets are components of probability > `threshold`.
     pub fn detect(&self, frame: &Frame, threshold: f32) -> Result<Detection> {
-        let (input, restore) = self.preprocess.prepare(frame, self.dtype, &self.device)?;
-        let logits = self.model.forward(&input)?;
+        Ok(self.detect_batch(std::slice::from_ref(frame), threshold)?.remove(0))
+    }
+
+    /// Runs frames of one size as one batch (each frame still gets its own DPConv kernel);
+    /// frames of different sizes run one by one.
+    pub fn detect_batch(&self, frames: &[Frame], threshold: f32) -> Result<Vec<Detection>> {
+        let same_size = frames.windows(2).all(|p| (p[0].width, p[0].height) == (p[1].width, p[1].height));
+        if !same_size {
+            return frames.iter().map(|f| self.detect(f, threshold)).collect();
+        }
+        let mut inputs = Vec::with_capacity(frames.len());
+        let mut restore = None;
+        for f in frames {
+            let (x, r) = self.preprocess.prepare(f, self.dtype, &self.device)?;
+            inputs.push(x);
+            restore = Some(r);
+        }
+        let Some(restore) = restore else { return Ok(vec![]) };
+        let logits = self.model.forward(&candle_core::Tensor::cat(&inputs, 0)?)?;
         let (_, _, oh, ow) = logits.dims4()?;
-        let plane = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        // Map logits (not probabilities) back, then squash: resizing is linear, sigmoid is not.
-        let logits = restore.apply(&plane, ow, oh, frame.width, frame.height);
-        let prob: Vec<f32> = logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
-        let targets = find_targets(&prob, frame.width, frame.height, threshold);
-        Ok(Detection {
-            width: frame.width,
-            height: frame.height,
-            prob,
-            targets,
-        })
+        let logits = logits.to_dtype(DType::F32)?;
+        frames
+            .iter()
+            .enumerate()
+            .map(|(b, frame)| {
+                let plane = logits.get(b)?.flatten_all()?.to_vec1::<f32>()?;
+                // Map logits (not probabilities) back, then squash: resizing is linear, sigmoid is not.
+                let z = restore.apply(&plane, ow, oh, frame.width, frame.height);
+                let prob: Vec<f32> = z.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
+                let targets = find_targets(&prob, frame.width, frame.height, threshold);
+                Ok(Detection { width: frame.width, height: frame.height, prob, targets })
+            })
+            .collect()
     }
 }
 
@@ -120,6 +139,14 @@ impl Segmenter {
         match self {
             Self::Net(d) => d.detect(frame, threshold),
             Self::TopHat(t) => Ok(t.detect(frame, threshold)),
+        }
+    }
+
+    /// A micro-batch of frames (one forward pass for the network).
+    pub fn detect_batch(&self, frames: &[Frame], threshold: f32) -> Result<Vec<Detection>> {
+        match self {
+            Self::Net(d) => d.detect_batch(frames, threshold),
+            Self::TopHat(t) => Ok(frames.iter().map(|f| t.detect(f, threshold)).collect()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! SRSNet infrared small-target runtime: the network (`model`), single-frame inference and
 //! the command implementations behind the `srsnet` binary.
 
+pub mod calibration;
 pub mod cli;
 pub mod detect;
 pub mod device;
@@ -9,5 +10,6 @@ pub mod image_io;
 pub mod infer;
 pub mod model;
 pub mod preprocess;
+pub mod stream;
 pub mod synthetic;
 pub mod train;

@@ -112,6 +112,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The streaming pipeline: camera, folder, raw recording or synthetic frames → targets.
+    Run(RunCli),
+    /// Build a calibration profile (two-point NUC + bad pixels) from cold and hot flat fields.
+    Calibrate {
+        /// Cold flat-field recording: raw:FILE or a folder of images.
+        #[arg(long)]
+        cold: String,
+        /// Hot flat-field recording.
+        #[arg(long)]
+        hot: String,
+        #[arg(long, value_parser = cli::run::parse_size)]
+        size: Option<(usize, usize)>,
+        #[arg(long, default_value = "y16")]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write synthetic IR frames (PNG) and their target positions (truth.csv).
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        #[arg(long, value_parser = cli::run::parse_size, default_value = "320x256")]
+        size: (usize, usize),
+        #[arg(long, default_value_t = 8)]
+        bits: u8,
+        #[arg(long, default_value_t = 2)]
+        targets: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Print a weights file's config, preprocessing and provenance.
     Info { weights: PathBuf },
     /// Time one forward pass (R encoder + S) on a square frame.
@@ -130,6 +162,83 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         iters: usize,
     },
+}
+
+#[derive(clap::Args)]
+struct RunCli {
+    /// synthetic | DIR | folder:DIR (DAUB layout: frames/ + centroids.csv) | raw:FILE | v4l:/dev/videoN
+    #[arg(long, default_value = "synthetic")]
+    source: String,
+    /// Weights file (default: the shipped weights).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// `net` or `tophat[:SE:K]`.
+    #[arg(long, default_value = "net")]
+    model: String,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Frame size: required for raw files; requested from cameras; synthetic frame size (default 320x256).
+    #[arg(long, value_parser = cli::run::parse_size)]
+    size: Option<(usize, usize)>,
+    /// raw: y8 | y16 (default y16); camera: grey | y16 | yuyv.
+    #[arg(long)]
+    format: Option<String>,
+    /// Replay rate (default: as fast as possible); camera: requested frame rate.
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Repeat a folder or raw recording forever.
+    #[arg(long = "loop")]
+    looping: bool,
+    /// Synthetic frames to generate (default 200; 0 = endless).
+    #[arg(long)]
+    count: Option<u64>,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Synthetic bit depth (8 or 16).
+    #[arg(long, default_value_t = 8)]
+    bits: u8,
+    /// Synthetic targets per frame.
+    #[arg(long, default_value_t = 2)]
+    targets: usize,
+    /// Keep retrying a camera that disappears instead of ending the stream.
+    #[arg(long)]
+    reconnect: bool,
+    /// Calibration profile (NUC + bad pixels) for this camera.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// 16-bit mapping: `percentile` (robust stretch smoothed over time) or `fixed` (÷65535).
+    #[arg(long, default_value = "percentile")]
+    stretch: String,
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Frames per inference call (1 = lowest latency).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long)]
+    min_area: Option<usize>,
+    #[arg(long)]
+    max_area: Option<usize>,
+    /// Temporal confirmation M/N: keep targets seen in M of the last N frames.
+    #[arg(long)]
+    confirm: Option<String>,
+    /// Radius (px) for temporal confirmation.
+    #[arg(long, default_value_t = 3.0)]
+    confirm_radius: f64,
+    /// JSON Lines output: `-` (stdout) or a file.
+    #[arg(long, default_value = "-")]
+    jsonl: String,
+    /// Write mask PNGs here.
+    #[arg(long)]
+    masks: Option<PathBuf>,
+    /// Write overlay PNGs (frame with numbered target boxes) here.
+    #[arg(long)]
+    overlays: Option<PathBuf>,
+    /// Print statistics every N frames.
+    #[arg(long)]
+    stats_every: Option<u64>,
+    /// Write the final statistics as JSON here.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -322,6 +431,53 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
         } => cli::weights::init(&preset, &out, seed, cli::weights::parse_dtype(&dtype)?),
         Command::Info { weights } => cli::weights::info(&weights),
+        Command::Run(r) => {
+            use srsnet::stream::pipeline::PipelineConfig;
+            use srsnet::stream::postprocess::AreaLimits;
+            use srsnet::stream::preprocess::Stretch;
+            let stretch = match r.stretch.as_str() {
+                "percentile" => Stretch::default(),
+                "fixed" => Stretch::Fixed,
+                other => anyhow::bail!("--stretch `{other}`: expected percentile or fixed"),
+            };
+            let confirm = r.confirm.as_deref().map(|c| cli::run::parse_confirm(c, r.confirm_radius)).transpose()?;
+            let args = cli::run::RunArgs {
+                source: r.source,
+                weights: r.weights.unwrap_or_else(cli::default_weights),
+                model: r.model,
+                device: parse_device(&r.device)?,
+                size: r.size,
+                format: r.format,
+                fps: r.fps,
+                looping: r.looping,
+                count: r.count,
+                seed: r.seed,
+                bits: r.bits,
+                targets: r.targets,
+                reconnect: r.reconnect,
+                calibration: r.calibration,
+                stretch,
+                pipeline: PipelineConfig {
+                    threshold: r.threshold,
+                    batch: r.batch,
+                    area: AreaLimits { min: r.min_area, max: r.max_area },
+                    confirm,
+                    stats_every: r.stats_every,
+                    queue: 4,
+                },
+                jsonl: Some(r.jsonl),
+                masks: r.masks,
+                overlays: r.overlays,
+                stats_json: r.stats_json,
+            };
+            cli::run::run(args).map(|_| ())
+        }
+        Command::Calibrate { cold, hot, size, format, out } => {
+            cli::calibrate::calibrate(&cold, &hot, size, &format, &out).map(|_| ())
+        }
+        Command::Synth { out, count, size, bits, targets, seed } => {
+            srsnet::synthetic::write_frames(&out, count, size, bits, targets, seed)
+        }
         Command::Eval {
             weights,
             model,

@@ -1,8 +1,10 @@
 //! The implementations of the `srsnet` subcommands (the binary only parses arguments).
 
 pub mod bench;
+pub mod calibrate;
 pub mod eval;
 pub mod infer;
+pub mod run;
 pub mod train;
 pub mod weights;
 

@@ -1,0 +1,10 @@
+//! The streaming runtime: sources → preprocess → inference → postprocess → sinks, one thread
+//! per stage joined by bounded channels.
+
+pub mod frame;
+pub mod sources;
+pub mod pipeline;
+pub mod postprocess;
+pub mod preprocess;
+pub mod sinks;
+pub mod stats;

@@ -1,0 +1,108 @@
+//! Where results go: JSON Lines per frame (stdout or a file), optional mask PNGs, optional
+//! overlay PNGs (the frame with numbered target boxes). Everything is flushed on exit.
+
+use crate::detect::Target;
+use crate::image_io::{write_mask_png, Frame};
+use anyhow::{Context, Result};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+pub struct Sinks {
+    jsonl: Option<Box<dyn Write + Send>>,
+    masks: Option<PathBuf>,
+    overlays: Option<PathBuf>,
+}
+
+impl Sinks {
+    /// `jsonl`: `-` for stdout, a path, or None.
+    pub fn new(jsonl: Option<&str>, masks: Option<PathBuf>, overlays: Option<PathBuf>) -> Result<Self> {
+        let jsonl: Option<Box<dyn Write + Send>> = match jsonl {
+            None => None,
+            Some("-") => Some(Box::new(BufWriter::new(std::io::stdout()))),
+            Some(path) => Some(Box::new(BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?,
+            ))),
+        };
+        for dir in [&masks, &overlays].into_iter().flatten() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(Self { jsonl, masks, overlays })
+    }
+
+    /// Writes one frame's outputs. `live` sinks flush each line so a reader sees it at once.
+    pub fn emit(&mut self, record: &serde_json::Value, frame: &Frame, index: u64, mask: Option<&[bool]>, targets: &[Target], flush: bool) -> Result<()> {
+        if let Some(w) = self.jsonl.as_mut() {
+            writeln!(w, "{record}").context("writing JSON Lines output")?;
+            if flush {
+                w.flush()?;
+            }
+        }
+        if let (Some(dir), Some(mask)) = (&self.masks, mask) {
+            write_mask_png(&dir.join(format!("{index:06}_mask.png")), frame.width, frame.height, mask)?;
+        }
+        if let Some(dir) = &self.overlays {
+            overlay(frame, targets).save(dir.join(format!("{index:06}_overlay.png"))).context("writing overlay PNG")?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(w) = self.jsonl.as_mut() {
+            w.flush().context("flushing JSON Lines output")?;
+        }
+        Ok(())
+    }
+}
+
+/// 3×5 bitmaps of the digits 0–9, one row per 3 bits.
+const DIGITS: [[u8; 5]; 10] = [
+    [7, 5, 5, 5, 7],
+    [2, 6, 2, 2, 7],
+    [7, 1, 7, 4, 7],
+    [7, 1, 7, 1, 7],
+    [5, 5, 7, 1, 1],
+    [7, 4, 7, 1, 7],
+    [7, 4, 7, 5, 7],
+    [7, 1, 1, 1, 1],
+    [7, 5, 7, 5, 7],
+    [7, 5, 7, 1, 7],
+];
+
+/// The frame in gray with a red box around each target (2 px margin) and its id above it.
+pub fn overlay(frame: &Frame, targets: &[Target]) -> image::RgbImage {
+    let (w, h) = (frame.width, frame.height);
+    let mut img = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let v = (frame.plane(0)[y as usize * w + x as usize] * 255.0).round().clamp(0.0, 255.0) as u8;
+        image::Rgb([v, v, v])
+    });
+    let mut put = |x: isize, y: isize, c: [u8; 3]| {
+        if x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h {
+            img.put_pixel(x as u32, y as u32, image::Rgb(c));
+        }
+    };
+    let red = [255, 40, 40];
+    for t in targets {
+        let [x0, y0, x1, y1] = t.bbox.map(|v| v as isize);
+        let (x0, y0, x1, y1) = (x0 - 2, y0 - 2, x1 + 2, y1 + 2);
+        for x in x0..=x1 {
+            put(x, y0, red);
+            put(x, y1, red);
+        }
+        for y in y0..=y1 {
+            put(x0, y, red);
+            put(x1, y, red);
+        }
+        let label = t.id.to_string();
+        for (k, ch) in label.bytes().enumerate() {
+            let glyph = DIGITS[(ch - b'0') as usize];
+            for (row, bits) in glyph.iter().enumerate() {
+                for col in 0..3 {
+                    if bits & (4 >> col) != 0 {
+                        put(x0 + (k * 4 + col) as isize, y0 - 7 + row as isize, [255, 255, 0]);
+                    }
+                }
+            }
+        }
+    }
+    img
+}
