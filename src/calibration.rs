@@ -28,17 +28,29 @@ impl Profile {
     /// The identity profile (no correction, no bad pixels).
     pub fn identity(width: usize, height: usize) -> Self {
         let n = width * height;
-        Self { width, height, gain: vec![1.0; n], offset: vec![0.0; n], bad: vec![false; n], description: "identity".into() }
+        Self {
+            width,
+            height,
+            gain: vec![1.0; n],
+            offset: vec![0.0; n],
+            bad: vec![false; n],
+            description: "identity".into(),
+        }
     }
 
     pub fn load(path: &Path) -> Result<Self> {
         let store = WeightStore::open(path)?;
         let meta = store.metadata();
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            bail!("{} is not a calibration profile (metadata `format` should be `{FORMAT}`)", path.display());
+            bail!(
+                "{} is not a calibration profile (metadata `format` should be `{FORMAT}`)",
+                path.display()
+            );
         }
         let dim = |k: &str| -> Result<usize> {
-            meta.get(k).and_then(|v| v.parse().ok()).with_context(|| format!("{}: metadata `{k}` missing or not a number", path.display()))
+            meta.get(k)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{}: metadata `{k}` missing or not a number", path.display()))
         };
         let (width, height) = (dim("width")?, dim("height")?);
         let get = |name: &str| -> Result<Vec<f32>> {
@@ -46,7 +58,14 @@ impl Profile {
             Ok(t.flatten_all()?.to_vec1::<f32>()?)
         };
         let bad = get("bad_pixels")?.into_iter().map(|v| v != 0.0).collect();
-        Ok(Self { width, height, gain: get("gain")?, offset: get("offset")?, bad, description: meta.get("description").cloned().unwrap_or_default() })
+        Ok(Self {
+            width,
+            height,
+            gain: get("gain")?,
+            offset: get("offset")?,
+            bad,
+            description: meta.get("description").cloned().unwrap_or_default(),
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -55,7 +74,10 @@ impl Profile {
         let tensors = [
             ("gain", Tensor::from_vec(self.gain.clone(), shape, &Device::Cpu)?),
             ("offset", Tensor::from_vec(self.offset.clone(), shape, &Device::Cpu)?),
-            ("bad_pixels", Tensor::from_vec(bad, shape, &Device::Cpu)?.to_dtype(DType::U8)?),
+            (
+                "bad_pixels",
+                Tensor::from_vec(bad, shape, &Device::Cpu)?.to_dtype(DType::U8)?,
+            ),
         ];
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
@@ -107,7 +129,11 @@ pub fn replace_bad_pixels(values: &mut [f32], w: usize, h: usize, bad: &[bool]) 
             if !neigh.is_empty() {
                 neigh.sort_by(|a, b| a.total_cmp(b));
                 let m = neigh.len();
-                values[i] = if m % 2 == 1 { neigh[m / 2] } else { 0.5 * (neigh[m / 2 - 1] + neigh[m / 2]) };
+                values[i] = if m % 2 == 1 {
+                    neigh[m / 2]
+                } else {
+                    0.5 * (neigh[m / 2 - 1] + neigh[m / 2])
+                };
                 break;
             }
         }
@@ -161,7 +187,11 @@ pub fn two_point(width: usize, height: usize, cold: &[Vec<f32>], hot: &[Vec<f32>
     let noise: Vec<f32> = c_noise.iter().zip(&h_noise).map(|(a, b)| a.max(*b)).collect();
     let noise_med = median(&noise).max(1e-6);
     let bad: Vec<bool> = (0..width * height)
-        .map(|i| response[i] < DEAD_FRACTION * med || abs_dev[i] > K_MAD * mad || (cold.len() > 1 && noise[i] > K_NOISE * noise_med))
+        .map(|i| {
+            response[i] < DEAD_FRACTION * med
+                || abs_dev[i] > K_MAD * mad
+                || (cold.len() > 1 && noise[i] > K_NOISE * noise_med)
+        })
         .collect();
     let (c_bar, h_bar) = (mean_of(&c, &bad), mean_of(&h, &bad));
     let mut gain = vec![1f32; width * height];
@@ -171,11 +201,22 @@ pub fn two_point(width: usize, height: usize, cold: &[Vec<f32>], hot: &[Vec<f32>
         offset[i] = c_bar - gain[i] * c[i];
     }
     let flagged = bad.iter().filter(|&&b| b).count();
-    Ok(Profile { width, height, gain, offset, bad, description: format!("two-point NUC, {flagged} bad pixels") })
+    Ok(Profile {
+        width,
+        height,
+        gain,
+        offset,
+        bad,
+        description: format!("two-point NUC, {flagged} bad pixels"),
+    })
 }
 
 fn mean_of(v: &[f32], bad: &[bool]) -> f32 {
-    let (s, n) = v.iter().zip(bad).filter(|(_, &b)| !b).fold((0f64, 0usize), |(s, n), (x, _)| (s + *x as f64, n + 1));
+    let (s, n) = v
+        .iter()
+        .zip(bad)
+        .filter(|(_, &b)| !b)
+        .fold((0f64, 0usize), |(s, n), (x, _)| (s + *x as f64, n + 1));
     (s / n.max(1) as f64) as f32
 }
 

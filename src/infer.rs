@@ -63,7 +63,9 @@ impl Detector {
     /// Runs frames of one size as one batch (each frame still gets its own DPConv kernel);
     /// frames of different sizes run one by one.
     pub fn detect_batch(&self, frames: &[Frame], threshold: f32) -> Result<Vec<Detection>> {
-        let same_size = frames.windows(2).all(|p| (p[0].width, p[0].height) == (p[1].width, p[1].height));
+        let same_size = frames
+            .windows(2)
+            .all(|p| (p[0].width, p[0].height) == (p[1].width, p[1].height));
         if !same_size {
             return frames.iter().map(|f| self.detect(f, threshold)).collect();
         }
@@ -87,7 +89,12 @@ impl Detector {
                 let z = restore.apply(&plane, ow, oh, frame.width, frame.height);
                 let prob: Vec<f32> = z.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
                 let targets = find_targets(&prob, frame.width, frame.height, threshold);
-                Ok(Detection { width: frame.width, height: frame.height, prob, targets })
+                Ok(Detection {
+                    width: frame.width,
+                    height: frame.height,
+                    prob,
+                    targets,
+                })
             })
             .collect()
     }

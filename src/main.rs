@@ -189,7 +189,7 @@ struct RunCli {
     /// Repeat a folder or raw recording forever.
     #[arg(long = "loop")]
     looping: bool,
-    /// Synthetic frames to generate (default 200; 0 = endless).
+    /// Synthetic frames to generate (default 30; 0 = endless).
     #[arg(long)]
     count: Option<u64>,
     #[arg(long, default_value_t = 7)]
@@ -440,7 +440,11 @@ fn run(cli: Cli) -> Result<()> {
                 "fixed" => Stretch::Fixed,
                 other => anyhow::bail!("--stretch `{other}`: expected percentile or fixed"),
             };
-            let confirm = r.confirm.as_deref().map(|c| cli::run::parse_confirm(c, r.confirm_radius)).transpose()?;
+            let confirm = r
+                .confirm
+                .as_deref()
+                .map(|c| cli::run::parse_confirm(c, r.confirm_radius))
+                .transpose()?;
             let args = cli::run::RunArgs {
                 source: r.source,
                 weights: r.weights.unwrap_or_else(cli::default_weights),
@@ -460,7 +464,10 @@ fn run(cli: Cli) -> Result<()> {
                 pipeline: PipelineConfig {
                     threshold: r.threshold,
                     batch: r.batch,
-                    area: AreaLimits { min: r.min_area, max: r.max_area },
+                    area: AreaLimits {
+                        min: r.min_area,
+                        max: r.max_area,
+                    },
                     confirm,
                     stats_every: r.stats_every,
                     queue: 4,
@@ -472,12 +479,21 @@ fn run(cli: Cli) -> Result<()> {
             };
             cli::run::run(args).map(|_| ())
         }
-        Command::Calibrate { cold, hot, size, format, out } => {
-            cli::calibrate::calibrate(&cold, &hot, size, &format, &out).map(|_| ())
-        }
-        Command::Synth { out, count, size, bits, targets, seed } => {
-            srsnet::synthetic::write_frames(&out, count, size, bits, targets, seed)
-        }
+        Command::Calibrate {
+            cold,
+            hot,
+            size,
+            format,
+            out,
+        } => cli::calibrate::calibrate(&cold, &hot, size, &format, &out).map(|_| ()),
+        Command::Synth {
+            out,
+            count,
+            size,
+            bits,
+            targets,
+            seed,
+        } => srsnet::synthetic::write_frames(&out, count, size, bits, targets, seed),
         Command::Eval {
             weights,
             model,

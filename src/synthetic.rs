@@ -109,14 +109,14 @@ impl Scene {
     pub fn frame(&mut self, index: usize) -> (Vec<f32>, Vec<TruthPoint>) {
         let (w, h) = (self.cfg.width, self.cfg.height);
         let t = index as f64;
-        // The background drifts slowly (camera pan), sampled with wrap-around.
+        // The background drifts slowly (camera pan), sampled mirrored at the edges so the
+        // pan never creates a seam (a wrap-around would put the warm ground next to the sky).
         let (dx, dy) = ((self.drift.0 * t).round() as isize, (self.drift.1 * t).round() as isize);
         let mut img = vec![0f32; w * h];
         for y in 0..h {
-            let sy = (y as isize + dy).rem_euclid(h as isize) as usize;
+            let sy = mirror(y as isize + dy, h);
             for x in 0..w {
-                let sx = (x as isize + dx).rem_euclid(w as isize) as usize;
-                img[y * w + x] = self.background[sy * w + sx];
+                img[y * w + x] = self.background[sy * w + mirror(x as isize + dx, w)];
             }
         }
         let mut truth = Vec::new();
@@ -132,6 +132,16 @@ impl Scene {
             *v = ((*v + n) * self.pixel_gain[i] + self.column_offset[i % w]).clamp(0.0, 1.0);
         }
         (img, truth)
+    }
+}
+
+/// Index `i` reflected into 0..n (…, 1, 0, 0, 1, …, n−1, n−1, n−2, …).
+fn mirror(i: isize, n: usize) -> usize {
+    let p = i.rem_euclid(2 * n as isize) as usize;
+    if p < n {
+        p
+    } else {
+        2 * n - 1 - p
     }
 }
 
@@ -251,10 +261,23 @@ mod tests {
 
 /// Writes `count` synthetic frames as PNG (8- or 16-bit) into `out`, with `truth.csv`
 /// (frame,x,y per target) beside them.
-pub fn write_frames(out: &std::path::Path, count: usize, size: (usize, usize), bits: u8, targets: usize, seed: u64) -> anyhow::Result<()> {
+pub fn write_frames(
+    out: &std::path::Path,
+    count: usize,
+    size: (usize, usize),
+    bits: u8,
+    targets: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut scene = Scene::new(SceneConfig { width: size.0, height: size.1, targets, seed, ..Default::default() });
+    let mut scene = Scene::new(SceneConfig {
+        width: size.0,
+        height: size.1,
+        targets,
+        seed,
+        ..Default::default()
+    });
     let mut csv = String::from("frame,x,y\n");
     for i in 0..count {
         let (img, truth) = scene.frame(i);
@@ -265,9 +288,13 @@ pub fn write_frames(out: &std::path::Path, count: usize, size: (usize, usize), b
             8 => image::GrayImage::from_raw(w, h, img.iter().map(|&v| (v * 255.0).round() as u8).collect())
                 .context("frame size")?
                 .save(&path),
-            16 => image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(w, h, img.iter().map(|&v| (v * 65535.0).round() as u16).collect())
-                .context("frame size")?
-                .save(&path),
+            16 => image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
+                w,
+                h,
+                img.iter().map(|&v| (v * 65535.0).round() as u16).collect(),
+            )
+            .context("frame size")?
+            .save(&path),
             other => anyhow::bail!("bits must be 8 or 16, not {other}"),
         }
         .with_context(|| format!("writing {}", path.display()))?;

@@ -13,17 +13,35 @@ use std::path::Path;
 fn frames_of(spec: &str, size: Option<(usize, usize)>, format: &str) -> Result<(usize, usize, Vec<Vec<f32>>)> {
     let mut src: Box<dyn FrameSource> = match spec.strip_prefix("raw:") {
         Some(file) => {
-            let Some((w, h)) = size else { bail!("raw recordings need --size WxH") };
-            Box::new(RawSource::open(Path::new(file), w, h, RawFormat::parse(format)?, None, false)?)
+            let Some((w, h)) = size else {
+                bail!("raw recordings need --size WxH")
+            };
+            Box::new(RawSource::open(
+                Path::new(file),
+                w,
+                h,
+                RawFormat::parse(format)?,
+                None,
+                false,
+            )?)
         }
-        None => Box::new(FolderSource::new(Path::new(spec.strip_prefix("folder:").unwrap_or(spec)), None, false)?),
+        None => Box::new(FolderSource::new(
+            Path::new(spec.strip_prefix("folder:").unwrap_or(spec)),
+            None,
+            false,
+        )?),
     };
     let mut out = Vec::new();
     let mut dims = None;
     while let Some(f) = src.next_frame() {
         let f = f.map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
         if dims.is_some_and(|d| d != (f.width, f.height)) {
-            bail!("{spec}: frame {} is {}×{}, earlier frames differ", f.index, f.width, f.height);
+            bail!(
+                "{spec}: frame {} is {}×{}, earlier frames differ",
+                f.index,
+                f.width,
+                f.height
+            );
         }
         dims = Some((f.width, f.height));
         out.push(match f.pixels {

@@ -44,7 +44,9 @@ pub struct RunArgs {
 
 /// Parses `WxH`.
 pub fn parse_size(s: &str) -> Result<(usize, usize)> {
-    let (w, h) = s.split_once(['x', 'X']).with_context(|| format!("size `{s}`: expected WxH, e.g. 640x512"))?;
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("size `{s}`: expected WxH, e.g. 640x512"))?;
     let w: usize = w.parse().with_context(|| format!("size `{s}`: bad width"))?;
     let h: usize = h.parse().with_context(|| format!("size `{s}`: bad height"))?;
     if w == 0 || h == 0 {
@@ -55,8 +57,14 @@ pub fn parse_size(s: &str) -> Result<(usize, usize)> {
 
 /// Parses `M/N` for temporal confirmation.
 pub fn parse_confirm(s: &str, radius: f64) -> Result<Confirmer> {
-    let (m, n) = s.split_once('/').with_context(|| format!("--confirm `{s}`: expected M/N, e.g. 3/5"))?;
-    Confirmer::new(m.parse().context("--confirm: bad M")?, n.parse().context("--confirm: bad N")?, radius)
+    let (m, n) = s
+        .split_once('/')
+        .with_context(|| format!("--confirm `{s}`: expected M/N, e.g. 3/5"))?;
+    Confirmer::new(
+        m.parse().context("--confirm: bad M")?,
+        n.parse().context("--confirm: bad N")?,
+        radius,
+    )
 }
 
 /// Opens the source a `--source` spec names.
@@ -64,13 +72,31 @@ pub fn open_source(args: &RunArgs) -> Result<Box<dyn FrameSource>> {
     let spec = args.source.as_str();
     if spec == "synthetic" {
         let (width, height) = args.size.unwrap_or((320, 256));
-        let cfg = SceneConfig { width, height, targets: args.targets, seed: args.seed, ..Default::default() };
-        return Ok(Box::new(SyntheticSource::new(cfg, args.bits, args.count.or(Some(200)).filter(|&c| c > 0), args.fps)?));
+        let cfg = SceneConfig {
+            width,
+            height,
+            targets: args.targets,
+            seed: args.seed,
+            ..Default::default()
+        };
+        return Ok(Box::new(SyntheticSource::new(
+            cfg,
+            args.bits,
+            args.count.or(Some(30)).filter(|&c| c > 0),
+            args.fps,
+        )?));
     }
     if let Some(file) = spec.strip_prefix("raw:") {
         let (w, h) = args.size.context("a raw source needs --size WxH")?;
         let format = RawFormat::parse(args.format.as_deref().unwrap_or("y16"))?;
-        return Ok(Box::new(RawSource::open(Path::new(file), w, h, format, args.fps, args.looping)?));
+        return Ok(Box::new(RawSource::open(
+            Path::new(file),
+            w,
+            h,
+            format,
+            args.fps,
+            args.looping,
+        )?));
     }
     if let Some(dev) = spec.strip_prefix("v4l:") {
         return open_camera(dev, args);
@@ -87,7 +113,9 @@ fn open_camera(dev: &str, args: &RunArgs) -> Result<Box<dyn FrameSource>> {
     use crate::stream::sources::camera::{CameraSource, CaptureDevice, CaptureFormat, Opener};
     use crate::stream::sources::v4l2::{CameraRequest, V4lDevice};
     let format = match args.format.as_deref() {
-        Some(f) => Some(CaptureFormat::parse(f).with_context(|| format!("camera format `{f}`: expected grey, y16 or yuyv"))?),
+        Some(f) => {
+            Some(CaptureFormat::parse(f).with_context(|| format!("camera format `{f}`: expected grey, y16 or yuyv"))?)
+        }
         None => None,
     };
     let req = CameraRequest {

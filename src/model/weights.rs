@@ -34,7 +34,7 @@ pub enum WeightsError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
-    #[error("{file}: tensor `{name}` has dtype {found}, expected a float type (F16, BF16, F32, F64)")]
+    #[error("{file}: tensor `{name}` has dtype {found}, expected F16, BF16, F32, F64 or U8")]
     Dtype { file: PathBuf, name: String, found: String },
     #[error("{file}: metadata `{key}`: {reason}")]
     Metadata { file: PathBuf, key: String, reason: String },
@@ -137,6 +137,8 @@ impl WeightStore {
             StDtype::F16 => DType::F16,
             StDtype::BF16 => DType::BF16,
             StDtype::F64 => DType::F64,
+            // Masks (calibration bad-pixel maps) are stored as bytes.
+            StDtype::U8 => DType::U8,
             other => {
                 return Err(WeightsError::Dtype {
                     file: self.path.clone(),

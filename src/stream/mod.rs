@@ -2,9 +2,9 @@
 //! per stage joined by bounded channels.
 
 pub mod frame;
-pub mod sources;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod sinks;
+pub mod sources;
 pub mod stats;

@@ -37,7 +37,14 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        Self { threshold: 0.5, batch: 1, area: AreaLimits::default(), confirm: None, stats_every: None, queue: 4 }
+        Self {
+            threshold: 0.5,
+            batch: 1,
+            area: AreaLimits::default(),
+            confirm: None,
+            stats_every: None,
+            queue: 4,
+        }
     }
 }
 
@@ -78,7 +85,8 @@ pub fn run(
     std::thread::scope(|s| -> Result<RunReport> {
         // Capture.
         let capture = {
-            let (stop, dropped, source_errors, cap_rx_for_drops) = (stop.clone(), dropped.clone(), source_errors.clone(), cap_rx.clone());
+            let (stop, dropped, source_errors, cap_rx_for_drops) =
+                (stop.clone(), dropped.clone(), source_errors.clone(), cap_rx.clone());
             s.spawn(move || -> Option<String> {
                 while !stop.load(Ordering::SeqCst) {
                     let t0 = Instant::now();
@@ -94,7 +102,12 @@ pub fn run(
                     };
                     let mut times = StageTimes::default();
                     times.0[0] = t0.elapsed().as_secs_f64();
-                    let item = Item { raw, times, frame: None, detection: None };
+                    let item = Item {
+                        raw,
+                        times,
+                        frame: None,
+                        detection: None,
+                    };
                     if live {
                         push_dropping_oldest(&cap_tx, &cap_rx_for_drops, item, &dropped);
                     } else if cap_tx.send(item).is_err() {
@@ -151,7 +164,10 @@ pub fn run(
                     }
                     Err(e) => {
                         for item in items {
-                            let _ = err_inf.send(format!("frame {} ({}): inference failed: {e:#}", item.raw.index, item.raw.origin));
+                            let _ = err_inf.send(format!(
+                                "frame {} ({}): inference failed: {e:#}",
+                                item.raw.index, item.raw.origin
+                            ));
                         }
                     }
                 }
@@ -164,7 +180,10 @@ pub fn run(
             for mut item in inf_rx.iter() {
                 let t0 = Instant::now();
                 if let Some(det) = item.detection.as_mut() {
-                    let mut targets: Vec<_> = std::mem::take(&mut det.targets).into_iter().filter(|t| area.keep(t)).collect();
+                    let mut targets: Vec<_> = std::mem::take(&mut det.targets)
+                        .into_iter()
+                        .filter(|t| area.keep(t))
+                        .collect();
                     if let Some(c) = confirm.as_mut() {
                         targets = c.confirm(targets);
                     }
@@ -183,7 +202,9 @@ pub fn run(
         let mut emit_error = None;
         for item in post_rx.iter() {
             let t0 = Instant::now();
-            let (Some(frame), Some(det)) = (&item.frame, &item.detection) else { continue };
+            let (Some(frame), Some(det)) = (&item.frame, &item.detection) else {
+                continue;
+            };
             let latency = item.raw.captured_at.elapsed();
             let mut record = json!({
                 "frame": item.raw.index,
@@ -223,7 +244,9 @@ pub fn run(
             eprintln!("warning: {msg}");
             stats.frame_errors += 1;
         }
-        let source_failure = capture.join().unwrap_or_else(|_| Some("capture thread panicked".into()));
+        let source_failure = capture
+            .join()
+            .unwrap_or_else(|_| Some("capture thread panicked".into()));
         sinks.flush()?;
         if let Some(e) = emit_error {
             return Err(e);
@@ -234,7 +257,6 @@ pub fn run(
         Ok(RunReport { stats, source_failure })
     })
 }
-
 
 /// Sends without blocking: when the queue is full, the oldest waiting frame is dropped.
 fn push_dropping_oldest(tx: &Sender<Item>, rx: &Receiver<Item>, mut item: Item, dropped: &AtomicU64) {
@@ -251,4 +273,3 @@ fn push_dropping_oldest(tx: &Sender<Item>, rx: &Receiver<Item>, mut item: Item, 
         }
     }
 }
-

@@ -32,7 +32,12 @@ impl Confirmer {
         if m == 0 || n == 0 || m > n {
             anyhow::bail!("temporal confirmation needs 1 ≤ M ≤ N, got {m} of {n}");
         }
-        Ok(Self { m, n, radius, history: VecDeque::with_capacity(n) })
+        Ok(Self {
+            m,
+            n,
+            radius,
+            history: VecDeque::with_capacity(n),
+        })
     }
 
     /// Keeps the targets seen (within the radius) in at least M of the last N frames,
@@ -44,7 +49,9 @@ impl Confirmer {
             .into_iter()
             .filter(|t| {
                 let past = self.history.iter().rev().take(self.n - 1);
-                let seen = past.filter(|frame| frame.iter().any(|&(x, y)| (x - t.x).powi(2) + (y - t.y).powi(2) <= r2)).count();
+                let seen = past
+                    .filter(|frame| frame.iter().any(|&(x, y)| (x - t.x).powi(2) + (y - t.y).powi(2) <= r2))
+                    .count();
                 seen + 1 >= self.m
             })
             .collect();
@@ -70,14 +77,21 @@ impl PointScore {
     pub fn add(&mut self, targets: &[Target], truth: &[(f64, f64)], w: usize, h: usize) {
         let mut matched = vec![false; targets.len()];
         for &(x, y) in truth {
-            let hit = (0..targets.len()).find(|&k| !matched[k] && ((targets[k].x - x).powi(2) + (targets[k].y - y).powi(2)).sqrt() < MATCH_DISTANCE);
+            let hit = (0..targets.len()).find(|&k| {
+                !matched[k] && ((targets[k].x - x).powi(2) + (targets[k].y - y).powi(2)).sqrt() < MATCH_DISTANCE
+            });
             if let Some(k) = hit {
                 matched[k] = true;
                 self.hits += 1;
             }
         }
         self.targets += truth.len() as u64;
-        self.false_pixels += targets.iter().zip(&matched).filter(|(_, &m)| !m).map(|(t, _)| t.area as u64).sum::<u64>();
+        self.false_pixels += targets
+            .iter()
+            .zip(&matched)
+            .filter(|(_, &m)| !m)
+            .map(|(t, _)| t.area as u64)
+            .sum::<u64>();
         self.pixels += (w * h) as u64;
         self.frames += 1;
     }
@@ -104,7 +118,14 @@ mod tests {
     use super::*;
 
     fn t(x: f64, y: f64) -> Target {
-        Target { id: 1, x, y, area: 2, bbox: [0, 0, 0, 0], peak: 0.9 }
+        Target {
+            id: 1,
+            x,
+            y,
+            area: 2,
+            bbox: [0, 0, 0, 0],
+            peak: 0.9,
+        }
     }
 
     #[test]

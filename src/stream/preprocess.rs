@@ -22,7 +22,11 @@ pub enum Stretch {
 
 impl Default for Stretch {
     fn default() -> Self {
-        Stretch::Percentile { low: 0.005, high: 0.999, smoothing: 0.1 }
+        Stretch::Percentile {
+            low: 0.005,
+            high: 0.999,
+            smoothing: 0.1,
+        }
     }
 }
 
@@ -35,7 +39,12 @@ pub struct Preprocessor {
 
 impl Preprocessor {
     pub fn new(calibration: Option<Profile>, stretch: Stretch, channels: usize) -> Self {
-        Self { calibration, stretch, channels, range: None }
+        Self {
+            calibration,
+            stretch,
+            channels,
+            range: None,
+        }
     }
 
     /// The frame as the model's input intensities; fails on a calibration size mismatch.
@@ -58,7 +67,10 @@ impl Preprocessor {
                 };
                 self.range = Some((lo, hi));
                 let span = (hi - lo).max(1.0);
-                values.iter().map(|&v| ((v as f64 - lo) / span).clamp(0.0, 1.0) as f32).collect()
+                values
+                    .iter()
+                    .map(|&v| ((v as f64 - lo) / span).clamp(0.0, 1.0) as f32)
+                    .collect()
             }
         };
         let n = unit.len();

@@ -30,7 +30,15 @@ impl Sinks {
     }
 
     /// Writes one frame's outputs. `live` sinks flush each line so a reader sees it at once.
-    pub fn emit(&mut self, record: &serde_json::Value, frame: &Frame, index: u64, mask: Option<&[bool]>, targets: &[Target], flush: bool) -> Result<()> {
+    pub fn emit(
+        &mut self,
+        record: &serde_json::Value,
+        frame: &Frame,
+        index: u64,
+        mask: Option<&[bool]>,
+        targets: &[Target],
+        flush: bool,
+    ) -> Result<()> {
         if let Some(w) = self.jsonl.as_mut() {
             writeln!(w, "{record}").context("writing JSON Lines output")?;
             if flush {
@@ -38,12 +46,28 @@ impl Sinks {
             }
         }
         if let (Some(dir), Some(mask)) = (&self.masks, mask) {
-            write_mask_png(&dir.join(format!("{index:06}_mask.png")), frame.width, frame.height, mask)?;
+            write_mask_png(
+                &dir.join(format!("{index:06}_mask.png")),
+                frame.width,
+                frame.height,
+                mask,
+            )?;
         }
         if let Some(dir) = &self.overlays {
-            overlay(frame, targets).save(dir.join(format!("{index:06}_overlay.png"))).context("writing overlay PNG")?;
+            overlay(frame, targets)
+                .save(dir.join(format!("{index:06}_overlay.png")))
+                .context("writing overlay PNG")?;
         }
         Ok(())
+    }
+
+    /// JSON Lines to any writer (tests use a deliberately slow one).
+    pub fn with_writer(w: Box<dyn Write + Send>) -> Self {
+        Self {
+            jsonl: Some(w),
+            masks: None,
+            overlays: None,
+        }
     }
 
     pub fn flush(&mut self) -> Result<()> {
@@ -72,7 +96,9 @@ const DIGITS: [[u8; 5]; 10] = [
 pub fn overlay(frame: &Frame, targets: &[Target]) -> image::RgbImage {
     let (w, h) = (frame.width, frame.height);
     let mut img = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let v = (frame.plane(0)[y as usize * w + x as usize] * 255.0).round().clamp(0.0, 255.0) as u8;
+        let v = (frame.plane(0)[y as usize * w + x as usize] * 255.0)
+            .round()
+            .clamp(0.0, 255.0) as u8;
         image::Rgb([v, v, v])
     });
     let mut put = |x: isize, y: isize, c: [u8; 3]| {

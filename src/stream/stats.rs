@@ -84,7 +84,13 @@ impl RunStats {
         out.push_str("latency ms      p50      p90      p99      max\n");
         let row = |name: &str, v: &serde_json::Value| {
             let g = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-            format!("{name:<12} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n", g("p50"), g("p90"), g("p99"), g("max"))
+            format!(
+                "{name:<12} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+                g("p50"),
+                g("p90"),
+                g("p99"),
+                g("max")
+            )
         };
         for name in STAGES {
             out.push_str(&row(name, &j["latency_ms"][name]));

@@ -27,7 +27,9 @@ impl CaptureFormat {
     }
 
     pub fn from_fourcc(code: [u8; 4]) -> Option<Self> {
-        [Self::Grey, Self::Y16, Self::Yuyv].into_iter().find(|f| f.fourcc() == code)
+        [Self::Grey, Self::Y16, Self::Yuyv]
+            .into_iter()
+            .find(|f| f.fourcc() == code)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -63,16 +65,26 @@ pub fn buffer_to_pixels(fmt: &StreamFormat, buf: &[u8]) -> Result<Pixels, String
     let (w, h, stride) = (fmt.width, fmt.height, fmt.stride);
     let row_bytes = w * fmt.format.bytes_per_pixel();
     if stride < row_bytes {
-        return Err(format!("stride {stride} is smaller than a {w}-pixel {:?} row ({row_bytes} bytes)", fmt.format));
+        return Err(format!(
+            "stride {stride} is smaller than a {w}-pixel {:?} row ({row_bytes} bytes)",
+            fmt.format
+        ));
     }
     let needed = stride * (h - 1) + row_bytes;
     if buf.len() < needed {
-        return Err(format!("buffer of {} bytes is too short for {w}×{h} {:?} (needs {needed})", buf.len(), fmt.format));
+        return Err(format!(
+            "buffer of {} bytes is too short for {w}×{h} {:?} (needs {needed})",
+            buf.len(),
+            fmt.format
+        ));
     }
     let rows = (0..h).map(|y| &buf[y * stride..y * stride + row_bytes]);
     Ok(match fmt.format {
         CaptureFormat::Grey => Pixels::U8(rows.flat_map(|r| r.iter().copied()).collect()),
-        CaptureFormat::Y16 => Pixels::U16(rows.flat_map(|r| r.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]))).collect()),
+        CaptureFormat::Y16 => Pixels::U16(
+            rows.flat_map(|r| r.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+        ),
         CaptureFormat::Yuyv => Pixels::U8(rows.flat_map(|r| r.iter().step_by(2).copied()).collect()),
     })
 }
@@ -103,7 +115,14 @@ impl CameraSource {
     pub fn new(mut opener: Opener, reconnect: bool) -> anyhow::Result<Self> {
         let device = opener()?;
         let name = device.name();
-        Ok(Self { device: Some(device), opener, reconnect, retry_every: Duration::from_millis(500), index: 0, name })
+        Ok(Self {
+            device: Some(device),
+            opener,
+            reconnect,
+            retry_every: Duration::from_millis(500),
+            index: 0,
+            name,
+        })
     }
 
     pub fn with_retry_interval(mut self, every: Duration) -> Self {
@@ -179,7 +198,13 @@ pub struct ScriptedDevice {
 
 impl ScriptedDevice {
     pub fn new(format: StreamFormat, buffers: Vec<Vec<u8>>, delay: Duration) -> Self {
-        Self { format, buffers: buffers.into(), name: "scripted".into(), delay, sent: 0 }
+        Self {
+            format,
+            buffers: buffers.into(),
+            name: "scripted".into(),
+            delay,
+            sent: 0,
+        }
     }
 }
 
@@ -190,7 +215,10 @@ impl CaptureDevice for ScriptedDevice {
 
     fn next_buffer(&mut self) -> std::io::Result<(Vec<u8>, Duration)> {
         std::thread::sleep(self.delay);
-        let b = self.buffers.pop_front().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "device removed"))?;
+        let b = self
+            .buffers
+            .pop_front()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotConnected, "device removed"))?;
         self.sent += 1;
         Ok((b, self.delay * self.sent))
     }
@@ -206,26 +234,55 @@ mod tests {
 
     #[test]
     fn grey_with_row_padding() {
-        let fmt = StreamFormat { format: CaptureFormat::Grey, width: 3, height: 2, stride: 4 };
+        let fmt = StreamFormat {
+            format: CaptureFormat::Grey,
+            width: 3,
+            height: 2,
+            stride: 4,
+        };
         let buf = [1, 2, 3, 99, 4, 5, 6, 99];
-        assert_eq!(buffer_to_pixels(&fmt, &buf).unwrap(), Pixels::U8(vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(
+            buffer_to_pixels(&fmt, &buf).unwrap(),
+            Pixels::U8(vec![1, 2, 3, 4, 5, 6])
+        );
     }
 
     #[test]
     fn y16_is_little_endian() {
-        let fmt = StreamFormat { format: CaptureFormat::Y16, width: 2, height: 1, stride: 4 };
-        assert_eq!(buffer_to_pixels(&fmt, &[0x34, 0x12, 0xff, 0x3f]).unwrap(), Pixels::U16(vec![0x1234, 0x3fff]));
+        let fmt = StreamFormat {
+            format: CaptureFormat::Y16,
+            width: 2,
+            height: 1,
+            stride: 4,
+        };
+        assert_eq!(
+            buffer_to_pixels(&fmt, &[0x34, 0x12, 0xff, 0x3f]).unwrap(),
+            Pixels::U16(vec![0x1234, 0x3fff])
+        );
     }
 
     #[test]
     fn yuyv_keeps_luma() {
-        let fmt = StreamFormat { format: CaptureFormat::Yuyv, width: 2, height: 1, stride: 4 };
-        assert_eq!(buffer_to_pixels(&fmt, &[10, 128, 20, 128]).unwrap(), Pixels::U8(vec![10, 20]));
+        let fmt = StreamFormat {
+            format: CaptureFormat::Yuyv,
+            width: 2,
+            height: 1,
+            stride: 4,
+        };
+        assert_eq!(
+            buffer_to_pixels(&fmt, &[10, 128, 20, 128]).unwrap(),
+            Pixels::U8(vec![10, 20])
+        );
     }
 
     #[test]
     fn short_buffer_is_an_error() {
-        let fmt = StreamFormat { format: CaptureFormat::Y16, width: 4, height: 4, stride: 8 };
+        let fmt = StreamFormat {
+            format: CaptureFormat::Y16,
+            width: 4,
+            height: 4,
+            stride: 8,
+        };
         assert!(buffer_to_pixels(&fmt, &[0; 20]).unwrap_err().contains("too short"));
     }
 
@@ -238,7 +295,12 @@ mod tests {
 
     #[test]
     fn a_removed_device_ends_the_stream_with_a_fatal_error() {
-        let fmt = StreamFormat { format: CaptureFormat::Grey, width: 2, height: 2, stride: 2 };
+        let fmt = StreamFormat {
+            format: CaptureFormat::Grey,
+            width: 2,
+            height: 2,
+            stride: 2,
+        };
         let mut bufs = Some(vec![vec![1u8; 4], vec![2u8; 4]]);
         let opener: Opener = Box::new(move || {
             let b = bufs.take().ok_or_else(|| anyhow::anyhow!("no such device"))?;
@@ -248,7 +310,9 @@ mod tests {
         assert!(cam.next_frame().unwrap().is_ok());
         assert!(cam.next_frame().unwrap().is_ok());
         match cam.next_frame() {
-            Some(Err(SourceError::Fatal(msg))) => assert!(msg.contains("stopped delivering") && msg.contains("scripted"), "{msg}"),
+            Some(Err(SourceError::Fatal(msg))) => {
+                assert!(msg.contains("stopped delivering") && msg.contains("scripted"), "{msg}")
+            }
             other => panic!("expected a fatal error, got {other:?}"),
         }
     }

@@ -27,10 +27,13 @@ impl FolderSource {
         let (frames, truth) = if dir.join("frames").is_dir() {
             let csv = dir.join("centroids.csv");
             let truth = if csv.exists() {
-                read_centroids(&csv)?.into_iter().fold(HashMap::new(), |mut m: HashMap<String, Vec<(f64, f64)>>, (f, x, y)| {
-                    m.entry(f).or_default().push((x, y));
-                    m
-                })
+                read_centroids(&csv)?.into_iter().fold(
+                    HashMap::new(),
+                    |mut m: HashMap<String, Vec<(f64, f64)>>, (f, x, y)| {
+                        m.entry(f).or_default().push((x, y));
+                        m
+                    },
+                )
             } else {
                 HashMap::new()
             };
@@ -42,14 +45,24 @@ impl FolderSource {
             .with_context(|| format!("cannot read frame folder {}", frames.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
             })
             .collect();
         files.sort();
         if files.is_empty() {
             bail!("no image files in {}", frames.display());
         }
-        Ok(Self { dir: dir.to_path_buf(), files, truth, pos: 0, index: 0, looping, pacer: Pacer::new(fps) })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            files,
+            truth,
+            pos: 0,
+            index: 0,
+            looping,
+            pacer: Pacer::new(fps),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -89,7 +102,11 @@ impl FrameSource for FolderSource {
         let index = self.index;
         self.index += 1;
         let timestamp = self.pacer.wait();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         Some(match read_gray(&path) {
             Ok((width, height, pixels)) => Ok(RawFrame {
                 index,
@@ -99,7 +116,11 @@ impl FrameSource for FolderSource {
                 height,
                 pixels,
                 origin: path.display().to_string(),
-                truth: self.truth.get(&name).cloned().or_else(|| (!self.truth.is_empty()).then(Vec::new)),
+                truth: self
+                    .truth
+                    .get(&name)
+                    .cloned()
+                    .or_else(|| (!self.truth.is_empty()).then(Vec::new)),
             }),
             Err(e) => Err(SourceError::Frame(format!("frame {index} ({}): {e:#}", path.display()))),
         })
@@ -110,6 +131,11 @@ impl FrameSource for FolderSource {
     }
 
     fn describe(&self) -> String {
-        format!("folder {} ({} frames{})", self.dir.display(), self.files.len(), if self.truth.is_empty() { "" } else { ", with centroids" })
+        format!(
+            "folder {} ({} frames{})",
+            self.dir.display(),
+            self.files.len(),
+            if self.truth.is_empty() { "" } else { ", with centroids" }
+        )
     }
 }

@@ -1,12 +1,12 @@
 //! Frame sources behind one trait: synthetic scenes, replayed image folders, raw recordings
 //! and V4L2 cameras.
 
+pub mod camera;
 pub mod folder;
 pub mod raw;
 pub mod synthetic;
 #[cfg(feature = "v4l")]
 pub mod v4l2;
-pub mod camera;
 
 use super::frame::RawFrame;
 
@@ -40,8 +40,14 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(fps: Option<f64>) -> Self {
-        let period = fps.filter(|f| *f > 0.0).map(|f| std::time::Duration::from_secs_f64(1.0 / f));
-        Self { start: std::time::Instant::now(), period, emitted: 0 }
+        let period = fps
+            .filter(|f| *f > 0.0)
+            .map(|f| std::time::Duration::from_secs_f64(1.0 / f));
+        Self {
+            start: std::time::Instant::now(),
+            period,
+            emitted: 0,
+        }
     }
 
     /// Sleeps until frame number `emitted` is due; returns its timestamp since the start.

@@ -45,8 +45,16 @@ pub struct RawSource {
 }
 
 impl RawSource {
-    pub fn open(path: &Path, width: usize, height: usize, format: RawFormat, fps: Option<f64>, looping: bool) -> Result<Self> {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open raw recording {}", path.display()))?;
+    pub fn open(
+        path: &Path,
+        width: usize,
+        height: usize,
+        format: RawFormat,
+        fps: Option<f64>,
+        looping: bool,
+    ) -> Result<Self> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open raw recording {}", path.display()))?;
         // SAFETY: read-only map of a recording; it must not be truncated while we replay it.
         let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
         let frame_bytes = width * height * format.bytes_per_pixel();
@@ -106,7 +114,12 @@ impl FrameSource for RawSource {
         let bytes = &self.map[self.next * n * self.format.bytes_per_pixel()..][..n * self.format.bytes_per_pixel()];
         let pixels = match self.format {
             RawFormat::Y8 => Pixels::U8(bytes.to_vec()),
-            RawFormat::Y16 => Pixels::U16(bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()),
+            RawFormat::Y16 => Pixels::U16(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect(),
+            ),
         };
         let index = self.next as u64;
         self.next += 1;
@@ -127,7 +140,14 @@ impl FrameSource for RawSource {
     }
 
     fn describe(&self) -> String {
-        format!("raw {} ({} {:?} frames of {}×{})", self.path.display(), self.frames, self.format, self.width, self.height)
+        format!(
+            "raw {} ({} {:?} frames of {}×{})",
+            self.path.display(),
+            self.frames,
+            self.format,
+            self.width,
+            self.height
+        )
     }
 }
 

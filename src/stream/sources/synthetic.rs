@@ -20,9 +20,19 @@ impl SyntheticSource {
             anyhow::bail!("synthetic frames are 8- or 16-bit, not {bits}");
         }
         if cfg.width < 32 || cfg.height < 32 {
-            anyhow::bail!("synthetic frames must be at least 32×32, got {}×{}", cfg.width, cfg.height);
+            anyhow::bail!(
+                "synthetic frames must be at least 32×32, got {}×{}",
+                cfg.width,
+                cfg.height
+            );
         }
-        Ok(Self { scene: Scene::new(cfg), bits, count, next: 0, pacer: Pacer::new(fps) })
+        Ok(Self {
+            scene: Scene::new(cfg),
+            bits,
+            count,
+            next: 0,
+            pacer: Pacer::new(fps),
+        })
     }
 }
 
@@ -60,6 +70,9 @@ impl FrameSource for SyntheticSource {
 
     fn describe(&self) -> String {
         let c = self.scene.config();
-        format!("synthetic {}×{} {}-bit, {} targets, seed {}", c.width, c.height, self.bits, c.targets, c.seed)
+        format!(
+            "synthetic {}×{} {}-bit, {} targets, seed {}",
+            c.width, c.height, self.bits, c.targets, c.seed
+        )
     }
 }

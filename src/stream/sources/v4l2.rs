@@ -60,7 +60,9 @@ impl V4lDevice {
         }
         let dev = Device::with_path(path).with_context(|| format!("cannot open camera device {}", path.display()))?;
         let name = path.display().to_string();
-        let mut fmt = dev.format().with_context(|| format!("{name}: cannot read the current format"))?;
+        let mut fmt = dev
+            .format()
+            .with_context(|| format!("{name}: cannot read the current format"))?;
         if let Some(f) = req.format {
             fmt.fourcc = FourCC::new(&f.fourcc());
         }
@@ -70,9 +72,12 @@ impl V4lDevice {
         if let Some(h) = req.height {
             fmt.height = h as u32;
         }
-        let got = dev.set_format(&fmt).with_context(|| format!("{name}: the device refused the format"))?;
+        let got = dev
+            .set_format(&fmt)
+            .with_context(|| format!("{name}: the device refused the format"))?;
         let capture = CaptureFormat::from_fourcc(got.fourcc.repr);
-        let size_ok = req.width.is_none_or(|w| w == got.width as usize) && req.height.is_none_or(|h| h == got.height as usize);
+        let size_ok =
+            req.width.is_none_or(|w| w == got.width as usize) && req.height.is_none_or(|h| h == got.height as usize);
         let format_ok = req.format.is_none_or(|f| Some(f) == capture);
         let Some(capture) = capture.filter(|_| size_ok && format_ok) else {
             bail!(
@@ -88,11 +93,23 @@ impl V4lDevice {
         };
         if let Some(fps) = req.fps {
             let params = v4l::video::capture::Parameters::with_fps(fps);
-            dev.set_params(&params).with_context(|| format!("{name}: cannot set {fps} fps"))?;
+            dev.set_params(&params)
+                .with_context(|| format!("{name}: cannot set {fps} fps"))?;
         }
-        let stream = MmapStream::with_buffers(&dev, Type::VideoCapture, 4).with_context(|| format!("{name}: cannot start memory-mapped streaming"))?;
-        let format = StreamFormat { format: capture, width: got.width as usize, height: got.height as usize, stride: got.stride as usize };
-        Ok(Self { stream, _device: dev, format, name })
+        let stream = MmapStream::with_buffers(&dev, Type::VideoCapture, 4)
+            .with_context(|| format!("{name}: cannot start memory-mapped streaming"))?;
+        let format = StreamFormat {
+            format: capture,
+            width: got.width as usize,
+            height: got.height as usize,
+            stride: got.stride as usize,
+        };
+        Ok(Self {
+            stream,
+            _device: dev,
+            format,
+            name,
+        })
     }
 }
 
@@ -104,7 +121,8 @@ impl CaptureDevice for V4lDevice {
     fn next_buffer(&mut self) -> std::io::Result<(Vec<u8>, Duration)> {
         let (buf, meta) = self.stream.next()?;
         let used = (meta.bytesused as usize).min(buf.len());
-        let ts = Duration::from_secs(meta.timestamp.sec.max(0) as u64) + Duration::from_micros(meta.timestamp.usec.max(0) as u64);
+        let ts = Duration::from_secs(meta.timestamp.sec.max(0) as u64)
+            + Duration::from_micros(meta.timestamp.usec.max(0) as u64);
         // Copy out so the driver gets its buffer back at once; frames are small (≤ 2.6 MB).
         Ok((buf[..if used == 0 { buf.len() } else { used }].to_vec(), ts))
     }

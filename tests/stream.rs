@@ -1,0 +1,335 @@
+//! The streaming runtime end to end: sources, calibration, lossless replay, live drop-oldest,
+//! and the errors bad input gets.
+
+use srsnet::calibration::{two_point, Profile};
+use srsnet::eval::tophat::TopHat;
+use srsnet::infer::Segmenter;
+use srsnet::stream::frame::{Pixels, RawFrame};
+use srsnet::stream::pipeline::{run, PipelineConfig};
+use srsnet::stream::preprocess::{Preprocessor, Stretch};
+use srsnet::stream::sinks::Sinks;
+use srsnet::stream::sources::camera::{
+    CameraSource, CaptureDevice, CaptureFormat, Opener, ScriptedDevice, StreamFormat,
+};
+use srsnet::stream::sources::folder::FolderSource;
+use srsnet::stream::sources::raw::{write_raw, RawFormat, RawSource};
+use srsnet::stream::sources::synthetic::SyntheticSource;
+use srsnet::stream::sources::{FrameSource, SourceError};
+use srsnet::synthetic::SceneConfig;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("srsnet-stream-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A JSON Lines writer that keeps what it gets and can be made slow.
+#[derive(Clone, Default)]
+struct Capture {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    delay: Duration,
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.contains(&b'\n') {
+            std::thread::sleep(self.delay);
+        }
+        self.bytes.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn records(&self) -> Vec<serde_json::Value> {
+        String::from_utf8(self.bytes.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// A top-hat tuned for the synthetic scenes (the SIRST-tuned default is stricter).
+fn tophat() -> Segmenter {
+    Segmenter::TopHat(TopHat {
+        se: 9,
+        k: 6.0,
+        min_contrast: 0.02,
+    })
+}
+
+fn go(source: Box<dyn FrameSource>, sink: &Capture, cfg: PipelineConfig) -> srsnet::stream::pipeline::RunReport {
+    let pre = Preprocessor::new(None, Stretch::default(), 1);
+    run(
+        source,
+        pre,
+        tophat(),
+        Sinks::with_writer(Box::new(sink.clone())),
+        cfg,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn synthetic_targets_are_reported_where_they_are() {
+    let cfg = SceneConfig {
+        width: 160,
+        height: 128,
+        targets: 2,
+        seed: 11,
+        contrast: 0.3,
+        noise: 0.01,
+    };
+    let sink = Capture::default();
+    let report = go(
+        Box::new(SyntheticSource::new(cfg, 8, Some(40), None).unwrap()),
+        &sink,
+        PipelineConfig::default(),
+    );
+    let (mut near, mut truths) = (0, 0);
+    for rec in sink.records() {
+        for t in rec["truth"].as_array().unwrap() {
+            truths += 1;
+            let (x, y) = (t["x"].as_f64().unwrap(), t["y"].as_f64().unwrap());
+            let best = rec["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| ((d["x"].as_f64().unwrap() - x).powi(2) + (d["y"].as_f64().unwrap() - y).powi(2)).sqrt())
+                .fold(f64::INFINITY, f64::min);
+            if best <= 1.5 {
+                near += 1;
+            }
+        }
+    }
+    assert_eq!(truths, 80);
+    assert!(
+        near as f64 >= 0.9 * truths as f64,
+        "only {near} of {truths} targets reported within 1.5 px"
+    );
+    assert!(report.stats.score.pd() >= 0.9, "running Pd {}", report.stats.score.pd());
+}
+
+#[test]
+fn replay_is_lossless_and_ordered_with_slow_sink() {
+    let cfg = SceneConfig {
+        width: 64,
+        height: 64,
+        targets: 1,
+        ..Default::default()
+    };
+    let sink = Capture {
+        delay: Duration::from_millis(15),
+        ..Default::default()
+    };
+    let report = go(
+        Box::new(SyntheticSource::new(cfg, 16, Some(25), None).unwrap()),
+        &sink,
+        PipelineConfig {
+            queue: 1,
+            ..Default::default()
+        },
+    );
+    let frames: Vec<u64> = sink.records().iter().map(|r| r["frame"].as_u64().unwrap()).collect();
+    assert_eq!(frames, (0..25).collect::<Vec<_>>());
+    assert_eq!((report.stats.frames, report.stats.dropped), (25, 0));
+}
+
+#[test]
+fn live_source_drops_oldest_and_never_blocks() {
+    let fmt = StreamFormat {
+        format: CaptureFormat::Grey,
+        width: 64,
+        height: 64,
+        stride: 64,
+    };
+    let buffers: Vec<Vec<u8>> = (0..60u8).map(|i| vec![i; 64 * 64]).collect();
+    let mut once = Some(buffers);
+    let opener: Opener = Box::new(move || {
+        let b = once.take().ok_or_else(|| anyhow::anyhow!("gone"))?;
+        Ok(Box::new(ScriptedDevice::new(fmt, b, Duration::from_millis(1))) as Box<dyn CaptureDevice>)
+    });
+    let source = CameraSource::new(opener, false).unwrap();
+    let sink = Capture {
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let report = go(
+        Box::new(source),
+        &sink,
+        PipelineConfig {
+            queue: 1,
+            ..Default::default()
+        },
+    );
+    let frames: Vec<u64> = sink.records().iter().map(|r| r["frame"].as_u64().unwrap()).collect();
+    assert!(
+        report.stats.dropped > 0,
+        "a slow sink must make a live source drop frames"
+    );
+    assert_eq!(
+        report.stats.frames + report.stats.dropped,
+        60,
+        "every frame is either emitted or counted as dropped"
+    );
+    assert!(frames.windows(2).all(|p| p[0] < p[1]), "emitted frames stay in order");
+    // The device ended (it was "unplugged" after 60 buffers): reported once everything was flushed.
+    assert!(report.source_failure.unwrap().contains("stopped delivering"));
+    assert!(t0.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn raw_y16_round_trip_and_partial_frame() {
+    let dir = tmp("raw");
+    let frames: Vec<Pixels> = (0..3u16)
+        .map(|k| Pixels::U16((0..48u16).map(|i| 1000 * k + i * 7 + 12000).collect()))
+        .collect();
+    let path = dir.join("rec.y16");
+    write_raw(&path, &frames).unwrap();
+    // Append half a frame: reported, and the three whole frames still come out.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&[0u8; 48]).unwrap();
+    drop(f);
+    let mut src = RawSource::open(&path, 8, 6, RawFormat::Y16, None, false).unwrap();
+    for expected in &frames {
+        let got = src.next_frame().unwrap().unwrap();
+        assert_eq!(&got.pixels, expected);
+    }
+    match src.next_frame() {
+        Some(Err(SourceError::Frame(msg))) => {
+            assert!(msg.contains("48 trailing bytes") && msg.contains("rec.y16"), "{msg}")
+        }
+        other => panic!("expected a partial-frame report, got {other:?}"),
+    }
+    assert!(src.next_frame().is_none());
+}
+
+#[test]
+fn raw_with_wrong_size_is_a_clear_error() {
+    let dir = tmp("rawsize");
+    let path = dir.join("small.y16");
+    write_raw(&path, &[Pixels::U16(vec![0; 100])]).unwrap();
+    let err = RawSource::open(&path, 640, 512, RawFormat::Y16, None, false)
+        .err()
+        .expect("too small for one frame")
+        .to_string();
+    assert!(
+        err.contains("small.y16") && err.contains("640×512") && err.contains("--size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreadable_frame_in_folder_is_reported_and_the_rest_processed() {
+    let dir = tmp("folder");
+    srsnet::synthetic::write_frames(&dir, 3, (64, 64), 8, 1, 3).unwrap();
+    std::fs::write(dir.join("synthetic_0001b.png"), b"not a png").unwrap();
+    let mut src = FolderSource::new(&dir, None, false).unwrap();
+    let (mut ok, mut errs) = (0, vec![]);
+    while let Some(f) = src.next_frame() {
+        match f {
+            Ok(_) => ok += 1,
+            Err(e) => errs.push(e.to_string()),
+        }
+    }
+    assert_eq!(ok, 3);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("synthetic_0001b.png"), "{}", errs[0]);
+    // Through the pipeline: three records, one source error.
+    let sink = Capture::default();
+    let report = go(
+        Box::new(FolderSource::new(&dir, None, false).unwrap()),
+        &sink,
+        PipelineConfig::default(),
+    );
+    assert_eq!((sink.records().len(), report.stats.source_errors), (3, 1));
+}
+
+/// A flat scene seen through a sensor with per-pixel gain/offset and dead pixels comes out
+/// flat after the two-point profile built from cold and hot flat fields.
+#[test]
+fn calibration_flattens_fixed_pattern_and_dead_pixels() {
+    let (w, h) = (32, 24);
+    let n = w * h;
+    let gain: Vec<f32> = (0..n).map(|i| 0.8 + 0.4 * ((i * 37 % 101) as f32 / 100.0)).collect();
+    let offset: Vec<f32> = (0..n).map(|i| -300.0 + 600.0 * ((i * 53 % 97) as f32 / 96.0)).collect();
+    let dead = [5usize, 100, 101, 400];
+    let sense = |scene: f32, k: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                if dead.contains(&i) {
+                    7.0
+                } else {
+                    gain[i] * scene + offset[i] + ((i + k) % 3) as f32 - 1.0
+                }
+            })
+            .collect()
+    };
+    let cold: Vec<Vec<f32>> = (0..4).map(|k| sense(8000.0, k)).collect();
+    let hot: Vec<Vec<f32>> = (0..4).map(|k| sense(12000.0, k)).collect();
+    let profile = two_point(w, h, &cold, &hot).unwrap();
+    for d in dead {
+        assert!(profile.bad[d], "dead pixel {d} not flagged");
+    }
+    assert!(
+        profile.bad.iter().filter(|&&b| b).count() <= dead.len() + 2,
+        "too many pixels flagged"
+    );
+    let mut scene = sense(10000.0, 0);
+    profile.apply(w, h, &mut scene).unwrap();
+    let mean = scene.iter().sum::<f32>() / n as f32;
+    let worst = scene.iter().map(|v| (v - mean).abs()).fold(0f32, f32::max);
+    assert!(
+        worst < 3.0,
+        "corrected frame not flat: worst deviation {worst} around {mean}"
+    );
+    // The profile survives a save/load round trip.
+    let p = tmp("cal").join("cam.safetensors");
+    profile.save(&p).unwrap();
+    assert_eq!(Profile::load(&p).unwrap(), profile);
+}
+
+#[test]
+fn calibration_of_the_wrong_size_is_reported_per_frame() {
+    let mut pre = Preprocessor::new(Some(Profile::identity(640, 512)), Stretch::default(), 1);
+    let raw = RawFrame {
+        index: 0,
+        timestamp: Duration::ZERO,
+        captured_at: Instant::now(),
+        width: 320,
+        height: 256,
+        pixels: Pixels::U8(vec![0; 320 * 256]),
+        origin: "t".into(),
+        truth: None,
+    };
+    let err = pre.process(&raw).unwrap_err().to_string();
+    assert!(err.contains("640×512") && err.contains("320×256"), "{err}");
+}
+
+#[cfg(feature = "v4l")]
+#[test]
+fn missing_camera_device_is_named() {
+    let err = srsnet::stream::sources::v4l2::V4lDevice::open(
+        std::path::Path::new("/dev/video-does-not-exist"),
+        &Default::default(),
+    )
+    .err()
+    .expect("no such device")
+    .to_string();
+    assert!(
+        err.contains("/dev/video-does-not-exist") && err.contains("does not exist"),
+        "{err}"
+    );
+}
