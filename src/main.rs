@@ -143,6 +143,9 @@ enum Command {
         targets: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Write flat fields of this level in [0, 1] instead (for `srsnet calibrate`).
+        #[arg(long)]
+        flat: Option<f32>,
     },
     /// Print a weights file's config, preprocessing and provenance.
     Info { weights: PathBuf },
@@ -493,7 +496,8 @@ fn run(cli: Cli) -> Result<()> {
             bits,
             targets,
             seed,
-        } => srsnet::synthetic::write_frames(&out, count, size, bits, targets, seed),
+            flat,
+        } => srsnet::synthetic::write_frames(&out, count, size, bits, targets, seed, flat),
         Command::Eval {
             weights,
             model,

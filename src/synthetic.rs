@@ -57,6 +57,8 @@ pub struct Scene {
     background: Vec<f32>,
     column_offset: Vec<f32>,
     pixel_gain: Vec<f32>,
+    /// Dead (stuck) pixels and the value they are stuck at.
+    dead: Vec<(usize, f32)>,
     targets: Vec<MovingTarget>,
     rng: ChaCha8Rng,
     drift: (f64, f64),
@@ -69,6 +71,10 @@ impl Scene {
         let background = clutter(w, h, &mut rng);
         let column_offset = (0..w).map(|_| rng.gen_range(-0.01f32..0.01)).collect();
         let pixel_gain = (0..w * h).map(|_| 1.0 + rng.gen_range(-0.02f32..0.02)).collect();
+        // About one pixel in 2000 is stuck dark or bright, as on real microbolometers.
+        let dead = (0..(w * h / 2000).max(1))
+            .map(|_| (rng.gen_range(0..w * h), if rng.gen_bool(0.5) { 0.0 } else { 1.0 }))
+            .collect();
         let margin = 12.0;
         let targets = (0..cfg.targets)
             .map(|_| {
@@ -90,6 +96,7 @@ impl Scene {
             background,
             column_offset,
             pixel_gain,
+            dead,
             targets,
             rng,
             drift,
@@ -126,12 +133,29 @@ impl Scene {
             let area = (2.0 * std::f64::consts::PI * tg.sigma * tg.sigma * std::f64::consts::LN_2).max(1.0);
             truth.push(TruthPoint { x: cx, y: cy, area });
         }
+        self.sense(&mut img);
+        (img, truth)
+    }
+
+    /// A frame of a uniform scene at `level` seen through the same sensor (flat-field
+    /// recordings for `srsnet calibrate`).
+    pub fn flat_field(&mut self, level: f32) -> Vec<f32> {
+        let mut img = vec![level; self.cfg.width * self.cfg.height];
+        self.sense(&mut img);
+        img
+    }
+
+    /// The simulated sensor: temporal noise, per-pixel gain, per-column offset, dead pixels.
+    fn sense(&mut self, img: &mut [f32]) {
+        let w = self.cfg.width;
         for (i, v) in img.iter_mut().enumerate() {
             let noise: f32 = self.rng.sample::<f32, _>(rand::distributions::Standard) - 0.5;
             let n = noise * self.cfg.noise * 3.46; // uniform with the configured std
             *v = ((*v + n) * self.pixel_gain[i] + self.column_offset[i % w]).clamp(0.0, 1.0);
         }
-        (img, truth)
+        for &(i, stuck) in &self.dead {
+            img[i] = stuck;
+        }
     }
 }
 
@@ -259,6 +283,7 @@ mod tests {
     }
 }
 
+/// With `flat = Some(level)` the frames are flat fields (uniform scene at `level` in [0, 1]).
 /// Writes `count` synthetic frames as PNG (8- or 16-bit) into `out`, with `truth.csv`
 /// (frame,x,y per target) beside them.
 pub fn write_frames(
@@ -268,6 +293,7 @@ pub fn write_frames(
     bits: u8,
     targets: usize,
     seed: u64,
+    flat: Option<f32>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -280,7 +306,10 @@ pub fn write_frames(
     });
     let mut csv = String::from("frame,x,y\n");
     for i in 0..count {
-        let (img, truth) = scene.frame(i);
+        let (img, truth) = match flat {
+            Some(level) => (scene.flat_field(level), vec![]),
+            None => scene.frame(i),
+        };
         let name = format!("synthetic_{i:04}.png");
         let path = out.join(&name);
         let (w, h) = (size.0 as u32, size.1 as u32);

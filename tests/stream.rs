@@ -234,7 +234,7 @@ fn raw_with_wrong_size_is_a_clear_error() {
 #[test]
 fn unreadable_frame_in_folder_is_reported_and_the_rest_processed() {
     let dir = tmp("folder");
-    srsnet::synthetic::write_frames(&dir, 3, (64, 64), 8, 1, 3).unwrap();
+    srsnet::synthetic::write_frames(&dir, 3, (64, 64), 8, 1, 3, None).unwrap();
     std::fs::write(dir.join("synthetic_0001b.png"), b"not a png").unwrap();
     let mut src = FolderSource::new(&dir, None, false).unwrap();
     let (mut ok, mut errs) = (0, vec![]);

@@ -1,0 +1,142 @@
+//! The `srsnet` binary's handling of bad input: clear errors naming the file, device or size,
+//! and the good inputs still processed.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn srsnet(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_srsnet"))
+        .args(args)
+        .output()
+        .expect("run srsnet");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("srsnet-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn run_with_a_device_that_does_not_exist() {
+    let (code, _, err) = srsnet(&["run", "--model", "tophat", "--source", "v4l:/dev/video-missing-42"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/dev/video-missing-42"), "{err}");
+}
+
+#[test]
+fn run_raw_with_wrong_size() {
+    let d = tmp("raw");
+    let f = d.join("rec.y16");
+    std::fs::write(&f, vec![0u8; 2 * 64 * 48 * 3]).unwrap();
+    let src = format!("raw:{}", f.display());
+    let (code, _, err) = srsnet(&["run", "--model", "tophat", "--source", &src, "--size", "640x512"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("rec.y16") && err.contains("--size"), "{err}");
+    // The right size replays all three frames.
+    let (code, out, err) = srsnet(&["run", "--model", "tophat", "--source", &src, "--size", "64x48"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3);
+}
+
+#[test]
+fn run_with_calibration_of_the_wrong_size_reports_every_frame() {
+    let cal = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("calibration/synthetic-320x256-seed7.safetensors");
+    let (code, out, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--size",
+        "160x128",
+        "--count",
+        "3",
+        "--calibration",
+        cal.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 0);
+    assert!(
+        err.contains("320×256") && err.contains("160×128") && err.contains("frame errors 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_synthetic_with_shipped_calibration_and_outputs() {
+    let d = tmp("outputs");
+    let cal = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("calibration/synthetic-320x256-seed7.safetensors");
+    let (code, out, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat:9:6",
+        "--count",
+        "5",
+        "--calibration",
+        cal.to_str().unwrap(),
+        "--masks",
+        d.join("m").to_str().unwrap(),
+        "--overlays",
+        d.join("o").to_str().unwrap(),
+        "--stats-json",
+        d.join("stats.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 5);
+    assert_eq!(std::fs::read_dir(d.join("m")).unwrap().count(), 5);
+    assert_eq!(std::fs::read_dir(d.join("o")).unwrap().count(), 5);
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["frames"], 5);
+    assert!(stats["latency_ms"]["inference"]["p50"].as_f64().unwrap() > 0.0);
+    assert_eq!(stats["pd"], 1.0, "{stats}");
+}
+
+#[test]
+fn infer_reports_a_corrupt_image_and_processes_the_others() {
+    let d = tmp("infer");
+    srsnet::synthetic::write_frames(&d, 2, (64, 48), 16, 1, 5, None).unwrap();
+    std::fs::write(d.join("broken.png"), b"\x89PNG\r\n\x1a\n garbage").unwrap();
+    let weights = d.join("w.safetensors");
+    let (code, _, err) = srsnet(&["init", "--preset", "lite", "--out", weights.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out_dir = d.join("out");
+    let (code, out, err) = srsnet(&[
+        "infer",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        d.join("synthetic_0000.png").to_str().unwrap(),
+        d.join("broken.png").to_str().unwrap(),
+        d.join("synthetic_0001.png").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("broken.png") && err.contains("1 of 3 images failed"),
+        "{err}"
+    );
+    assert_eq!(out.lines().count(), 2);
+    for stem in ["synthetic_0000", "synthetic_0001"] {
+        let mask = image::open(out_dir.join(format!("{stem}_mask.png"))).unwrap();
+        assert_eq!((mask.width(), mask.height()), (64, 48), "mask at native size");
+        let rec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join(format!("{stem}.json"))).unwrap()).unwrap();
+        assert_eq!(rec["width"], 64);
+    }
+}
+
+#[test]
+fn cuda_without_the_feature_says_how_to_build() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let (code, _, err) = srsnet(&["bench", "--device", "cuda", "--iters", "1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--features cuda"), "{err}");
+}
