@@ -164,6 +164,12 @@ enum Command {
         warmup: usize,
         #[arg(long, default_value_t = 20)]
         iters: usize,
+        /// Time training steps of this stage (recon or seg) instead of inference.
+        #[arg(long)]
+        train: Option<String>,
+        /// Batch size for --train.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
     },
 }
 
@@ -569,7 +575,14 @@ fn run(cli: Cli) -> Result<()> {
             size,
             warmup,
             iters,
+            train,
+            batch,
         } => {
+            if let Some(stage) = train {
+                let ips = cli::bench::train_throughput(&preset, &stage, batch, size, iters)?;
+                println!("{preset} {stage} training step, batch {batch}, {size}x{size}, CPU f32: {ips:.2} images/s over {iters} steps");
+                return Ok(());
+            }
             let device = parse_device(&device)?;
             let tmp;
             let path = match weights {

@@ -54,3 +54,35 @@ pub fn forward_latency(
         max_ms: times[times.len() - 1],
     })
 }
+
+/// Throughput of training steps (forward + backward + SGD update) of one stage, images/s.
+pub fn train_throughput(preset: &str, stage: &str, batch: usize, size: usize, steps: usize) -> Result<f64> {
+    use crate::model::weights::VarSource;
+    use crate::model::{ModelConfig, Weights};
+    use crate::train::optim::SgdConfig;
+    use crate::train::stages::{ReconStage, SegStage};
+    let cfg = ModelConfig::from_preset_or_path(preset)?;
+    let d = Device::Cpu;
+    let x = (Tensor::randn(0f32, 1.0, (batch, cfg.in_channels, size, size), &d)? * 0.3)?;
+    let mask = Tensor::zeros((batch, 1, size, size), candle_core::DType::F32, &d)?;
+    let vars = VarSource::new(None, 1);
+    let w = Weights::from_vars(vars.clone(), candle_core::DType::F32, &d);
+    let mut step: Box<dyn FnMut() -> Result<f64>> = match stage {
+        "recon" => {
+            let mut s = ReconStage::new(&w, vars, &cfg, SgdConfig::default(), steps + 1)?;
+            Box::new(move || Ok(s.step(&x)?))
+        }
+        "seg" => {
+            let recon = Weights::from_vars(VarSource::new(None, 2), candle_core::DType::F32, &d);
+            let mut s = SegStage::new(&w, vars, &recon, &cfg, SgdConfig::default(), steps + 1)?;
+            Box::new(move || Ok(s.step(&x, &mask)?))
+        }
+        other => anyhow::bail!("stage `{other}`: expected recon or seg"),
+    };
+    step()?; // warm-up
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        step()?;
+    }
+    Ok((steps * batch) as f64 / t0.elapsed().as_secs_f64())
+}
