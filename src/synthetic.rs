@@ -228,6 +228,57 @@ fn smooth(t: f32) -> f32 {
     t * t * (3.0 - 2.0 * t)
 }
 
+/// With `flat = Some(level)` the frames are flat fields (uniform scene at `level` in [0, 1]).
+/// Writes `count` synthetic frames as PNG (8- or 16-bit) into `out`, with `truth.csv`
+/// (frame,x,y per target) beside them.
+pub fn write_frames(
+    out: &std::path::Path,
+    count: usize,
+    size: (usize, usize),
+    bits: u8,
+    targets: usize,
+    seed: u64,
+    flat: Option<f32>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut scene = Scene::new(SceneConfig {
+        width: size.0,
+        height: size.1,
+        targets,
+        seed,
+        ..Default::default()
+    });
+    let mut csv = String::from("frame,x,y\n");
+    for i in 0..count {
+        let (img, truth) = match flat {
+            Some(level) => (scene.flat_field(level), vec![]),
+            None => scene.frame(i),
+        };
+        let name = format!("synthetic_{i:04}.png");
+        let path = out.join(&name);
+        let (w, h) = (size.0 as u32, size.1 as u32);
+        match bits {
+            8 => image::GrayImage::from_raw(w, h, img.iter().map(|&v| (v * 255.0).round() as u8).collect())
+                .context("frame size")?
+                .save(&path),
+            16 => image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
+                w,
+                h,
+                img.iter().map(|&v| (v * 65535.0).round() as u16).collect(),
+            )
+            .context("frame size")?
+            .save(&path),
+            other => anyhow::bail!("bits must be 8 or 16, not {other}"),
+        }
+        .with_context(|| format!("writing {}", path.display()))?;
+        for t in truth {
+            csv.push_str(&format!("{name},{:.3},{:.3}\n", t.x, t.y));
+        }
+    }
+    std::fs::write(out.join("truth.csv"), csv).with_context(|| format!("writing {}/truth.csv", out.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,55 +332,4 @@ mod tests {
             }
         }
     }
-}
-
-/// With `flat = Some(level)` the frames are flat fields (uniform scene at `level` in [0, 1]).
-/// Writes `count` synthetic frames as PNG (8- or 16-bit) into `out`, with `truth.csv`
-/// (frame,x,y per target) beside them.
-pub fn write_frames(
-    out: &std::path::Path,
-    count: usize,
-    size: (usize, usize),
-    bits: u8,
-    targets: usize,
-    seed: u64,
-    flat: Option<f32>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut scene = Scene::new(SceneConfig {
-        width: size.0,
-        height: size.1,
-        targets,
-        seed,
-        ..Default::default()
-    });
-    let mut csv = String::from("frame,x,y\n");
-    for i in 0..count {
-        let (img, truth) = match flat {
-            Some(level) => (scene.flat_field(level), vec![]),
-            None => scene.frame(i),
-        };
-        let name = format!("synthetic_{i:04}.png");
-        let path = out.join(&name);
-        let (w, h) = (size.0 as u32, size.1 as u32);
-        match bits {
-            8 => image::GrayImage::from_raw(w, h, img.iter().map(|&v| (v * 255.0).round() as u8).collect())
-                .context("frame size")?
-                .save(&path),
-            16 => image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
-                w,
-                h,
-                img.iter().map(|&v| (v * 65535.0).round() as u16).collect(),
-            )
-            .context("frame size")?
-            .save(&path),
-            other => anyhow::bail!("bits must be 8 or 16, not {other}"),
-        }
-        .with_context(|| format!("writing {}", path.display()))?;
-        for t in truth {
-            csv.push_str(&format!("{name},{:.3},{:.3}\n", t.x, t.y));
-        }
-    }
-    std::fs::write(out.join("truth.csv"), csv).with_context(|| format!("writing {}/truth.csv", out.display()))
 }

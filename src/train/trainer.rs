@@ -265,7 +265,7 @@ fn run_loop(
             "stage": name, "epoch": state.epoch, "train_loss": loss_sum / seen.max(1) as f64,
             "images_per_s": seen as f64 / train_secs, "train_secs": train_secs, "lr": stage.opt().lr(),
         });
-        let validate = state.epoch % opts.val_every.max(1) == 0 || state.epoch == opts.epochs;
+        let validate = state.epoch.is_multiple_of(opts.val_every.max(1)) || state.epoch == opts.epochs;
         if validate && !data.val.is_empty() {
             let (score, report) = stage.validate(&data.val, opts)?;
             record["val"] = report;
