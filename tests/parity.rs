@@ -4,30 +4,10 @@
 
 mod common;
 use common::*;
-use srsnet::model::{ModelConfig, NetConfig, ReconNet, Srsnet};
+use srsnet::model::{ModelConfig, ReconNet, Srsnet};
 use std::path::Path;
 
 const F32_TOL: f32 = 1e-4;
-
-/// The tiny fixture's configuration (see ../shared/README.md).
-pub fn tiny_config() -> ModelConfig {
-    ModelConfig {
-        name: "tiny-fixture".into(),
-        in_channels: 3,
-        recon_out_channels: 3,
-        dpconv_kernel: 3,
-        recon: NetConfig {
-            stem: 8,
-            widths: [8, 12, 16, 24],
-            blocks: [1, 1, 2, 1],
-        },
-        seg: NetConfig {
-            stem: 8,
-            widths: [8, 24, 32, 40],
-            blocks: [2, 1, 2, 1],
-        },
-    }
-}
 
 fn check_all(cfg: &ModelConfig, recon: &Path, seg: &Path, io: &Path, fold: bool) {
     let label = if fold { "folded" } else { "unfolded" };

@@ -6,29 +6,10 @@ mod common;
 use candle_core::{DType, Device};
 use common::*;
 use srsnet::model::weights::VarSource;
-use srsnet::model::{ModelConfig, NetConfig, Weights};
+use srsnet::model::Weights;
 use srsnet::train::optim::SgdConfig;
 use srsnet::train::stages::{ReconStage, SegStage};
 use std::path::Path;
-
-fn tiny_config() -> ModelConfig {
-    ModelConfig {
-        name: "tiny-fixture".into(),
-        in_channels: 3,
-        recon_out_channels: 3,
-        dpconv_kernel: 3,
-        recon: NetConfig {
-            stem: 8,
-            widths: [8, 12, 16, 24],
-            blocks: [1, 1, 2, 1],
-        },
-        seg: NetConfig {
-            stem: 8,
-            widths: [8, 24, 32, 40],
-            blocks: [2, 1, 2, 1],
-        },
-    }
-}
 
 fn check_final(fx: &Path, vars: &VarSource, from: &str, to: &str) {
     let mut worst = 0f32;

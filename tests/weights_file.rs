@@ -6,7 +6,6 @@ use candle_core::{DType, Device};
 use common::*;
 use srsnet::cli::weights::{export, import};
 use srsnet::model::weights_file::WeightsFile;
-use srsnet::model::{ModelConfig, NetConfig};
 use std::path::{Path, PathBuf};
 
 fn tmp(name: &str) -> PathBuf {
@@ -16,22 +15,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn tiny_config_file() -> PathBuf {
-    let cfg = ModelConfig {
-        name: "tiny-fixture".into(),
-        in_channels: 3,
-        recon_out_channels: 3,
-        dpconv_kernel: 3,
-        recon: NetConfig {
-            stem: 8,
-            widths: [8, 12, 16, 24],
-            blocks: [1, 1, 2, 1],
-        },
-        seg: NetConfig {
-            stem: 8,
-            widths: [8, 24, 32, 40],
-            blocks: [2, 1, 2, 1],
-        },
-    };
+    let cfg = tiny_config();
     let p = tmp("tiny.json");
     std::fs::write(&p, serde_json::to_string(&cfg).unwrap()).unwrap();
     p

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor};
-use srsnet::model::{WeightStore, Weights};
+use srsnet::model::{ModelConfig, NetConfig, WeightStore, Weights};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,4 +93,24 @@ pub fn sign_agreement(a: &Tensor, b: &Tensor) -> f64 {
         .unwrap();
     let same = a.iter().zip(&b).filter(|(x, y)| (**x > 0.0) == (**y > 0.0)).count();
     same as f64 / a.len() as f64
+}
+
+/// The configuration of the tiny parity and training fixtures (see ../shared/README.md).
+pub fn tiny_config() -> ModelConfig {
+    ModelConfig {
+        name: "tiny-fixture".into(),
+        in_channels: 3,
+        recon_out_channels: 3,
+        dpconv_kernel: 3,
+        recon: NetConfig {
+            stem: 8,
+            widths: [8, 12, 16, 24],
+            blocks: [1, 1, 2, 1],
+        },
+        seg: NetConfig {
+            stem: 8,
+            widths: [8, 24, 32, 40],
+            blocks: [2, 1, 2, 1],
+        },
+    }
 }
