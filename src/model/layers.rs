@@ -74,9 +74,6 @@ impl Conv2d {
     }
 }
 
-/// PyTorch's BatchNorm2d default momentum for the running statistics.
-pub const BN_MOMENTUM: f64 = 0.1;
-
 /// BatchNorm2d. In eval mode it normalises with its running statistics; in training mode
 /// (see [`BnMode`]) with the batch's statistics (biased variance), and it updates the running
 /// statistics as PyTorch does: `r ← (1 − m)·r + m·batch`, with the *unbiased* batch variance.
@@ -127,7 +124,7 @@ impl BatchNorm {
         let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
         if let Some((rm, rv)) = &self.running {
             let n = (b * h * w) as f64;
-            let m = BN_MOMENTUM;
+            let m = self.mode.momentum();
             let batch_mean = mean.detach().reshape(c)?;
             let unbiased = (var.detach().reshape(c)? * (n / (n - 1.0).max(1.0)))?;
             rm.set(&((rm.as_tensor() * (1.0 - m))? + (batch_mean * m)?)?)?;

@@ -15,7 +15,7 @@ use safetensors::SafeTensors;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Why a weights file could not be used. Every variant names the file.
@@ -296,16 +296,38 @@ pub struct Weights {
 /// Shared switch between BatchNorm's training mode (batch statistics, running statistics
 /// updated) and eval mode (running statistics). Layers built from one view share one switch,
 /// so a trainer flips a whole network with one call.
-#[derive(Clone, Default, Debug)]
-pub struct BnMode(Arc<AtomicBool>);
+#[derive(Clone, Debug)]
+pub struct BnMode {
+    training: Arc<AtomicBool>,
+    /// The running-statistics momentum as f64 bits (PyTorch's default 0.1).
+    momentum: Arc<AtomicU64>,
+}
+
+impl Default for BnMode {
+    fn default() -> Self {
+        Self {
+            training: Arc::new(AtomicBool::new(false)),
+            momentum: Arc::new(AtomicU64::new(0.1f64.to_bits())),
+        }
+    }
+}
 
 impl BnMode {
     pub fn set_training(&self, training: bool) {
-        self.0.store(training, Ordering::Relaxed);
+        self.training.store(training, Ordering::Relaxed);
     }
 
     pub fn is_training(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.training.load(Ordering::Relaxed)
+    }
+
+    /// Momentum of the running statistics; `1/(k+1)` at the k-th batch gives their plain average.
+    pub fn set_momentum(&self, momentum: f64) {
+        self.momentum.store(momentum.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn momentum(&self) -> f64 {
+        f64::from_bits(self.momentum.load(Ordering::Relaxed))
     }
 }
 
