@@ -15,6 +15,8 @@ use std::path::Path;
 pub struct Detector {
     pub model: Srsnet,
     pub preprocess: PreprocessSpec,
+    /// The operating point recorded in the weights file (`info.threshold`), else 0.5.
+    pub threshold: f32,
     device: Device,
     dtype: DType,
 }
@@ -43,9 +45,11 @@ impl Detector {
         let model = file
             .load_model(device, dtype, true)
             .with_context(|| format!("loading weights {}", path.display()))?;
+        let threshold = file.info["threshold"].as_f64().map(|t| t as f32).unwrap_or(0.5);
         Ok(Self {
             model,
             preprocess: file.preprocess,
+            threshold,
             device: device.clone(),
             dtype,
         })
@@ -131,6 +135,14 @@ impl Segmenter {
                 Ok(Self::TopHat(t))
             }
             other => anyhow::bail!("unknown model `{other}`: expected net, tophat or tophat:SE:K"),
+        }
+    }
+
+    /// The threshold to use when the user gives none.
+    pub fn default_threshold(&self) -> f32 {
+        match self {
+            Self::Net(d) => d.threshold,
+            Self::TopHat(_) => 0.5,
         }
     }
 

@@ -27,9 +27,10 @@ enum Command {
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Pixels with target probability above this are target.
-        #[arg(long, default_value_t = 0.5)]
-        threshold: f32,
+        /// Pixels with target probability above this are target (default: the weights' recorded
+        /// operating point, else 0.5).
+        #[arg(long)]
+        threshold: Option<f32>,
         /// Output folder for `NAME_mask.png` and `NAME.json`.
         #[arg(long, default_value = "srsnet-out")]
         out: PathBuf,
@@ -62,6 +63,9 @@ enum Command {
         /// Also write recon.safetensors and seg.safetensors with the reference's names here.
         #[arg(long)]
         reference_dir: Option<PathBuf>,
+        /// Record this probability threshold as the weights' operating point.
+        #[arg(long)]
+        threshold: Option<f32>,
     },
     /// Write an untrained (PyTorch-default initialised) weights file for a preset.
     Init {
@@ -104,8 +108,12 @@ enum Command {
         /// A sequence folder with frames/ and centroids.csv (Pd/Fa by the 3-pixel centroid rule).
         #[arg(long)]
         sequence: Option<PathBuf>,
-        #[arg(long, default_value_t = 0.5)]
-        threshold: f32,
+        /// Probability threshold (default: the weights' recorded operating point, else 0.5).
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Score several thresholds in one pass (comma-separated), e.g. 0.5,0.7,0.9.
+        #[arg(long, value_delimiter = ',')]
+        sweep: Vec<f32>,
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Print JSON instead of a table.
@@ -218,8 +226,9 @@ struct RunCli {
     /// 16-bit mapping: `percentile` (robust stretch smoothed over time) or `fixed` (÷65535).
     #[arg(long, default_value = "percentile")]
     stretch: String,
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f32,
+    /// Probability threshold (default: the weights' recorded operating point, else 0.5).
+    #[arg(long)]
+    threshold: Option<f32>,
     /// Frames per inference call (1 = lowest latency).
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -427,11 +436,13 @@ fn run(cli: Cli) -> Result<()> {
             out,
             dtype,
             reference_dir,
+            threshold,
         } => cli::weights::export(
             &weights,
             &out,
             cli::weights::parse_dtype(&dtype)?,
             reference_dir.as_deref(),
+            threshold,
         ),
         Command::Init {
             preset,
@@ -471,7 +482,7 @@ fn run(cli: Cli) -> Result<()> {
                 calibration: r.calibration,
                 stretch,
                 pipeline: PipelineConfig {
-                    threshold: r.threshold,
+                    threshold: r.threshold.unwrap_or(f32::NAN),
                     batch: r.batch,
                     area: AreaLimits {
                         min: r.min_area,
@@ -514,9 +525,37 @@ fn run(cli: Cli) -> Result<()> {
             gt_suffix,
             sequence,
             threshold,
+            sweep,
             device,
             json,
         } => {
+            if !sweep.is_empty() {
+                let root = data
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("--sweep needs --data DIR"))?;
+                let weights = weights.unwrap_or_else(cli::default_weights);
+                let seg = srsnet::infer::Segmenter::new(&model, &weights, &parse_device(&device)?)?;
+                let layout = srsnet::train::data::PairLayout::sirst(root);
+                let rows = cli::eval::sweep_model(&seg, &layout, split.as_deref(), &sweep)?;
+                for (t, m) in sweep.iter().zip(rows) {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "model": seg.name(), "threshold": t, "metrics": m })
+                        );
+                    } else {
+                        println!(
+                            "threshold {t:.3}: IoU {:.4} nIoU {:.4} F1 {:.4} Pd {:.4} Fa {:.2}e-6",
+                            m.iou,
+                            m.niou,
+                            m.f1,
+                            m.pd,
+                            m.fa * 1e6
+                        );
+                    }
+                }
+                return Ok(());
+            }
             let (label, (metrics, failed)) = if let (Some(pred), Some(gt)) = (&pred, &gt) {
                 (
                     format!("masks {}", pred.display()),
@@ -525,6 +564,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 let weights = weights.unwrap_or_else(cli::default_weights);
                 let seg = srsnet::infer::Segmenter::new(&model, &weights, &parse_device(&device)?)?;
+                let threshold = threshold.unwrap_or(seg.default_threshold());
                 match (&data, &sequence) {
                     (Some(root), _) => {
                         let layout = srsnet::train::data::PairLayout::sirst(root);

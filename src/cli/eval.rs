@@ -43,6 +43,30 @@ pub fn eval_model(
     Ok((acc.finish(), failed))
 }
 
+/// Scores `seg` at several thresholds in one pass (probabilities computed once per image).
+pub fn sweep_model(
+    seg: &Segmenter,
+    layout: &PairLayout,
+    split: Option<&Path>,
+    thresholds: &[f32],
+) -> Result<Vec<Metrics>> {
+    let mut accs = vec![MetricAccumulator::default(); thresholds.len()];
+    for name in layout.names(split)? {
+        let frame = read_frame(&layout.image_path(&name), seg.channels())?;
+        let gt = read_mask(&layout.mask_path(&name))?;
+        if (gt.width, gt.height) != (frame.width, frame.height) {
+            eprintln!("skipped {name}: mask and image sizes differ");
+            continue;
+        }
+        let det = seg.detect(&frame, 0.5)?;
+        let gt: Vec<bool> = gt.data.iter().map(|&v| v > 0.5).collect();
+        for (acc, &t) in accs.iter_mut().zip(thresholds) {
+            acc.add_mask(&det.mask(t), &gt, frame.width, frame.height);
+        }
+    }
+    Ok(accs.iter().map(MetricAccumulator::finish).collect())
+}
+
 /// Scores prediction masks in `pred` against `gt` (pairs matched by file stem; `gt_suffix`
 /// is appended to the stem for the ground-truth name).
 pub fn eval_masks(pred: &Path, gt: &Path, gt_suffix: &str) -> Result<(Metrics, usize)> {

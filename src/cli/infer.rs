@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 pub struct InferArgs {
     pub weights: PathBuf,
     pub device: Device,
-    pub threshold: f32,
+    /// None: the weights' operating point.
+    pub threshold: Option<f32>,
     pub out: PathBuf,
     pub images: Vec<PathBuf>,
 }
@@ -22,15 +23,16 @@ pub fn run(args: &InferArgs) -> Result<()> {
     if args.images.is_empty() {
         bail!("no images given");
     }
-    if !(0.0..1.0).contains(&args.threshold) {
-        bail!("--threshold must be in [0, 1), got {}", args.threshold);
-    }
     let detector = Detector::from_file(&args.weights, &args.device)?;
+    let threshold = args.threshold.unwrap_or(detector.threshold);
+    if !(0.0..1.0).contains(&threshold) {
+        bail!("--threshold must be in [0, 1), got {threshold}");
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
     let stdout = std::io::stdout();
     let mut failed = 0;
     for path in &args.images {
-        match process(&detector, path, args) {
+        match process(&detector, path, args, threshold) {
             Ok(record) => {
                 let mut out = stdout.lock();
                 writeln!(out, "{record}")?;
@@ -51,13 +53,13 @@ pub fn run(args: &InferArgs) -> Result<()> {
     Ok(())
 }
 
-fn process(detector: &Detector, path: &Path, args: &InferArgs) -> Result<serde_json::Value> {
+fn process(detector: &Detector, path: &Path, args: &InferArgs, threshold: f32) -> Result<serde_json::Value> {
     let frame = read_frame(path, detector.channels())?;
-    let det = detector.detect(&frame, args.threshold)?;
+    let det = detector.detect(&frame, threshold)?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
     let mask_path = args.out.join(format!("{stem}_mask.png"));
-    write_mask_png(&mask_path, det.width, det.height, &det.mask(args.threshold))?;
-    let record = record(path, &mask_path, &det, args.threshold);
+    write_mask_png(&mask_path, det.width, det.height, &det.mask(threshold))?;
+    let record = record(path, &mask_path, &det, threshold);
     let json_path = args.out.join(format!("{stem}.json"));
     std::fs::write(&json_path, serde_json::to_string_pretty(&record)?)
         .with_context(|| format!("writing {}", json_path.display()))?;

@@ -136,8 +136,15 @@ fn open_camera(dev: &str, _args: &RunArgs) -> Result<Box<dyn FrameSource>> {
 
 /// Runs the pipeline; prints the summary to stderr. A camera that disappears is an error
 /// after everything captured was processed and flushed.
-pub fn run(args: RunArgs) -> Result<serde_json::Value> {
+/// A NaN `pipeline.threshold` means "the weights' operating point".
+pub fn run(mut args: RunArgs) -> Result<serde_json::Value> {
     let segmenter = Segmenter::new(&args.model, &args.weights, &args.device)?;
+    if args.pipeline.threshold.is_nan() {
+        args.pipeline.threshold = segmenter.default_threshold();
+    }
+    if !(0.0..1.0).contains(&args.pipeline.threshold) {
+        bail!("--threshold must be in [0, 1), got {}", args.pipeline.threshold);
+    }
     let calibration = match &args.calibration {
         Some(p) => Some(Profile::load(p).with_context(|| format!("loading calibration profile {}", p.display()))?),
         None => None,

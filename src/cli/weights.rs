@@ -42,10 +42,28 @@ pub fn import(recon: &Path, seg: &Path, preset: &str, out: &Path, dtype: DType) 
 }
 
 /// Rewrites a project file in another dtype, and optionally as reference-named state dicts.
-pub fn export(weights: &Path, out: &Path, dtype: DType, reference_dir: Option<&Path>) -> Result<()> {
+/// `threshold` records an operating point (probability threshold) in the file's info; the
+/// commands that run the model use it when no `--threshold` is given.
+pub fn export(
+    weights: &Path,
+    out: &Path,
+    dtype: DType,
+    reference_dir: Option<&Path>,
+    threshold: Option<f32>,
+) -> Result<()> {
     let file = WeightsFile::open(weights)?;
     let tensors = file.tensors(DType::F32)?;
-    weights_file::write(out, &tensors, &file.config, &file.preprocess, &file.info, dtype)?;
+    let mut info = file.info.clone();
+    if let Some(t) = threshold {
+        if !(0.0..1.0).contains(&t) {
+            bail!("--threshold must be in [0, 1), got {t}");
+        }
+        if !info.is_object() {
+            info = json!({});
+        }
+        info["threshold"] = json!(t);
+    }
+    weights_file::write(out, &tensors, &file.config, &file.preprocess, &info, dtype)?;
     eprintln!("wrote {} ({} tensors, {:?})", out.display(), tensors.len(), dtype);
     if let Some(dir) = reference_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
