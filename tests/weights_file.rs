@@ -104,7 +104,11 @@ fn export_round_trip_to_reference_names_is_exact_in_f32() {
     )
     .unwrap();
     let dir = tmp("rt_ref");
-    export(&ours, &tmp("rt_b.safetensors"), DType::F32, Some(&dir)).unwrap();
+    export(&ours, &tmp("rt_b.safetensors"), DType::F32, Some(&dir), Some(0.7)).unwrap();
+    // The recorded operating point is what inference uses by default.
+    let det = srsnet::infer::Detector::from_file(&tmp("rt_b.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(det.threshold, 0.7);
+    assert!(export(&ours, &tmp("rt_x.safetensors"), DType::F32, None, Some(1.5)).is_err());
     let again = tmp("rt_c.safetensors");
     import(
         &dir.join("recon.safetensors"),
