@@ -95,4 +95,5 @@ fn sirst_val_targets_are_found_by_default_weights() {
     assert!(m.pd >= 0.6 && m.iou >= 0.2, "{m:?}");
 }
 
-const PD_FLOOR_DAUB1: f64 = 0.0;
+/// Measured 0.12 at the shipped operating point (the weights are trained on SIRST only); see models/README.md.
+const PD_FLOOR_DAUB1: f64 = 0.05;
