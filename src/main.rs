@@ -536,7 +536,7 @@ fn run(cli: Cli) -> Result<()> {
                 let weights = weights.unwrap_or_else(cli::default_weights);
                 let seg = srsnet::infer::Segmenter::new(&model, &weights, &parse_device(&device)?)?;
                 let layout = srsnet::train::data::PairLayout::sirst(root);
-                let rows = cli::eval::sweep_model(&seg, &layout, split.as_deref(), &sweep)?;
+                let (rows, failed) = cli::eval::sweep_model(&seg, &layout, split.as_deref(), &sweep)?;
                 for (t, m) in sweep.iter().zip(rows) {
                     if json {
                         println!(
@@ -553,6 +553,9 @@ fn run(cli: Cli) -> Result<()> {
                             m.fa * 1e6
                         );
                     }
+                }
+                if failed > 0 {
+                    anyhow::bail!("{failed} inputs could not be scored (see above)");
                 }
                 return Ok(());
             }

@@ -9,13 +9,25 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 /// Scores `seg` on the pairs of `layout` listed in `split` (all when none) at native resolution.
+/// Returns the metrics and the number of pairs that could not be scored (each reported).
 pub fn eval_model(
     seg: &Segmenter,
     layout: &PairLayout,
     split: Option<&Path>,
     threshold: f32,
 ) -> Result<(Metrics, usize)> {
-    let mut acc = MetricAccumulator::default();
+    let (mut rows, failed) = sweep_model(seg, layout, split, &[threshold])?;
+    Ok((rows.remove(0), failed))
+}
+
+/// Scores `seg` at several thresholds in one pass (probabilities computed once per image).
+pub fn sweep_model(
+    seg: &Segmenter,
+    layout: &PairLayout,
+    split: Option<&Path>,
+    thresholds: &[f32],
+) -> Result<(Vec<Metrics>, usize)> {
+    let mut accs = vec![MetricAccumulator::default(); thresholds.len()];
     let mut failed = 0;
     for name in layout.names(split)? {
         let scored = (|| -> Result<()> {
@@ -30,9 +42,11 @@ pub fn eval_model(
                     frame.height
                 );
             }
-            let det = seg.detect(&frame, threshold)?;
+            let det = seg.detect(&frame, thresholds[0])?;
             let gt: Vec<bool> = gt.data.iter().map(|&v| v > 0.5).collect();
-            acc.add_mask(&det.mask(threshold), &gt, frame.width, frame.height);
+            for (acc, &t) in accs.iter_mut().zip(thresholds) {
+                acc.add_mask(&det.mask(t), &gt, frame.width, frame.height);
+            }
             Ok(())
         })();
         if let Err(e) = scored {
@@ -40,31 +54,7 @@ pub fn eval_model(
             eprintln!("skipped {name}: {e:#}");
         }
     }
-    Ok((acc.finish(), failed))
-}
-
-/// Scores `seg` at several thresholds in one pass (probabilities computed once per image).
-pub fn sweep_model(
-    seg: &Segmenter,
-    layout: &PairLayout,
-    split: Option<&Path>,
-    thresholds: &[f32],
-) -> Result<Vec<Metrics>> {
-    let mut accs = vec![MetricAccumulator::default(); thresholds.len()];
-    for name in layout.names(split)? {
-        let frame = read_frame(&layout.image_path(&name), seg.channels())?;
-        let gt = read_mask(&layout.mask_path(&name))?;
-        if (gt.width, gt.height) != (frame.width, frame.height) {
-            eprintln!("skipped {name}: mask and image sizes differ");
-            continue;
-        }
-        let det = seg.detect(&frame, 0.5)?;
-        let gt: Vec<bool> = gt.data.iter().map(|&v| v > 0.5).collect();
-        for (acc, &t) in accs.iter_mut().zip(thresholds) {
-            acc.add_mask(&det.mask(t), &gt, frame.width, frame.height);
-        }
-    }
-    Ok(accs.iter().map(MetricAccumulator::finish).collect())
+    Ok((accs.iter().map(MetricAccumulator::finish).collect(), failed))
 }
 
 /// Scores prediction masks in `pred` against `gt` (pairs matched by file stem; `gt_suffix`
