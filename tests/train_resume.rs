@@ -1,6 +1,7 @@
 //! A run stopped mid-epoch (as by Ctrl-C) and resumed ends with exactly the parameters,
 //! running statistics and optimiser state of the same run left uninterrupted.
 
+mod common;
 use candle_core::{DType, Device};
 use srsnet::image_io::Frame;
 use srsnet::model::{ModelConfig, NetConfig, WeightStore};
@@ -98,17 +99,7 @@ fn assert_same_checkpoints(a: &std::path::Path, b: &std::path::Path) {
     for n in sa.names() {
         let x = sa.get_any_shape(&n, DType::F32, &Device::Cpu).unwrap();
         let y = sb.get_any_shape(&n, DType::F32, &Device::Cpu).unwrap();
-        let d = x
-            .sub(&y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = common::max_abs_diff(&x, &y);
         assert_eq!(d, 0.0, "{n} differs after resume");
     }
 }

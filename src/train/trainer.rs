@@ -193,6 +193,12 @@ fn log_line(out: &Path, record: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// Writes the stage's variables, momentum buffers and run state to `path`.
+fn save(stage: &mut dyn Stage, path: &Path, state: &RunState) -> Result<()> {
+    let vars = stage.vars();
+    checkpoint::save(path, &vars, stage.opt().momentum(), state)
+}
+
 /// Runs `stage` from `state` to the end (or to a stop request).
 fn run_loop(
     stage: &mut dyn Stage,
@@ -223,12 +229,7 @@ fn run_loop(
         while state.batch < nb {
             let budget_spent = opts.stop_after_batches.is_some_and(|n| run_batches >= n);
             if stop.load(Ordering::SeqCst) || budget_spent {
-                checkpoint::save(
-                    &last_path(&opts.out_dir, name),
-                    &stage.vars(),
-                    stage.opt().momentum(),
-                    &state,
-                )?;
+                save(stage, &last_path(&opts.out_dir, name), &state)?;
                 pb.abandon_with_message(format!(
                     "interrupted at epoch {epoch} batch {}; checkpoint written",
                     state.batch
@@ -273,21 +274,11 @@ fn run_loop(
             if state.best_score.is_none_or(|b| score > b) {
                 state.best_score = Some(score);
                 state.best_epoch = Some(state.epoch);
-                checkpoint::save(
-                    &best_path(&opts.out_dir, name),
-                    &stage.vars(),
-                    stage.opt().momentum(),
-                    &state,
-                )?;
+                save(stage, &best_path(&opts.out_dir, name), &state)?;
                 record["best"] = json!(true);
             }
         }
-        checkpoint::save(
-            &last_path(&opts.out_dir, name),
-            &stage.vars(),
-            stage.opt().momentum(),
-            &state,
-        )?;
+        save(stage, &last_path(&opts.out_dir, name), &state)?;
         log_line(&opts.out_dir, &record)?;
         if pb.is_hidden() {
             eprintln!("{record}");
