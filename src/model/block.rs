@@ -41,7 +41,7 @@ impl Module for ResCbamBlock {
             Some(s) => s.forward(x)?,
             None => x.clone(),
         };
-        let t = self.conv1.forward(x)?.relu()?;
+        let t = self.conv1.forward_relu(x)?;
         let t = self.conv2.forward(&t)?;
         let t = t.broadcast_mul(&self.ca.forward(&t)?)?;
         let t = t.broadcast_mul(&self.sa.forward(&t)?)?;

@@ -24,7 +24,7 @@ impl Spu {
 
 impl Module for Spu {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv.forward(&pixel_shuffle(x, 2)?)?.relu()
+        self.conv.forward_relu(&pixel_shuffle(x, 2)?)
     }
 }
 
@@ -52,10 +52,10 @@ impl Blam {
 
     /// `low`: the same-level decoder feature; `high`: the Spu-upsampled deeper feature.
     pub fn forward(&self, low: &Tensor, high: &Tensor) -> Result<Tensor> {
-        let a = self.bottom_up1.forward(low)?.relu()?;
-        let a = self.bottom_up2.forward(&a)?.relu()?;
+        let a = self.bottom_up1.forward_relu(low)?;
+        let a = self.bottom_up2.forward_relu(&a)?;
         let b = self.eca.forward(high)?;
-        self.fuse.forward(&Tensor::cat(&[b, a], 1)?)?.relu()
+        self.fuse.forward_relu(&Tensor::cat(&[b, a], 1)?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The primitive layers: convolution, BatchNorm (optionally folded into the convolution),
 //! align-corners bilinear up-sampling and 2×2 max pooling.
 
+use super::batchnorm_train::{self, BatchNormTrain};
 use super::weights::{BnMode, Init, Weights, WeightsError};
 use candle_core::{DType, Result, Tensor, Var, D};
 
@@ -117,6 +118,39 @@ impl BatchNorm {
             .broadcast_add(&shift.reshape((1, (), 1, 1))?)
     }
 
+    /// Training mode on CPU f32: `relu?(BN(x + bias))` as one op that keeps only `x` for the
+    /// backward pass (see `batchnorm_train.rs`); `bias` is the preceding convolution's.
+    fn forward_train_fused(&self, x: &Tensor, bias: Option<&Tensor>, relu: bool) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = Tensor::zeros(c, x.dtype(), x.device())?;
+                &zeros
+            }
+        };
+        let gamma_beta = Tensor::stack(&[&self.weight, &self.bias], 0)?;
+        let (y, stats) = BatchNormTrain::apply(x, bias, &gamma_beta, relu)?;
+        if let Some((rm, rv)) = &self.running {
+            // The statistics are of x; the BatchNorm's input is x + bias.
+            let n = stats.count as f64;
+            let mean = Tensor::from_vec(stats.mean, c, x.device())?.to_dtype(x.dtype())?;
+            let mean = (mean + bias.detach())?;
+            let var = Tensor::from_vec(stats.var, c, x.device())?.to_dtype(x.dtype())?;
+            self.update_running(rm, rv, &mean, &var, n)?;
+        }
+        Ok(y)
+    }
+
+    /// PyTorch's running-statistics update, with the unbiased batch variance.
+    fn update_running(&self, rm: &Var, rv: &Var, mean: &Tensor, var: &Tensor, n: f64) -> Result<()> {
+        let m = self.mode.momentum();
+        let unbiased = (var * (n / (n - 1.0).max(1.0)))?;
+        rm.set(&((rm.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
+        rv.set(&((rv.as_tensor() * (1.0 - m))? + (unbiased * m)?)?)
+    }
+
     fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let mean = x.mean_keepdim((0, 2, 3))?;
@@ -124,11 +158,7 @@ impl BatchNorm {
         let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
         if let Some((rm, rv)) = &self.running {
             let n = (b * h * w) as f64;
-            let m = self.mode.momentum();
-            let batch_mean = mean.detach().reshape(c)?;
-            let unbiased = (var.detach().reshape(c)? * (n / (n - 1.0).max(1.0)))?;
-            rm.set(&((rm.as_tensor() * (1.0 - m))? + (batch_mean * m)?)?)?;
-            rv.set(&((rv.as_tensor() * (1.0 - m))? + (unbiased * m)?)?)?;
+            self.update_running(rm, rv, &mean.detach().reshape(c)?, &var.detach().reshape(c)?, n)?;
         }
         let normed = centred.broadcast_div(&var.affine(1.0, BN_EPS)?.sqrt()?)?;
         normed
@@ -196,10 +226,33 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_maybe_relu(x, false)
+    }
+
+    /// `relu(BN(conv(x)))`, fused into one op when training on the CPU.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_maybe_relu(x, true)
+    }
+
+    fn forward_maybe_relu(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        if let Some(bn) = self
+            .bn
+            .as_ref()
+            .filter(|bn| bn.mode.is_training() && batchnorm_train::supported(x))
+        {
+            let conv = &self.conv;
+            let y = x.conv2d(&conv.weight, conv.padding, 1, conv.dilation, 1)?;
+            return bn.forward_train_fused(&y, conv.bias.as_ref(), relu);
+        }
         let y = self.conv.forward(x)?;
-        match &self.bn {
-            Some(bn) => bn.forward(&y),
-            None => Ok(y),
+        let y = match &self.bn {
+            Some(bn) => bn.forward(&y)?,
+            None => y,
+        };
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The SRSNet network in Candle: configuration, layers, the two nets and their weights.
 
 pub mod attention;
+pub mod batchnorm_train;
 pub mod block;
 pub mod config;
 pub mod dpconv;

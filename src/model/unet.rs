@@ -36,7 +36,7 @@ impl Encoder {
 
     /// x (B, C, H, W) with H and W multiples of 8.
     pub fn forward(&self, x: &Tensor) -> Result<EncoderFeatures> {
-        let s = self.stem.forward(x)?.relu()?;
+        let s = self.stem.forward_relu(x)?;
         let x0 = self.levels[0].forward(&s)?;
         let x1 = self.levels[1].forward(&pool(&x0)?)?;
         let x2 = self.levels[2].forward(&pool(&x1)?)?;
