@@ -621,9 +621,21 @@ fn run(cli: Cli) -> Result<()> {
             train,
             batch,
         } => {
+            // The U-Net pools three times; the frame must divide evenly.
+            if size == 0 || size % 8 != 0 {
+                anyhow::bail!("--size {size}: the network needs a positive multiple of 8 (e.g. 256)");
+            }
             if let Some(stage) = train {
-                let ips = cli::bench::train_throughput(&preset, &stage, batch, size, iters)?;
-                println!("{preset} {stage} training step, batch {batch}, {size}x{size}, CPU f32: {ips:.2} images/s over {iters} steps");
+                let r = cli::bench::train_throughput(&preset, &stage, batch, size, iters)?;
+                let peak = r
+                    .peak_rss_bytes
+                    .map(|b| format!(", peak memory {:.2} GB", b as f64 / 1e9))
+                    .unwrap_or_default();
+                println!(
+                    "{preset} {stage} training step, batch {batch}, {size}x{size}, CPU f32: {:.3} images/s \
+                     ({:.3} s per step, mean of {iters}){peak}",
+                    r.images_per_s, r.seconds_per_step
+                );
                 return Ok(());
             }
             let device = parse_device(&device)?;

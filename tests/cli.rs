@@ -140,3 +140,40 @@ fn cuda_without_the_feature_says_how_to_build() {
     assert_ne!(code, 0);
     assert!(err.contains("--features cuda"), "{err}");
 }
+
+/// Parses the figure before `label` in a line such as "… 0.123 images/s (4.5 s per step …".
+fn number_before(out: &str, label: &str) -> f64 {
+    let head = &out[..out.find(label).unwrap_or_else(|| panic!("no `{label}` in {out}"))];
+    head.split_whitespace()
+        .last()
+        .and_then(|w| w.trim_start_matches('(').parse().ok())
+        .unwrap_or_else(|| panic!("no number before `{label}` in {out}"))
+}
+
+#[test]
+fn bench_train_reports_throughput_step_time_and_memory() {
+    for stage in ["recon", "seg"] {
+        let (code, out, err) = srsnet(&[
+            "bench", "--train", stage, "--preset", "lite", "--batch", "2", "--size", "32", "--iters", "1",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let ips = number_before(&out, "images/s");
+        let step = number_before(&out, "s per step");
+        assert!(ips > 0.0 && step > 0.0, "{out}");
+        // images/s and seconds per step describe the same measurement.
+        assert!((ips * step / 2.0 - 1.0).abs() < 0.2, "{out}");
+        if cfg!(target_os = "linux") {
+            assert!(number_before(&out, "GB") > 0.0, "{out}");
+        }
+    }
+}
+
+#[test]
+fn bench_train_rejects_an_unknown_stage_and_a_bad_size() {
+    let (code, _, err) = srsnet(&["bench", "--train", "detector", "--preset", "lite", "--size", "32"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("detector") && err.contains("recon or seg"), "{err}");
+    let (code, _, err) = srsnet(&["bench", "--train", "seg", "--preset", "lite", "--size", "30"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("30") && err.contains('8'), "{err}");
+}

@@ -55,8 +55,25 @@ pub fn forward_latency(
     })
 }
 
-/// Throughput of training steps (forward + backward + SGD update) of one stage, images/s.
-pub fn train_throughput(preset: &str, stage: &str, batch: usize, size: usize, steps: usize) -> Result<f64> {
+/// What `srsnet bench --train` measures.
+pub struct TrainBench {
+    pub images_per_s: f64,
+    pub seconds_per_step: f64,
+    /// The process's peak resident memory (Linux `VmHWM`), when the platform reports it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The peak resident set size of this process so far, from `/proc/self/status` (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Throughput of training steps (forward + backward + SGD update) of one stage, after one
+/// untimed warm-up step.
+pub fn train_throughput(preset: &str, stage: &str, batch: usize, size: usize, steps: usize) -> Result<TrainBench> {
     use crate::model::weights::VarSource;
     use crate::model::{ModelConfig, Weights};
     use crate::train::optim::SgdConfig;
@@ -84,5 +101,10 @@ pub fn train_throughput(preset: &str, stage: &str, batch: usize, size: usize, st
     for _ in 0..steps {
         step()?;
     }
-    Ok((steps * batch) as f64 / t0.elapsed().as_secs_f64())
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(TrainBench {
+        images_per_s: (steps * batch) as f64 / secs,
+        seconds_per_step: secs / steps as f64,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
 }
