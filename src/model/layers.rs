@@ -2,6 +2,7 @@
 //! align-corners bilinear up-sampling and 2×2 max pooling.
 
 use super::batchnorm_train::{self, BatchNormTrain};
+use super::conv_train;
 use super::weights::{BnMode, Init, Weights, WeightsError};
 use candle_core::{DType, Result, Tensor, Var, D};
 
@@ -67,7 +68,7 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, 1, self.dilation, 1)?;
+        let y = conv_train::conv2d(x, &self.weight, self.padding, self.dilation)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -241,7 +242,7 @@ impl ConvBn {
             .filter(|bn| bn.mode.is_training() && batchnorm_train::supported(x))
         {
             let conv = &self.conv;
-            let y = x.conv2d(&conv.weight, conv.padding, 1, conv.dilation, 1)?;
+            let y = conv_train::conv2d(x, &conv.weight, conv.padding, conv.dilation)?;
             return bn.forward_train_fused(&y, conv.bias.as_ref(), relu);
         }
         let y = self.conv.forward(x)?;
