@@ -2,7 +2,7 @@
 //! align-corners bilinear up-sampling and 2×2 max pooling.
 
 use super::batchnorm_train::{self, BatchNormTrain};
-use super::conv_train;
+use super::conv;
 use super::weights::{BnMode, Init, Weights, WeightsError};
 use candle_core::{DType, Result, Tensor, Var, D};
 
@@ -68,7 +68,7 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv_train::conv2d(x, &self.weight, self.padding, self.dilation)?;
+        let y = conv::conv2d(x, &self.weight, self.padding, self.dilation)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -242,7 +242,7 @@ impl ConvBn {
             .filter(|bn| bn.mode.is_training() && batchnorm_train::supported(x))
         {
             let conv = &self.conv;
-            let y = conv_train::conv2d(x, &conv.weight, conv.padding, conv.dilation)?;
+            let y = conv::conv2d(x, &conv.weight, conv.padding, conv.dilation)?;
             return bn.forward_train_fused(&y, conv.bias.as_ref(), relu);
         }
         let y = self.conv.forward(x)?;

@@ -4,7 +4,7 @@ pub mod attention;
 pub mod batchnorm_train;
 pub mod block;
 pub mod config;
-pub mod conv_train;
+pub mod conv;
 pub mod dpconv;
 pub mod fusion;
 pub mod layers;
