@@ -13,8 +13,9 @@
 //! zero; it is computed in closed form all the same, so the optimiser still applies weight
 //! decay and momentum to `b` as PyTorch does.
 
+use super::cpu_storage::{cpu_f32_slice, f32_slice};
 use super::layers::BN_EPS;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -48,36 +49,17 @@ impl BatchNormTrain {
         let y = x
             .contiguous()?
             .apply_op3_arc(bias, gamma_beta, Arc::new(Box::new(op)))?;
-        let saved = Self { relu, stats }.saved()?;
+        let saved = lock(&stats)?
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg("batchnorm statistics missing: forward did not run".into()))?;
         Ok((y, saved))
     }
-
-    fn saved(&self) -> Result<BatchStats> {
-        self.stats
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("batchnorm statistics lock poisoned".into()))?
-            .clone()
-            .ok_or_else(|| candle_core::Error::Msg("batchnorm statistics missing: forward did not run".into()))
-    }
 }
 
-/// A contiguous f32 view of a CPU storage.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => Err(candle_core::Error::Msg(format!(
-            "batchnorm_train: {what} must be contiguous"
-        ))),
-    }
-}
-
-/// A contiguous f32 view of a tensor's storage (CPU only).
-fn cpu_f32<'a>(s: &'a Storage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match s {
-        Storage::Cpu(cpu) => f32_slice(cpu, l, what),
-        _ => candle_core::bail!("batchnorm_train: {what} must be on the CPU"),
-    }
+fn lock(stats: &Mutex<Option<BatchStats>>) -> Result<std::sync::MutexGuard<'_, Option<BatchStats>>> {
+    stats
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("batchnorm statistics lock poisoned".into()))
 }
 
 /// Copies a tensor's data to a vector (any layout; CPU only).
@@ -115,8 +97,8 @@ impl CustomOp3 for BatchNormTrain {
     ) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = xl.shape().dims4()?;
         let hw = h * w;
-        let x = f32_slice(xs, xl, "input")?;
-        let gb = f32_slice(gbs, gbl, "gamma/beta")?;
+        let x = f32_slice(xs, xl, "batchnorm input")?;
+        let gb = f32_slice(gbs, gbl, "batchnorm gamma/beta")?;
         let stats = channel_stats(x, b, c, hw);
         let scale: Vec<f32> = (0..c)
             .map(|ch| (gb[ch] as f64 / (stats.var[ch] + BN_EPS).sqrt()) as f32)
@@ -135,10 +117,7 @@ impl CustomOp3 for BatchNormTrain {
                     *o = if self.relu { y.max(0.0) } else { y };
                 }
             });
-        *self
-            .stats
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("batchnorm statistics lock poisoned".into()))? = Some(stats);
+        *lock(&self.stats)? = Some(stats);
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -155,7 +134,9 @@ impl CustomOp3 for BatchNormTrain {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, c, h, w) = x.dims4()?;
         let hw = h * w;
-        let stats = self.saved()?;
+        let stats = lock(&self.stats)?
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg("batchnorm backward before its forward".into()))?;
         let n = stats.count as f64;
         let gamma = &to_f32_vec(gamma_beta)?[..c];
         let inv_std: Vec<f64> = stats.var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
@@ -163,9 +144,9 @@ impl CustomOp3 for BatchNormTrain {
         let (xs, xl) = x.storage_and_layout();
         let (gs, gl) = grad_res.storage_and_layout();
         let (rs, rl) = res.storage_and_layout();
-        let xv = cpu_f32(&xs, xl, "input")?;
-        let gr = cpu_f32(&gs, gl, "gradient")?;
-        let out = cpu_f32(&rs, rl, "output")?;
+        let xv = cpu_f32_slice(&xs, xl, "batchnorm input")?;
+        let gr = cpu_f32_slice(&gs, gl, "batchnorm gradient")?;
+        let out = cpu_f32_slice(&rs, rl, "batchnorm output")?;
         // The gradient past the ReLU: zero where the output was clamped.
         let grad = |k: usize| -> f64 {
             if self.relu && out[k] <= 0.0 {
@@ -221,14 +202,10 @@ impl CustomOp3 for BatchNormTrain {
     }
 }
 
-/// Whether the fused op can run on this tensor (CPU f32); otherwise callers use tensor ops.
-pub fn supported(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::{max_abs, max_abs_diff};
     use candle_core::{Device, Var};
 
     /// The same function written with tensor ops (what `BatchNorm::forward_train` computes).
@@ -249,19 +226,6 @@ mod tests {
         }
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        a.sub(b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
     #[test]
     fn matches_tensor_ops_in_value_and_gradient() -> Result<()> {
         let d = Device::Cpu;
@@ -275,7 +239,7 @@ mod tests {
             let want = reference(&x, &bias, &gamma, &beta, relu)?;
             let gb = Tensor::stack(&[gamma.as_tensor(), beta.as_tensor()], 0)?;
             let (got, stats) = BatchNormTrain::apply(&x, &bias, &gb, relu)?;
-            assert!(max_diff(&got, &want) < 1e-5, "relu {relu}: forward");
+            assert!(max_abs_diff(&got, &want)? < 1e-5, "relu {relu}: forward");
             let mean_x = x.mean_keepdim((0, 2, 3))?.flatten_all()?.to_vec1::<f32>()?;
             for (a, b) in stats.mean.iter().zip(&mean_x) {
                 assert!((a - *b as f64).abs() < 1e-5);
@@ -284,11 +248,12 @@ mod tests {
             let gg = (got * &weights)?.sum_all()?.backward()?;
             for v in [&x, &gamma, &beta] {
                 let (a, b) = (gw.get(v).expect("grad"), gg.get(v).expect("grad"));
-                assert!(max_diff(a, b) < 1e-4, "relu {relu}: gradient {}", max_diff(a, b));
+                let e = max_abs_diff(a, b)?;
+                assert!(e < 1e-4, "relu {relu}: gradient {e}");
             }
             // The bias cancels out of the output: its gradient is zero up to rounding.
             let db = gg.get(&bias).expect("bias grad");
-            assert!(db.abs()?.max(0)?.to_scalar::<f32>()? < 1e-4);
+            assert!(max_abs(db)? < 1e-4);
         }
         Ok(())
     }

@@ -16,13 +16,14 @@
 //! 640×512 with a 3×3 kernel) and, in training, one copy of the output (Candle's custom-op API
 //! wants an owned output storage).
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
+use super::cpu_storage::{cpu_f32_slice, f32_slice, is_cpu_f32};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// `x (B, Cin, H, W) ⋆ w (Cout, Cin, k, k)`, stride 1, zero padding `padding`, dilation
 /// `dilation`. On the CPU in f32: im2col GEMM, with the fast backward when anything is trained.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, dilation: usize) -> Result<Tensor> {
-    let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32;
+    let cpu_f32 = is_cpu_f32(x) && is_cpu_f32(w);
     let (_, _, kh, kw) = w.dims4()?;
     // 1×1 convs are a plain matmul in Candle already. The input gradient's padding,
     // dilation·(k − 1) − padding, must not be negative.
@@ -61,12 +62,8 @@ struct ConvIm2col {
 }
 
 /// A CPU storage's contiguous f32 data as a new tensor.
-fn tensor_from_storage(s: &CpuStorage, l: &Layout) -> Result<Tensor> {
-    let data = s.as_slice::<f32>()?;
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("conv2d: argument must be contiguous".into()))?;
-    Tensor::from_slice(&data[start..end], l.shape(), &candle_core::Device::Cpu)
+fn tensor_from_storage(s: &CpuStorage, l: &Layout, what: &str) -> Result<Tensor> {
+    Tensor::from_slice(f32_slice(s, l, what)?, l.shape(), &candle_core::Device::Cpu)
 }
 
 impl CustomOp2 for ConvIm2col {
@@ -75,8 +72,8 @@ impl CustomOp2 for ConvIm2col {
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = tensor_from_storage(xs, xl)?;
-        let w = tensor_from_storage(ws, wl)?;
+        let x = tensor_from_storage(xs, xl, "conv2d input")?;
+        let w = tensor_from_storage(ws, wl, "conv2d kernel")?;
         let y = conv2d_im2col(&x, &w, self.padding, self.dilation)?;
         let (storage, layout) = y.storage_and_layout();
         match &*storage {
@@ -112,14 +109,7 @@ impl CustomOp2 for ConvIm2col {
 pub fn im2col(x: &Tensor, k: usize, padding: usize, dilation: usize, (ho, wo): (usize, usize)) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     let (storage, layout) = x.storage_and_layout();
-    let data = match &*storage {
-        Storage::Cpu(s) => s.as_slice::<f32>()?,
-        _ => candle_core::bail!("im2col: CPU tensors only"),
-    };
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("im2col: input must be contiguous".into()))?;
-    let data = &data[start..end];
+    let data = cpu_f32_slice(&storage, layout, "im2col input")?;
     let mut cols = vec![0f32; b * c * k * k * ho * wo];
     cols.par_chunks_mut(ho * wo).enumerate().for_each(|(row, out)| {
         let (plane_index, tap) = (row / (k * k), row % (k * k));
@@ -147,20 +137,11 @@ pub fn im2col(x: &Tensor, k: usize, padding: usize, dilation: usize, (ho, wo): (
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::compare::{max_abs, max_abs_diff};
+    use candle_core::{DType, Device, Var};
 
     fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let scale = b
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-        diff.to_scalar::<f32>().unwrap() / scale.max(1e-6)
+        max_abs_diff(a, b).unwrap() / max_abs(b).unwrap().max(1e-6)
     }
 
     /// Values and both gradients equal Candle's conv2d (whose backward is the reference here,

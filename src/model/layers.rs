@@ -1,8 +1,9 @@
 //! The primitive layers: convolution, BatchNorm (optionally folded into the convolution),
 //! align-corners bilinear up-sampling and 2×2 max pooling.
 
-use super::batchnorm_train::{self, BatchNormTrain};
+use super::batchnorm_train::BatchNormTrain;
 use super::conv;
+use super::cpu_storage::is_cpu_f32;
 use super::weights::{BnMode, Init, Weights, WeightsError};
 use candle_core::{DType, Result, Tensor, Var, D};
 
@@ -236,11 +237,7 @@ impl ConvBn {
     }
 
     fn forward_maybe_relu(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        if let Some(bn) = self
-            .bn
-            .as_ref()
-            .filter(|bn| bn.mode.is_training() && batchnorm_train::supported(x))
-        {
+        if let Some(bn) = self.bn.as_ref().filter(|bn| bn.mode.is_training() && is_cpu_f32(x)) {
             let conv = &self.conv;
             let y = conv::conv2d(x, &conv.weight, conv.padding, conv.dilation)?;
             return bn.forward_train_fused(&y, conv.bias.as_ref(), relu);
@@ -325,6 +322,7 @@ pub fn linear_no_bias(x: &Tensor, weight_1x1: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::max_abs_diff;
     use candle_core::Device;
 
     #[test]
@@ -333,7 +331,7 @@ mod tests {
         for f in [2, 4] {
             let ours = upsample(&x, f)?;
             let theirs = x.upsample_bilinear2d(5 * f, 7 * f, true)?;
-            let diff = ours.sub(&theirs)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            let diff = max_abs_diff(&ours, &theirs)?;
             assert!(diff < 1e-5, "factor {f}: max diff {diff}");
         }
         Ok(())
@@ -343,14 +341,7 @@ mod tests {
     fn pool_matches_candle_forward_and_has_exact_gradient() -> Result<()> {
         let x = Tensor::randn(0f64, 1., (2, 3, 8, 6), &Device::Cpu)?;
         let ours = pool(&x)?;
-        assert_eq!(
-            ours.sub(&x.max_pool2d(2)?)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f64>()?,
-            0.0
-        );
+        assert_eq!(max_abs_diff(&ours, &x.max_pool2d(2)?)?, 0.0);
         // d(sum(pool(x)))/dx is 1 at each window's maximum and 0 elsewhere: 12·3·2 ones.
         let v = candle_core::Var::from_tensor(&x)?;
         let g = pool(v.as_tensor())?.sum_all()?.backward()?;

@@ -5,6 +5,7 @@ pub mod batchnorm_train;
 pub mod block;
 pub mod config;
 pub mod conv;
+pub mod cpu_storage;
 pub mod dpconv;
 pub mod fusion;
 pub mod layers;

@@ -36,31 +36,11 @@ pub fn io_tensor(io: &Path, name: &str) -> Tensor {
 /// max |a − b| over all elements.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    a.to_dtype(DType::F32)
-        .unwrap()
-        .sub(&b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    srsnet::compare::max_abs_diff(a, b).unwrap()
 }
 
 pub fn max_abs(a: &Tensor) -> f32 {
-    a.to_dtype(DType::F32)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    srsnet::compare::max_abs(a).unwrap()
 }
 
 /// The parity bound of issue 2: max|ours − ref| ≤ tol · max(1, max|ref|).
