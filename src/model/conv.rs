@@ -17,7 +17,7 @@
 //! wants an owned output storage).
 
 use super::cpu_storage::{cpu_f32_slice, f32_slice, is_cpu_f32};
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Device, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// `x (B, Cin, H, W) ⋆ w (Cout, Cin, k, k)`, stride 1, zero padding `padding`, dilation
@@ -40,17 +40,28 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, dilation: usize) -> Result
 
 /// The forward by im2col GEMM: `W (Cout, Cin·k²) · im2col(x) (B, Cin·k², HO·WO)`.
 fn conv2d_im2col(x: &Tensor, w: &Tensor, padding: usize, dilation: usize) -> Result<Tensor> {
-    let (b, _, h, wd) = x.dims4()?;
-    let (cout, cin, k, _) = w.dims4()?;
+    let (_, _, h, wd) = x.dims4()?;
+    let k = w.dim(2)?;
+    let out = output_size((h, wd), k, padding, dilation)?;
+    kernel_times_cols(w, &im2col(x, k, padding, dilation, out)?, out)
+}
+
+/// The output (HO, WO) of a stride-1 convolution; an error when the kernel does not fit.
+fn output_size((h, w): (usize, usize), k: usize, padding: usize, dilation: usize) -> Result<(usize, usize)> {
     let span = dilation * (k - 1);
-    if h + 2 * padding <= span || wd + 2 * padding <= span {
-        candle_core::bail!("conv2d: a {h}×{wd} input is smaller than the {k}×{k} kernel's dilated span");
+    if h + 2 * padding <= span || w + 2 * padding <= span {
+        candle_core::bail!("conv2d: a {h}×{w} input is smaller than the {k}×{k} kernel's dilated span");
     }
-    let (ho, wo) = (h + 2 * padding - span, wd + 2 * padding - span);
-    let cols = im2col(x, k, padding, dilation, (ho, wo))?;
+    Ok((h + 2 * padding - span, w + 2 * padding - span))
+}
+
+/// `W (Cout, Cin·k²) · cols (B, Cin·k², HO·WO)` reshaped to (B, Cout, HO, WO).
+fn kernel_times_cols(w: &Tensor, cols: &Tensor, (ho, wo): (usize, usize)) -> Result<Tensor> {
+    let (cout, cin, k, _) = w.dims4()?;
+    let b = cols.dim(0)?;
     w.reshape((cout, cin * k * k))?
         .broadcast_left(b)?
-        .matmul(&cols)?
+        .matmul(cols)?
         .reshape((b, cout, ho, wo))
 }
 
@@ -61,20 +72,20 @@ struct ConvIm2col {
     dilation: usize,
 }
 
-/// A CPU storage's contiguous f32 data as a new tensor.
-fn tensor_from_storage(s: &CpuStorage, l: &Layout, what: &str) -> Result<Tensor> {
-    Tensor::from_slice(f32_slice(s, l, what)?, l.shape(), &candle_core::Device::Cpu)
-}
-
 impl CustomOp2 for ConvIm2col {
     fn name(&self) -> &'static str {
         "conv2d-im2col"
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = tensor_from_storage(xs, xl, "conv2d input")?;
-        let w = tensor_from_storage(ws, wl, "conv2d kernel")?;
-        let y = conv2d_im2col(&x, &w, self.padding, self.dilation)?;
+        // im2col reads the input storage directly: no copy of x before the one im2col makes.
+        let dims = xl.shape().dims4()?;
+        let k = wl.shape().dims4()?.2;
+        let out = output_size((dims.2, dims.3), k, self.padding, self.dilation)?;
+        let x = f32_slice(xs, xl, "conv2d input")?;
+        let cols = im2col_slice(x, dims, k, self.padding, self.dilation, out)?;
+        let w = Tensor::from_slice(f32_slice(ws, wl, "conv2d kernel")?, wl.shape(), &Device::Cpu)?;
+        let y = kernel_times_cols(&w, &cols, out)?;
         let (storage, layout) = y.storage_and_layout();
         match &*storage {
             Storage::Cpu(CpuStorage::F32(v)) if layout.is_contiguous() && layout.start_offset() == 0 => {
@@ -106,10 +117,21 @@ impl CustomOp2 for ConvIm2col {
 /// The im2col matrix of a contiguous CPU f32 tensor (B, C, H, W): (B, C·k·k, HO·WO), row
 /// `c·k·k + i·k + j` holding the input seen by kernel tap (i, j) at every output position
 /// (zero where it falls in the padding).
-pub fn im2col(x: &Tensor, k: usize, padding: usize, dilation: usize, (ho, wo): (usize, usize)) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
+pub fn im2col(x: &Tensor, k: usize, padding: usize, dilation: usize, out: (usize, usize)) -> Result<Tensor> {
     let (storage, layout) = x.storage_and_layout();
     let data = cpu_f32_slice(&storage, layout, "im2col input")?;
+    im2col_slice(data, x.dims4()?, k, padding, dilation, out)
+}
+
+/// [`im2col`] of raw contiguous (B, C, H, W) data.
+fn im2col_slice(
+    data: &[f32],
+    (b, c, h, w): (usize, usize, usize, usize),
+    k: usize,
+    padding: usize,
+    dilation: usize,
+    (ho, wo): (usize, usize),
+) -> Result<Tensor> {
     let mut cols = vec![0f32; b * c * k * k * ho * wo];
     cols.par_chunks_mut(ho * wo).enumerate().for_each(|(row, out)| {
         let (plane_index, tap) = (row / (k * k), row % (k * k));
@@ -131,14 +153,14 @@ pub fn im2col(x: &Tensor, k: usize, padding: usize, dilation: usize, (ho, wo): (
             }
         }
     });
-    Tensor::from_vec(cols, (b, c * k * k, ho * wo), x.device())
+    Tensor::from_vec(cols, (b, c * k * k, ho * wo), &Device::Cpu)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::compare::{max_abs, max_abs_diff};
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
     fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
         max_abs_diff(a, b).unwrap() / max_abs(b).unwrap().max(1e-6)
