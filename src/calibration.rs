@@ -53,16 +53,29 @@ impl Profile {
                 .with_context(|| format!("{}: metadata `{k}` missing or not a number", path.display()))
         };
         let (width, height) = (dim("width")?, dim("height")?);
+        crate::limits::check_frame_size(&format!("calibration profile {}", path.display()), width, height)?;
         let get = |name: &str| -> Result<Vec<f32>> {
             let t = store.get(name, &[height, width], DType::F32, &Device::Cpu)?;
             Ok(t.flatten_all()?.to_vec1::<f32>()?)
         };
         let bad = get("bad_pixels")?.into_iter().map(|v| v != 0.0).collect();
+        let (gain, offset) = (get("gain")?, get("offset")?);
+        for (name, v) in [("gain", &gain), ("offset", &offset)] {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "{}: `{name}` of pixel ({}, {}) is {}; a profile must hold finite numbers (rebuild it with srsnet calibrate)",
+                    path.display(),
+                    i % width,
+                    i / width,
+                    v[i]
+                );
+            }
+        }
         Ok(Self {
             width,
             height,
-            gain: get("gain")?,
-            offset: get("offset")?,
+            gain,
+            offset,
             bad,
             description: meta.get("description").cloned().unwrap_or_default(),
         })

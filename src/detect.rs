@@ -1,10 +1,33 @@
 //! From a probability map to targets: threshold, 8-connected components, and per target its
 //! probability-weighted sub-pixel centroid, area, bounding box and peak probability.
 
+use crate::eval::metrics::Blob;
 use serde::{Deserialize, Serialize};
 
+/// One frame's result from any segmenter (network or baseline).
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// Columns of the frame.
+    pub width: usize,
+    /// Rows of the frame.
+    pub height: usize,
+    /// Target probability per pixel, row-major, at the frame's size.
+    pub prob: Vec<f32>,
+    /// Components of `prob > threshold`.
+    pub targets: Vec<Target>,
+}
+
+impl Detection {
+    /// The binary mask `prob > threshold`.
+    pub fn mask(&self, threshold: f32) -> Vec<bool> {
+        self.prob.iter().map(|&p| p > threshold).collect()
+    }
+}
+
+/// A detected target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
+    /// 1-based, in raster order of the component's first pixel.
     pub id: usize,
     /// Column (x) and row (y) of the probability-weighted centroid, 0-based pixel coordinates.
     pub x: f64,
@@ -15,6 +38,21 @@ pub struct Target {
     pub bbox: [usize; 4],
     /// Highest probability in the component.
     pub peak: f32,
+    /// The unweighted centroid (x, y) of its pixels: what the field's evaluators match
+    /// against ground truth (see [`Target::blob`]). Not written to outputs.
+    #[serde(skip)]
+    pub pixel_centroid: (f64, f64),
+}
+
+impl Target {
+    /// The target as the scorer sees it (unweighted centroid and area).
+    pub fn blob(&self) -> Blob {
+        Blob {
+            x: self.pixel_centroid.0,
+            y: self.pixel_centroid.1,
+            area: self.area as u64,
+        }
+    }
 }
 
 /// A labelling of a binary mask into 8-connected components, in raster order of first pixel.
@@ -66,6 +104,7 @@ pub fn find_targets(prob: &[f32], w: usize, h: usize, threshold: f32) -> Vec<Tar
     let comps = label_components(&mask, w, h);
     let mut acc: Vec<(f64, f64, f64, usize, [usize; 4], f32)> =
         vec![(0.0, 0.0, 0.0, 0, [usize::MAX, usize::MAX, 0, 0], 0.0); comps.count];
+    let mut plain = vec![(0f64, 0f64); comps.count];
     for (i, &l) in comps.labels.iter().enumerate() {
         if l == 0 {
             continue;
@@ -78,16 +117,21 @@ pub fn find_targets(prob: &[f32], w: usize, h: usize, threshold: f32) -> Vec<Tar
         a.3 += 1;
         a.4 = [a.4[0].min(x), a.4[1].min(y), a.4[2].max(x), a.4[3].max(y)];
         a.5 = a.5.max(p);
+        let c = &mut plain[l as usize - 1];
+        c.0 += x as f64;
+        c.1 += y as f64;
     }
     acc.into_iter()
+        .zip(plain)
         .enumerate()
-        .map(|(i, (sx, sy, sw, area, bbox, peak))| Target {
+        .map(|(i, ((sx, sy, sw, area, bbox, peak), (px, py)))| Target {
             id: i + 1,
             x: sx / sw,
             y: sy / sw,
             area,
             bbox,
             peak,
+            pixel_centroid: (px / area as f64, py / area as f64),
         })
         .collect()
 }
@@ -122,6 +166,7 @@ mod tests {
         assert!((t[0].x - 1.0).abs() < 1e-9);
         assert!((t[0].y - (0.8 * 0.0 + 2.2) / 3.0).abs() < 1e-6);
         assert_eq!(t[0].peak, 1.0);
+        assert_eq!(t[0].pixel_centroid, (1.0, 0.75));
     }
 
     #[test]

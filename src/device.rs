@@ -3,17 +3,46 @@
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 
-/// Parses `cpu`, `cuda` or `cuda:N`.
+/// Where a model should run, as `--device` names it (parsed without opening anything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// The CPU, f32.
+    #[default]
+    Cpu,
+    /// CUDA device N, f16.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        match spec {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            s if s.starts_with("cuda:") => {
+                Ok(Self::Cuda(s[5..].parse::<usize>().with_context(|| {
+                    format!("device `{s}`: expected cuda:N with N a GPU index")
+                })?))
+            }
+            other => bail!("unknown device `{other}`: expected cpu, cuda or cuda:N"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Opens the device (CUDA needs a build with the `cuda` feature).
+    pub fn open(self) -> Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(n) => cuda_device(n),
+        }
+    }
+}
+
+/// Parses and opens `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device> {
-    let ordinal = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        s if s.starts_with("cuda:") => s[5..]
-            .parse::<usize>()
-            .with_context(|| format!("device `{s}`: expected cuda:N with N a GPU index"))?,
-        other => bail!("unknown device `{other}`: expected cpu, cuda or cuda:N"),
-    };
-    cuda_device(ordinal)
+    spec.parse::<DeviceSpec>()?.open()
 }
 
 #[cfg(feature = "cuda")]

@@ -1,7 +1,8 @@
 //! Single-frame inference: a weights file's model and preprocessing applied to a frame,
 //! giving the probability map at the frame's native size and its targets.
 
-use crate::detect::{find_targets, Target};
+use crate::detect::find_targets;
+pub use crate::detect::Detection;
 use crate::device::compute_dtype;
 use crate::image_io::Frame;
 use crate::model::weights_file::WeightsFile;
@@ -19,22 +20,6 @@ pub struct Detector {
     pub threshold: f32,
     device: Device,
     dtype: DType,
-}
-
-/// One frame's result.
-#[derive(Debug, Clone)]
-pub struct Detection {
-    pub width: usize,
-    pub height: usize,
-    /// Target probability per pixel, row-major, at the frame's size.
-    pub prob: Vec<f32>,
-    pub targets: Vec<Target>,
-}
-
-impl Detection {
-    pub fn mask(&self, threshold: f32) -> Vec<bool> {
-        self.prob.iter().map(|&p| p > threshold).collect()
-    }
 }
 
 impl Detector {

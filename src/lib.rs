@@ -4,11 +4,13 @@
 pub mod calibration;
 pub mod cli;
 pub mod compare;
+pub mod dataset;
 pub mod detect;
 pub mod device;
 pub mod eval;
 pub mod image_io;
 pub mod infer;
+pub mod limits;
 pub mod model;
 pub mod preprocess;
 pub mod stream;

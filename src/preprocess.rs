@@ -77,6 +77,13 @@ impl PreprocessSpec {
         }
     }
 
+    /// Channel `c`'s intensities in [0, 1] as network input values: the one normalisation
+    /// used by inference, streaming, evaluation and training.
+    pub fn normalise<'a>(&'a self, c: usize, plane: &'a [f32]) -> impl Iterator<Item = f32> + 'a {
+        let (m, s, k) = (self.mean[c], self.std[c], self.post_scale);
+        plane.iter().map(move |v| (v - m) / s * k)
+    }
+
     /// The network input (1, C, H', W') for `frame`, and how to map outputs back.
     pub fn prepare(&self, frame: &Frame, dtype: DType, device: &Device) -> Result<(Tensor, Restore)> {
         if frame.channels != self.channels {
@@ -101,8 +108,7 @@ impl PreprocessSpec {
                 Restore::Crop => pad_edge(frame.plane(c), w, h, nw, nh),
                 Restore::Resize => resize_bilinear(frame.plane(c), w, h, nw, nh),
             };
-            let (m, s) = (self.mean[c], self.std[c]);
-            data.extend(plane.into_iter().map(|v| (v - m) / s * self.post_scale));
+            data.extend(self.normalise(c, &plane));
         }
         let t = Tensor::from_vec(data, (1, self.channels, nh, nw), &Device::Cpu)?
             .to_dtype(dtype)?

@@ -2,6 +2,8 @@
 //! noise (per-column offsets and per-pixel gain), temporal sensor noise, and dim moving targets
 //! of 1–20 px. Deterministic given the seed. It feeds tests, examples and `--source synthetic`.
 
+use crate::dataset::sequence::write_centroids;
+use crate::image_io::{write_gray16_png, write_gray_png, Pixels};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -228,55 +230,68 @@ fn smooth(t: f32) -> f32 {
     t * t * (3.0 - 2.0 * t)
 }
 
-/// With `flat = Some(level)` the frames are flat fields (uniform scene at `level` in [0, 1]).
-/// Writes `count` synthetic frames as PNG (8- or 16-bit) into `out`, with `truth.csv`
-/// (frame,x,y per target) beside them.
-pub fn write_frames(
-    out: &std::path::Path,
-    count: usize,
-    size: (usize, usize),
-    bits: u8,
-    targets: usize,
-    seed: u64,
-    flat: Option<f32>,
-) -> anyhow::Result<()> {
+/// Sample depth of synthetic frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BitDepth {
+    /// 8-bit gray.
+    #[value(name = "8")]
+    Eight,
+    /// 16-bit words holding a 14-bit radiometric range, as thermal cores deliver.
+    #[value(name = "16")]
+    Sixteen,
+}
+
+/// The simulated sensor's output: intensities in [0, 1] quantised as 8-bit values
+/// (round(v·255)) or as 16-bit words in a 14-bit range with an offset (2000 + v·12000), as a
+/// radiometric core delivers. The one quantisation of every synthetic frame, streamed or written.
+pub fn quantise(img: &[f32], bits: BitDepth) -> Pixels {
+    match bits {
+        BitDepth::Eight => Pixels::U8(img.iter().map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()),
+        BitDepth::Sixteen => Pixels::U16(
+            img.iter()
+                .map(|&v| (2000.0 + v.clamp(0.0, 1.0) * 12000.0).round() as u16)
+                .collect(),
+        ),
+    }
+}
+
+/// What `srsnet synth` writes.
+#[derive(Debug, Clone)]
+pub struct SynthRequest {
+    /// Frames to write.
+    pub count: usize,
+    /// Scene parameters (size, targets, seed, ...).
+    pub scene: SceneConfig,
+    /// Sample depth.
+    pub bits: BitDepth,
+    /// Flat fields of this level in [0, 1] instead of scenes (for `srsnet calibrate`).
+    pub flat: Option<f32>,
+}
+
+/// Writes a sequence in the DAUB layout (see [`crate::dataset::sequence`]):
+/// `out/frames/synthetic_NNNN.png` and `out/centroids.csv` with every target's true centre,
+/// so `srsnet run --source OUT` and `srsnet eval --sequence OUT` replay it with its truth.
+pub fn write_sequence(out: &std::path::Path, req: &SynthRequest) -> anyhow::Result<()> {
     use anyhow::Context;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut scene = Scene::new(SceneConfig {
-        width: size.0,
-        height: size.1,
-        targets,
-        seed,
-        ..Default::default()
-    });
-    let mut csv = String::from("frame,x,y\n");
-    for i in 0..count {
-        let (img, truth) = match flat {
+    let frames = out.join("frames");
+    std::fs::create_dir_all(&frames).with_context(|| format!("creating {}", frames.display()))?;
+    let mut scene = Scene::new(req.scene.clone());
+    let (w, h) = (req.scene.width, req.scene.height);
+    let mut rows = Vec::new();
+    for i in 0..req.count {
+        let (img, truth) = match req.flat {
             Some(level) => (scene.flat_field(level), vec![]),
             None => scene.frame(i),
         };
         let name = format!("synthetic_{i:04}.png");
-        let path = out.join(&name);
-        let (w, h) = (size.0 as u32, size.1 as u32);
-        match bits {
-            8 => image::GrayImage::from_raw(w, h, img.iter().map(|&v| (v * 255.0).round() as u8).collect())
-                .context("frame size")?
-                .save(&path),
-            16 => image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(
-                w,
-                h,
-                img.iter().map(|&v| (v * 65535.0).round() as u16).collect(),
-            )
-            .context("frame size")?
-            .save(&path),
-            other => anyhow::bail!("bits must be 8 or 16, not {other}"),
+        let path = frames.join(&name);
+        match quantise(&img, req.bits) {
+            Pixels::U8(v) => write_gray_png(&path, w, h, &v)?,
+            Pixels::U16(v) => write_gray16_png(&path, w, h, &v)?,
         }
-        .with_context(|| format!("writing {}", path.display()))?;
-        for t in truth {
-            csv.push_str(&format!("{name},{:.3},{:.3}\n", t.x, t.y));
-        }
+        rows.extend(truth.iter().map(|t| (name.clone(), t.x, t.y)));
     }
-    std::fs::write(out.join("truth.csv"), csv).with_context(|| format!("writing {}/truth.csv", out.display()))
+    write_centroids(&out.join("centroids.csv"), &rows)
 }
 
 #[cfg(test)]

@@ -59,12 +59,13 @@ fn run_with_calibration_of_the_wrong_size_reports_every_frame() {
         "--calibration",
         cal.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "{err}");
+    assert_ne!(code, 0, "every frame failed: the exit code must say so");
     assert_eq!(out.lines().count(), 0);
     assert!(
         err.contains("320×256") && err.contains("160×128") && err.contains("frame errors 3"),
         "{err}"
     );
+    assert!(err.contains("3 frames could not be processed"), "{err}");
 }
 
 #[test]
@@ -100,12 +101,28 @@ fn run_synthetic_with_shipped_calibration_and_outputs() {
 #[test]
 fn infer_reports_a_corrupt_image_and_processes_the_others() {
     let d = tmp("infer");
-    srsnet::synthetic::write_frames(&d, 2, (64, 48), 16, 1, 5, None).unwrap();
+    let (code, _, err) = srsnet(&[
+        "synth",
+        "--out",
+        d.to_str().unwrap(),
+        "--count",
+        "2",
+        "--size",
+        "64x48",
+        "--bits",
+        "16",
+        "--targets",
+        "1",
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let d = d.join("frames");
     std::fs::write(d.join("broken.png"), b"\x89PNG\r\n\x1a\n garbage").unwrap();
-    let weights = d.join("w.safetensors");
+    let weights = d.parent().unwrap().join("w.safetensors");
     let (code, _, err) = srsnet(&["init", "--preset", "lite", "--out", weights.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let out_dir = d.join("out");
+    let out_dir = d.parent().unwrap().join("out");
     let (code, out, err) = srsnet(&[
         "infer",
         "--weights",
@@ -172,7 +189,10 @@ fn bench_train_reports_throughput_step_time_and_memory() {
 fn bench_train_rejects_an_unknown_stage_and_a_bad_size() {
     let (code, _, err) = srsnet(&["bench", "--train", "detector", "--preset", "lite", "--size", "32"]);
     assert_ne!(code, 0);
-    assert!(err.contains("detector") && err.contains("recon or seg"), "{err}");
+    assert!(
+        err.contains("detector") && err.contains("recon") && err.contains("seg"),
+        "{err}"
+    );
     let (code, _, err) = srsnet(&["bench", "--train", "seg", "--preset", "lite", "--size", "30"]);
     assert_ne!(code, 0);
     assert!(err.contains("30") && err.contains('8'), "{err}");

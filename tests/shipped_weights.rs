@@ -9,9 +9,8 @@ use srsnet::stream::pipeline::{run, PipelineConfig};
 use srsnet::stream::preprocess::{Preprocessor, Stretch};
 use srsnet::stream::sinks::Sinks;
 use srsnet::stream::sources::folder::FolderSource;
+use srsnet::stream::stop::Stop;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 fn shipped() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/srsnet-lite.safetensors")
@@ -44,19 +43,32 @@ fn daub_sequence1_replay_with_default_weights() {
         pre,
         seg,
         sinks,
-        PipelineConfig::default(),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .unwrap();
+        PipelineConfig {
+            threshold: seg_threshold(),
+            ..Default::default()
+        },
+        &Stop::new(),
+    );
     let s = &report.stats;
     eprintln!("DAUB sequence1: {}", s.summary());
     assert_eq!((s.frames, s.source_errors, s.frame_errors, s.dropped), (100, 0, 0, 0));
-    assert_eq!(s.score.targets, 100, "every frame's centroid rode along");
+    let m = s.score.finish();
+    assert_eq!(m.targets, 100, "every frame's centroid rode along");
     let lines = std::fs::read_to_string(&out).unwrap().lines().count();
     assert_eq!(lines, 100);
     // Floor set well under the measured value (see models/README.md); it catches a broken
     // model or pipeline, not a regression of a few points.
-    assert!(s.score.pd() >= PD_FLOOR_DAUB1, "Pd {}", s.score.pd());
+    assert!(m.pd >= PD_FLOOR_DAUB1, "Pd {}", m.pd);
+    // The pipeline scores exactly as `srsnet eval --sequence` does (one scorer, one rule).
+    let t = seg_threshold();
+    let eval_seg = Segmenter::Net(Box::new(Detector::from_file(&shipped(), &Device::Cpu).unwrap()));
+    let (rows, failed) = srsnet::cli::eval::sweep_sequence(&eval_seg, &seq, &[t]).unwrap();
+    assert_eq!(failed, 0);
+    assert_eq!(
+        (rows[0].hits, rows[0].targets, rows[0].false_targets),
+        (m.hits, m.targets, m.false_targets)
+    );
+    assert_eq!(rows[0].fa, m.fa);
 }
 
 #[test]
@@ -65,7 +77,7 @@ fn sirst_val_targets_are_found_by_default_weights() {
         return;
     };
     let det = Detector::from_file(&shipped(), &Device::Cpu).unwrap();
-    let layout = srsnet::train::data::PairLayout::sirst(&root);
+    let layout = srsnet::dataset::pairs::PairLayout::sirst(&root);
     let names: Vec<String> = layout
         .names(Some(&root.join("splits/val.txt")))
         .unwrap()
@@ -75,7 +87,7 @@ fn sirst_val_targets_are_found_by_default_weights() {
     let mut acc = srsnet::eval::metrics::MetricAccumulator::default();
     for n in &names {
         let frame = read_frame(&layout.image_path(n), 1).unwrap();
-        let gt = srsnet::train::data::read_mask(&layout.mask_path(n)).unwrap();
+        let gt = srsnet::dataset::pairs::read_mask(&layout.mask_path(n)).unwrap();
         let d = det.detect(&frame, 0.5).unwrap();
         assert_eq!((d.width, d.height), (frame.width, frame.height));
         acc.add_mask(
@@ -93,6 +105,11 @@ fn sirst_val_targets_are_found_by_default_weights() {
         m.fa * 1e6
     );
     assert!(m.pd >= 0.6 && m.iou >= 0.2, "{m:?}");
+}
+
+/// The shipped weights' operating point, which `PipelineConfig` must be given explicitly.
+fn seg_threshold() -> f32 {
+    Detector::from_file(&shipped(), &Device::Cpu).unwrap().threshold
 }
 
 /// Measured 0.12 at the shipped operating point (the weights are trained on SIRST only); see models/README.md.

@@ -15,10 +15,11 @@ use srsnet::stream::sources::folder::FolderSource;
 use srsnet::stream::sources::raw::{write_raw, RawFormat, RawSource};
 use srsnet::stream::sources::synthetic::SyntheticSource;
 use srsnet::stream::sources::{FrameSource, SourceError};
+use srsnet::stream::stop::Stop;
+use srsnet::synthetic::BitDepth;
 use srsnet::synthetic::SceneConfig;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,23 @@ impl Capture {
     }
 }
 
+/// `srsnet synth` into `dir`: `count` 8-bit frames with their truth.
+fn write_synth(dir: &std::path::Path, count: usize, (width, height): (usize, usize), targets: usize, seed: u64) {
+    let req = srsnet::synthetic::SynthRequest {
+        count,
+        scene: SceneConfig {
+            width,
+            height,
+            targets,
+            seed,
+            ..Default::default()
+        },
+        bits: BitDepth::Eight,
+        flat: None,
+    };
+    srsnet::synthetic::write_sequence(dir, &req).unwrap();
+}
+
 /// A top-hat tuned for the synthetic scenes (the SIRST-tuned default is stricter).
 fn tophat() -> Segmenter {
     Segmenter::TopHat(TopHat {
@@ -76,9 +94,8 @@ fn go(source: Box<dyn FrameSource>, sink: &Capture, cfg: PipelineConfig) -> srsn
         tophat(),
         Sinks::with_writer(Box::new(sink.clone())),
         cfg,
-        Arc::new(AtomicBool::new(false)),
+        &Stop::new(),
     )
-    .unwrap()
 }
 
 #[test]
@@ -93,7 +110,7 @@ fn synthetic_targets_are_reported_where_they_are() {
     };
     let sink = Capture::default();
     let report = go(
-        Box::new(SyntheticSource::new(cfg, 8, Some(40), None).unwrap()),
+        Box::new(SyntheticSource::new(cfg, BitDepth::Eight, Some(40), None).unwrap()),
         &sink,
         PipelineConfig::default(),
     );
@@ -118,7 +135,11 @@ fn synthetic_targets_are_reported_where_they_are() {
         near as f64 >= 0.9 * truths as f64,
         "only {near} of {truths} targets reported within 1.5 px"
     );
-    assert!(report.stats.score.pd() >= 0.9, "running Pd {}", report.stats.score.pd());
+    assert!(
+        report.stats.score.finish().pd >= 0.9,
+        "running Pd {}",
+        report.stats.score.finish().pd
+    );
 }
 
 #[test]
@@ -134,7 +155,7 @@ fn replay_is_lossless_and_ordered_with_slow_sink() {
         ..Default::default()
     };
     let report = go(
-        Box::new(SyntheticSource::new(cfg, 16, Some(25), None).unwrap()),
+        Box::new(SyntheticSource::new(cfg, BitDepth::Sixteen, Some(25), None).unwrap()),
         &sink,
         PipelineConfig {
             queue: 1,
@@ -204,16 +225,16 @@ fn raw_y16_round_trip_and_partial_frame() {
     drop(f);
     let mut src = RawSource::open(&path, 8, 6, RawFormat::Y16, None, false).unwrap();
     for expected in &frames {
-        let got = src.next_frame().unwrap().unwrap();
+        let got = src.next_frame(&Stop::new()).unwrap().unwrap();
         assert_eq!(&got.pixels, expected);
     }
-    match src.next_frame() {
+    match src.next_frame(&Stop::new()) {
         Some(Err(SourceError::Frame(msg))) => {
             assert!(msg.contains("48 trailing bytes") && msg.contains("rec.y16"), "{msg}")
         }
         other => panic!("expected a partial-frame report, got {other:?}"),
     }
-    assert!(src.next_frame().is_none());
+    assert!(src.next_frame(&Stop::new()).is_none());
 }
 
 #[test]
@@ -234,11 +255,11 @@ fn raw_with_wrong_size_is_a_clear_error() {
 #[test]
 fn unreadable_frame_in_folder_is_reported_and_the_rest_processed() {
     let dir = tmp("folder");
-    srsnet::synthetic::write_frames(&dir, 3, (64, 64), 8, 1, 3, None).unwrap();
-    std::fs::write(dir.join("synthetic_0001b.png"), b"not a png").unwrap();
+    write_synth(&dir, 3, (64, 64), 1, 3);
+    std::fs::write(dir.join("frames/synthetic_0001b.png"), b"not a png").unwrap();
     let mut src = FolderSource::new(&dir, None, false).unwrap();
     let (mut ok, mut errs) = (0, vec![]);
-    while let Some(f) = src.next_frame() {
+    while let Some(f) = src.next_frame(&Stop::new()) {
         match f {
             Ok(_) => ok += 1,
             Err(e) => errs.push(e.to_string()),
@@ -318,7 +339,7 @@ fn calibration_of_the_wrong_size_is_reported_per_frame() {
     assert!(err.contains("640×512") && err.contains("320×256"), "{err}");
 }
 
-#[cfg(feature = "v4l")]
+#[cfg(feature = "camera")]
 #[test]
 fn missing_camera_device_is_named() {
     let err = srsnet::stream::sources::v4l2::V4lDevice::open(

@@ -1,7 +1,8 @@
 //! Training data loading: a mask whose size differs from its image, a missing mask and an
 //! unreadable image are reported by name and skipped; the good pairs are kept.
 
-use srsnet::train::data::{load_pairs, PairLayout};
+use srsnet::dataset::pairs::PairLayout;
+use srsnet::train::data::load_pairs;
 
 #[test]
 fn bad_pairs_are_reported_by_name_and_skipped() {

@@ -6,13 +6,13 @@ use candle_core::{DType, Device};
 use srsnet::image_io::Frame;
 use srsnet::model::{ModelConfig, NetConfig, WeightStore};
 use srsnet::preprocess::{Geometry, PreprocessSpec};
+use srsnet::stream::stop::Stop;
 use srsnet::synthetic::{Scene, SceneConfig};
 use srsnet::train::augment::AugmentConfig;
 use srsnet::train::data::Sample;
 use srsnet::train::optim::SgdConfig;
 use srsnet::train::trainer::{best_path, last_path, train_recon, train_seg, Outcome, TrainData, TrainOptions};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 fn small_config() -> ModelConfig {
     let net = NetConfig {
@@ -110,7 +110,7 @@ fn resumed_training_equals_uninterrupted() {
         train: samples(10, 32),
         val: samples(2, 32),
     };
-    let never = AtomicBool::new(false);
+    let never = Stop::new();
 
     let straight = tmp("straight");
     assert_eq!(

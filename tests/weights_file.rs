@@ -4,9 +4,45 @@
 mod common;
 use candle_core::{DType, Device};
 use common::*;
-use srsnet::cli::weights::{export, import};
+use srsnet::cli::StoreDtype;
 use srsnet::model::weights_file::WeightsFile;
 use std::path::{Path, PathBuf};
+
+fn store_dtype(d: DType) -> StoreDtype {
+    if d == DType::F16 {
+        StoreDtype::F16
+    } else {
+        StoreDtype::F32
+    }
+}
+
+/// `srsnet import` through its arguments struct.
+fn import(recon: &Path, seg: &Path, preset: &str, out: &Path, dtype: DType) -> anyhow::Result<()> {
+    srsnet::cli::import::run(srsnet::cli::import::ImportArgs {
+        recon: recon.into(),
+        seg: seg.into(),
+        preset: preset.into(),
+        out: out.into(),
+        dtype: store_dtype(dtype),
+    })
+}
+
+/// `srsnet export` through its arguments struct.
+fn export(
+    weights: &Path,
+    out: &Path,
+    dtype: DType,
+    reference_dir: Option<&Path>,
+    threshold: Option<f32>,
+) -> anyhow::Result<()> {
+    srsnet::cli::export::run(srsnet::cli::export::ExportArgs {
+        weights: weights.into(),
+        out: out.into(),
+        dtype: store_dtype(dtype),
+        reference_dir: reference_dir.map(Path::to_path_buf),
+        threshold,
+    })
+}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("srsnet-wf-{}", std::process::id()));
@@ -108,7 +144,11 @@ fn export_round_trip_to_reference_names_is_exact_in_f32() {
     // The recorded operating point is what inference uses by default.
     let det = srsnet::infer::Detector::from_file(&tmp("rt_b.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(det.threshold, 0.7);
-    assert!(export(&ours, &tmp("rt_x.safetensors"), DType::F32, None, Some(1.5)).is_err());
+    assert!(srsnet::cli::parse_threshold("1.5").is_err());
+    // Exporting onto the input itself is refused and leaves it intact.
+    let e = format!("{:#}", export(&ours, &ours, DType::F16, None, None).unwrap_err());
+    assert!(e.contains("refusing to overwrite"), "{e}");
+    assert!(WeightsFile::open(&ours).is_ok());
     let again = tmp("rt_c.safetensors");
     import(
         &dir.join("recon.safetensors"),

@@ -1,34 +1,155 @@
-//! `srsnet bench`: latency of one forward pass (R encoder + S) on one frame.
+//! `srsnet bench`: latency of one forward pass (R encoder + S) on one frame, or the
+//! throughput of training steps.
 
-use crate::device::compute_dtype;
+use super::{parse_at_least_one, parse_batch};
+use crate::device::{compute_dtype, DeviceSpec};
+use crate::limits::check_frame_size;
 use crate::model::weights_file::WeightsFile;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub struct BenchResult {
+/// Which training stage `--train` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchStage {
+    /// The reconstruction net.
+    Recon,
+    /// The segmentation net (R frozen).
+    Seg,
+}
+
+/// Arguments of `srsnet bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Weights file; without it, an untrained model of --preset is timed.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Model preset (official, lite) or a config JSON file, when no --weights.
+    #[arg(long, default_value = "lite")]
     pub preset: String,
-    pub size: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Frame size: N (square) or WxH; both sides multiples of 8.
+    #[arg(long, default_value = "256", value_parser = parse_bench_size)]
+    pub size: (usize, usize),
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed runs (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = parse_at_least_one)]
     pub iters: usize,
+    /// Time training steps of this stage instead of inference.
+    #[arg(long, value_enum)]
+    pub train: Option<BenchStage>,
+    /// Batch size for --train.
+    #[arg(long, default_value_t = 8, value_parser = parse_batch)]
+    pub batch: usize,
+}
+
+/// `N` or `WxH`, both sides positive multiples of 8 within the frame limits.
+fn parse_bench_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = match s.parse::<usize>() {
+        Ok(n) => (n, n),
+        Err(_) => super::parse_size(s)?,
+    };
+    check_frame_size("--size", w, h).map_err(|e| e.to_string())?;
+    if w % 8 != 0 || h % 8 != 0 {
+        return Err(format!(
+            "`{s}`: the network needs sides that are multiples of 8 (e.g. 256 or 640x512)"
+        ));
+    }
+    Ok((w, h))
+}
+
+/// Runs `srsnet bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let (w, h) = args.size;
+    if let Some(stage) = args.train {
+        if w != h {
+            bail!("--train times square crops; give --size N");
+        }
+        let r = train_throughput(&args.preset, stage, args.batch, w, args.iters)?;
+        let peak = r
+            .peak_rss_bytes
+            .map(|b| format!(", peak memory {:.2} GB", b as f64 / 1e9))
+            .unwrap_or_default();
+        println!(
+            "{} {stage:?} training step, batch {}, {w}x{w}, CPU f32: {:.3} images/s ({:.3} s per step, mean of {}){peak}",
+            args.preset, args.batch, r.images_per_s, r.seconds_per_step, args.iters
+        );
+        return Ok(());
+    }
+    let device = args.device.open()?;
+    let r = match &args.weights {
+        Some(p) => forward_latency(p, &device, (w, h), args.warmup, args.iters)?,
+        None => {
+            let tmp = TempWeights::new(&args.preset)?;
+            forward_latency(&tmp.0, &device, (w, h), args.warmup, args.iters)?
+        }
+    };
+    println!(
+        "{} {w}x{h} on {device:?}: mean {:.1} ms, p50 {:.1} ms, min {:.1} ms, max {:.1} ms over {} runs",
+        r.preset, r.mean_ms, r.p50_ms, r.min_ms, r.max_ms, r.iters
+    );
+    Ok(())
+}
+
+/// An untrained weights file this command wrote itself, removed when dropped (and only it:
+/// a file the user named is never touched).
+struct TempWeights(PathBuf);
+
+impl TempWeights {
+    fn new(preset: &str) -> Result<Self> {
+        let safe: String = preset
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = std::env::temp_dir().join(format!("srsnet-bench-{safe}-{}.safetensors", std::process::id()));
+        let me = Self(path);
+        super::init::write_initialised(preset, &me.0, 41, candle_core::DType::F16)?;
+        Ok(me)
+    }
+}
+
+impl Drop for TempWeights {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Forward-pass latency figures, in milliseconds.
+pub struct BenchResult {
+    /// The config's name.
+    pub preset: String,
+    /// Timed runs.
+    pub iters: usize,
+    /// Mean latency.
     pub mean_ms: f64,
+    /// Median latency.
     pub p50_ms: f64,
+    /// Fastest run.
     pub min_ms: f64,
+    /// Slowest run.
     pub max_ms: f64,
 }
 
-/// Times `iters` forward passes on a `size`×`size` random frame after `warmup` untimed ones.
+/// Times `iters` forward passes on a random frame of `(width, height)` after `warmup` untimed ones.
 pub fn forward_latency(
     weights: &Path,
     device: &Device,
-    size: usize,
+    (width, height): (usize, usize),
     warmup: usize,
     iters: usize,
 ) -> Result<BenchResult> {
+    if iters == 0 {
+        bail!("bench needs at least one timed run");
+    }
     let file = WeightsFile::open(weights)?;
     let dtype = compute_dtype(device);
     let model = file.load_model(device, dtype, true)?;
-    let x = Tensor::randn(0f32, 1.0, (1, file.config.in_channels, size, size), device)?.to_dtype(dtype)?;
+    let x = Tensor::randn(0f32, 1.0, (1, file.config.in_channels, height, width), device)?.to_dtype(dtype)?;
     let mut times = Vec::with_capacity(iters);
     for i in 0..warmup + iters {
         let t0 = Instant::now();
@@ -46,7 +167,6 @@ pub fn forward_latency(
     times.sort_by(|a, b| a.total_cmp(b));
     Ok(BenchResult {
         preset: file.config.name.clone(),
-        size,
         iters,
         mean_ms: times.iter().sum::<f64>() / times.len() as f64,
         p50_ms: times[times.len() / 2],
@@ -57,7 +177,9 @@ pub fn forward_latency(
 
 /// What `srsnet bench --train` measures.
 pub struct TrainBench {
+    /// Training images per second.
     pub images_per_s: f64,
+    /// Seconds per step.
     pub seconds_per_step: f64,
     /// The process's peak resident memory (Linux `VmHWM`), when the platform reports it.
     pub peak_rss_bytes: Option<u64>,
@@ -73,7 +195,16 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Throughput of training steps (forward + backward + SGD update) of one stage, after one
 /// untimed warm-up step.
-pub fn train_throughput(preset: &str, stage: &str, batch: usize, size: usize, steps: usize) -> Result<TrainBench> {
+pub fn train_throughput(
+    preset: &str,
+    stage: BenchStage,
+    batch: usize,
+    size: usize,
+    steps: usize,
+) -> Result<TrainBench> {
+    if steps == 0 || batch == 0 {
+        bail!("bench --train needs at least one step of at least one image");
+    }
     use crate::model::weights::VarSource;
     use crate::model::{ModelConfig, Weights};
     use crate::train::optim::SgdConfig;
@@ -85,16 +216,15 @@ pub fn train_throughput(preset: &str, stage: &str, batch: usize, size: usize, st
     let vars = VarSource::new(None, 1);
     let w = Weights::from_vars(vars.clone(), candle_core::DType::F32, &d);
     let mut step: Box<dyn FnMut() -> Result<f64>> = match stage {
-        "recon" => {
+        BenchStage::Recon => {
             let mut s = ReconStage::new(&w, vars, &cfg, SgdConfig::default(), steps + 1)?;
             Box::new(move || Ok(s.step(&x)?))
         }
-        "seg" => {
+        BenchStage::Seg => {
             let recon = Weights::from_vars(VarSource::new(None, 2), candle_core::DType::F32, &d);
             let mut s = SegStage::new(&w, vars, &recon, &cfg, SgdConfig::default(), steps + 1)?;
             Box::new(move || Ok(s.step(&x, &mask)?))
         }
-        other => anyhow::bail!("stage `{other}`: expected recon or seg"),
     };
     step()?; // warm-up
     let t0 = Instant::now();

@@ -1,66 +1,83 @@
 //! `srsnet calibrate`: a non-uniformity profile and bad-pixel map from a cold and a hot
-//! flat-field recording (raw Y8/Y16 files or image folders).
+//! flat-field recording (raw Y8/Y16 files or image folders, named as `--source` names them).
 
+use super::{parse_size, refuse_overwrite};
 use crate::calibration::{two_point, Profile};
-use crate::stream::frame::Pixels;
-use crate::stream::sources::folder::FolderSource;
-use crate::stream::sources::raw::{RawFormat, RawSource};
-use crate::stream::sources::FrameSource;
+use crate::stream::sources::{self, PixelFormat, SourceOptions, SourceSpec};
+use crate::stream::stop::Stop;
 use anyhow::{bail, Result};
-use std::path::Path;
+use std::path::PathBuf;
 
-/// Every frame of a recording as raw values.
-fn frames_of(spec: &str, size: Option<(usize, usize)>, format: &str) -> Result<(usize, usize, Vec<Vec<f32>>)> {
-    let mut src: Box<dyn FrameSource> = match spec.strip_prefix("raw:") {
-        Some(file) => {
-            let Some((w, h)) = size else {
-                bail!("raw recordings need --size WxH")
-            };
-            Box::new(RawSource::open(
-                Path::new(file),
-                w,
-                h,
-                RawFormat::parse(format)?,
-                None,
-                false,
-            )?)
+/// Arguments of `srsnet calibrate`.
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// Cold flat-field recording: raw:FILE or a folder of images.
+    #[arg(long)]
+    pub cold: SourceSpec,
+    /// Hot flat-field recording.
+    #[arg(long)]
+    pub hot: SourceSpec,
+    /// Frame size WxH (raw recordings).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(usize, usize)>,
+    /// Raw sample format.
+    #[arg(long, value_enum, default_value = "y16")]
+    pub format: PixelFormat,
+    /// The profile to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `srsnet calibrate`.
+pub fn run(args: CalibrateArgs) -> Result<Profile> {
+    for spec in [&args.cold, &args.hot] {
+        if let SourceSpec::Raw(p) | SourceSpec::Folder(p) = spec {
+            refuse_overwrite([p.as_path()], &args.out)?;
         }
-        None => Box::new(FolderSource::new(
-            Path::new(spec.strip_prefix("folder:").unwrap_or(spec)),
-            None,
-            false,
-        )?),
+    }
+    let (w, h, c) = frames_of(&args.cold, &args)?;
+    let (w2, h2, hf) = frames_of(&args.hot, &args)?;
+    if (w, h) != (w2, h2) {
+        bail!("cold frames are {w}×{h} but hot frames are {w2}×{h2}");
+    }
+    let profile = two_point(w, h, &c, &hf)?;
+    profile.save(&args.out)?;
+    eprintln!("wrote {} ({}×{}, {})", args.out.display(), w, h, profile.description);
+    Ok(profile)
+}
+
+/// Every frame of a recording as raw values; any unreadable frame is an error (a profile
+/// from part of a recording would be silently wrong).
+fn frames_of(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, Vec<Vec<f32>>)> {
+    if matches!(spec, SourceSpec::Synthetic | SourceSpec::Camera(_)) {
+        bail!("{spec:?}: flat fields are read from raw:FILE or an image folder");
+    }
+    let opts = SourceOptions {
+        size: args.size,
+        format: Some(args.format),
+        count: None,
+        ..Default::default()
     };
+    let mut src = sources::open(spec, &opts)?;
+    let stop = Stop::new();
     let mut out = Vec::new();
     let mut dims = None;
-    while let Some(f) = src.next_frame() {
-        let f = f.map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
+    while let Some(f) = src.next_frame(&stop) {
+        let f = f.map_err(|e| anyhow::anyhow!("{}: {e}", src.describe()))?;
         if dims.is_some_and(|d| d != (f.width, f.height)) {
             bail!(
-                "{spec}: frame {} is {}×{}, earlier frames differ",
+                "{}: frame {} is {}×{}, earlier frames differ",
+                src.describe(),
                 f.index,
                 f.width,
                 f.height
             );
         }
         dims = Some((f.width, f.height));
-        out.push(match f.pixels {
-            Pixels::U8(v) => v.into_iter().map(f32::from).collect(),
-            Pixels::U16(v) => v.into_iter().map(f32::from).collect(),
-        });
+        out.push(f.pixels.values());
     }
-    let Some((w, h)) = dims else { bail!("{spec}: no frames") };
+    let Some((w, h)) = dims else {
+        bail!("{}: no frames", src.describe())
+    };
     Ok((w, h, out))
-}
-
-pub fn calibrate(cold: &str, hot: &str, size: Option<(usize, usize)>, format: &str, out: &Path) -> Result<Profile> {
-    let (w, h, c) = frames_of(cold, size, format)?;
-    let (w2, h2, hf) = frames_of(hot, size, format)?;
-    if (w, h) != (w2, h2) {
-        bail!("cold frames are {w}×{h} but hot frames are {w2}×{h2}");
-    }
-    let profile = two_point(w, h, &c, &hf)?;
-    profile.save(out)?;
-    eprintln!("wrote {} ({}×{}, {})", out.display(), w, h, profile.description);
-    Ok(profile)
 }

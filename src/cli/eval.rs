@@ -1,15 +1,166 @@
 //! `srsnet eval`: the field's metrics for a model on a labelled set, for mask files made by
-//! anything else, or (Pd/Fa) for sequences annotated with target centroids.
+//! anything else, or (Pd, Fa, false targets per frame) for centroid-annotated sequences.
+//! Every listed input is scored or counted as failed; nothing is silently left out.
 
-use crate::eval::metrics::{MetricAccumulator, Metrics};
-use crate::image_io::read_frame;
+use super::{default_weights, parse_threshold};
+use crate::dataset::pairs::{read_mask, read_pair, PairLayout};
+use crate::dataset::sequence::Sequence;
+use crate::device::DeviceSpec;
+use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
+use crate::image_io::{read_frame, Frame};
 use crate::infer::Segmenter;
-use crate::train::data::{read_mask, PairLayout};
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Scores `seg` on the pairs of `layout` listed in `split` (all when none) at native resolution.
-/// Returns the metrics and the number of pairs that could not be scored (each reported).
+/// Arguments of `srsnet eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Weights file (default: the shipped weights).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// `net` (SRSNet weights) or `tophat[:SE:K[:MIN_CONTRAST]]` (the training-free baseline).
+    #[arg(long, default_value = "net")]
+    pub model: String,
+    /// Labelled set in the SIRST layout (images/, masks/NAME_pixels0.png).
+    #[arg(long, conflicts_with_all = ["pred", "sequence"])]
+    pub data: Option<PathBuf>,
+    /// Split file of NAMEs (default: every image).
+    #[arg(long, requires = "data")]
+    pub split: Option<PathBuf>,
+    /// Folder of prediction masks to score against --gt.
+    #[arg(long, requires = "gt", conflicts_with = "sequence")]
+    pub pred: Option<PathBuf>,
+    /// Folder of ground-truth masks for --pred.
+    #[arg(long, requires = "pred")]
+    pub gt: Option<PathBuf>,
+    /// Suffix of ground-truth mask names (NAME{suffix}.png).
+    #[arg(long, default_value = "")]
+    pub gt_suffix: String,
+    /// A sequence folder with frames/ and centroids.csv (Pd/Fa by the 3-pixel centroid rule).
+    #[arg(long)]
+    pub sequence: Option<PathBuf>,
+    /// Probability threshold (default: the weights' recorded operating point, else 0.5).
+    #[arg(long, value_parser = parse_threshold, conflicts_with = "sweep")]
+    pub threshold: Option<f32>,
+    /// Score several thresholds in one pass (comma-separated), e.g. 0.5,0.7,0.9.
+    #[arg(long, value_delimiter = ',', value_parser = parse_threshold)]
+    pub sweep: Vec<f32>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `srsnet eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    if let (Some(pred), Some(gt)) = (&args.pred, &args.gt) {
+        let (m, failed) = eval_masks(pred, gt, &args.gt_suffix)?;
+        print_rows(
+            &format!("masks {}", pred.display()),
+            &[(None, m)],
+            false,
+            args.json,
+            failed,
+        );
+        return finish(&m, failed);
+    }
+    let seg = Segmenter::new(
+        &args.model,
+        &args.weights.clone().unwrap_or_else(default_weights),
+        &args.device.open()?,
+    )?;
+    let thresholds = if args.sweep.is_empty() {
+        vec![args.threshold.unwrap_or(seg.default_threshold())]
+    } else {
+        args.sweep.clone()
+    };
+    let (rows, failed, points_only) = match (&args.data, &args.sequence) {
+        (Some(root), _) => {
+            let (rows, failed) = sweep_model(&seg, &PairLayout::sirst(root), args.split.as_deref(), &thresholds)?;
+            (rows, failed, false)
+        }
+        (None, Some(dir)) => {
+            let (rows, failed) = sweep_sequence(&seg, dir, &thresholds)?;
+            (rows, failed, true)
+        }
+        _ => bail!("give --data DIR, --sequence DIR, or --pred DIR --gt DIR"),
+    };
+    let labelled: Vec<(Option<f32>, Metrics)> = thresholds.iter().map(|&t| Some(t)).zip(rows).collect();
+    print_rows(&seg.name(), &labelled, points_only, args.json, failed);
+    finish(&labelled[0].1, failed)
+}
+
+/// A non-zero exit when something could not be scored, or nothing was.
+fn finish(m: &Metrics, failed: usize) -> Result<()> {
+    if failed > 0 {
+        bail!(
+            "{failed} inputs could not be scored (see above); the metrics cover the {} others",
+            m.images
+        );
+    }
+    if m.images == 0 {
+        bail!("nothing was scored");
+    }
+    Ok(())
+}
+
+fn print_rows(label: &str, rows: &[(Option<f32>, Metrics)], points_only: bool, json: bool, failed: usize) {
+    for (t, m) in rows {
+        if json {
+            let rule = if points_only { "centroid" } else { "mask" };
+            println!(
+                "{}",
+                serde_json::json!({ "model": label, "threshold": t, "rule": rule, "metrics": m, "failed": failed })
+            );
+        } else {
+            let label = match t {
+                Some(t) => format!("{label} at threshold {t}"),
+                None => label.to_string(),
+            };
+            println!("{}", table(&label, m, points_only));
+        }
+    }
+}
+
+/// What a frame is scored against.
+enum Truth {
+    Mask(Vec<bool>),
+    Points(Vec<(f64, f64)>),
+}
+
+/// Scores every input at every threshold (the probabilities are computed once per input);
+/// an input that cannot be read or run is reported and counted.
+fn score_all(
+    seg: &Segmenter,
+    inputs: impl Iterator<Item = (String, Result<(Frame, Truth)>)>,
+    thresholds: &[f32],
+) -> (Vec<Metrics>, usize) {
+    let mut accs = vec![MetricAccumulator::default(); thresholds.len()];
+    let mut failed = 0;
+    for (name, input) in inputs {
+        let scored = input.and_then(|(frame, truth)| {
+            let det = seg.detect(&frame, thresholds[0])?;
+            for (acc, &t) in accs.iter_mut().zip(thresholds) {
+                let mask = det.mask(t);
+                match &truth {
+                    Truth::Mask(gt) => acc.add_mask(&mask, gt, frame.width, frame.height),
+                    Truth::Points(p) => acc.add_points(&mask, frame.width, frame.height, p),
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = scored {
+            failed += 1;
+            eprintln!("skipped {name}: {e:#}");
+        }
+    }
+    (accs.iter().map(MetricAccumulator::finish).collect(), failed)
+}
+
+/// Scores `seg` on the pairs of `layout` listed in `split` (all when none) at native
+/// resolution, at a single threshold.
 pub fn eval_model(
     seg: &Segmenter,
     layout: &PairLayout,
@@ -20,63 +171,75 @@ pub fn eval_model(
     Ok((rows.remove(0), failed))
 }
 
-/// Scores `seg` at several thresholds in one pass (probabilities computed once per image).
+/// Scores `seg` on a labelled set at several thresholds in one pass.
 pub fn sweep_model(
     seg: &Segmenter,
     layout: &PairLayout,
     split: Option<&Path>,
     thresholds: &[f32],
 ) -> Result<(Vec<Metrics>, usize)> {
-    let mut accs = vec![MetricAccumulator::default(); thresholds.len()];
-    let mut failed = 0;
-    for name in layout.names(split)? {
-        let scored = (|| -> Result<()> {
-            let frame = read_frame(&layout.image_path(&name), seg.channels())?;
-            let gt = read_mask(&layout.mask_path(&name))?;
-            if (gt.width, gt.height) != (frame.width, frame.height) {
-                bail!(
-                    "mask is {}×{}, image {}×{}",
-                    gt.width,
-                    gt.height,
-                    frame.width,
-                    frame.height
-                );
-            }
-            let det = seg.detect(&frame, thresholds[0])?;
-            let gt: Vec<bool> = gt.data.iter().map(|&v| v > 0.5).collect();
-            for (acc, &t) in accs.iter_mut().zip(thresholds) {
-                acc.add_mask(&det.mask(t), &gt, frame.width, frame.height);
-            }
-            Ok(())
-        })();
-        if let Err(e) = scored {
-            failed += 1;
-            eprintln!("skipped {name}: {e:#}");
-        }
-    }
-    Ok((accs.iter().map(MetricAccumulator::finish).collect(), failed))
+    let names = layout.names(split)?;
+    let inputs = names.into_iter().map(|name| {
+        let pair = read_pair(layout, &name, seg.channels()).map(|(f, m)| (f, Truth::Mask(m)));
+        (name, pair)
+    });
+    Ok(score_all(seg, inputs, thresholds))
 }
 
-/// Scores prediction masks in `pred` against `gt` (pairs matched by file stem; `gt_suffix`
-/// is appended to the stem for the ground-truth name).
+/// Pd, Fa and false targets per frame on a sequence (`frames/` + `centroids.csv`) with the
+/// 3-pixel centroid rule; every frame is scored (one without a line has no target).
+pub fn sweep_sequence(seg: &Segmenter, dir: &Path, thresholds: &[f32]) -> Result<(Vec<Metrics>, usize)> {
+    let seq = Sequence::open(dir)?;
+    if !seq.is_annotated() {
+        bail!(
+            "{}: no centroids.csv, so there is nothing to score against",
+            dir.display()
+        );
+    }
+    let inputs = seq.frames.into_iter().map(|f| {
+        let frame = read_frame(&f.path, seg.channels()).map(|fr| (fr, Truth::Points(f.truth.unwrap_or_default())));
+        (f.path.display().to_string(), frame)
+    });
+    Ok(score_all(seg, inputs, thresholds))
+}
+
+/// Scores prediction masks in `pred` against every ground-truth mask in `gt` (the prediction
+/// for `NAME{gt_suffix}.EXT` is `NAME.EXT`). A ground truth without a prediction, or a
+/// prediction without a ground truth, counts as a failure: scoring only what was predicted
+/// would hide every image the method missed.
 pub fn eval_masks(pred: &Path, gt: &Path, gt_suffix: &str) -> Result<(Metrics, usize)> {
+    let list = |dir: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && crate::dataset::folder::is_image(p))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let (gts, mut preds) = (list(gt)?, list(pred)?);
+    if gts.is_empty() {
+        bail!("no ground-truth masks in {}", gt.display());
+    }
     let mut acc = MetricAccumulator::default();
     let mut failed = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(pred)
-        .with_context(|| format!("reading {}", pred.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let ext = p.extension().and_then(|s| s.to_str()).unwrap_or("png");
-        let g = gt.join(format!("{stem}{gt_suffix}.{ext}"));
+    for g in &gts {
+        let stem = g.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let Some(name) = stem.strip_suffix(gt_suffix) else {
+            continue;
+        };
+        let ext = g.extension().and_then(|s| s.to_str()).unwrap_or("png");
+        let p = pred.join(format!("{name}.{ext}"));
+        preds.retain(|q| q != &p);
         let scored = (|| -> Result<()> {
-            let (pm, gm) = (read_mask(&p)?, read_mask(&g)?);
+            if !p.exists() {
+                bail!("no prediction {} for it", p.display());
+            }
+            let (pm, gm) = (read_mask(&p)?, read_mask(g)?);
             if (pm.width, pm.height) != (gm.width, gm.height) {
                 bail!(
-                    "prediction is {}×{}, ground truth {}×{}",
+                    "prediction {} is {}×{}, ground truth {}×{}",
+                    p.display(),
                     pm.width,
                     pm.height,
                     gm.width,
@@ -89,62 +252,36 @@ pub fn eval_masks(pred: &Path, gt: &Path, gt_suffix: &str) -> Result<(Metrics, u
         })();
         if let Err(e) = scored {
             failed += 1;
-            eprintln!("skipped {}: {e:#}", p.display());
+            eprintln!("skipped {}: {e:#}", g.display());
         }
+    }
+    for p in preds {
+        failed += 1;
+        eprintln!(
+            "skipped {}: no ground truth for this prediction in {}",
+            p.display(),
+            gt.display()
+        );
     }
     Ok((acc.finish(), failed))
 }
 
-/// Reads a DAUB-style `centroids.csv` (frame,x,y; x = column, y = row).
-pub fn read_centroids(path: &Path) -> Result<Vec<(String, f64, f64)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        let parse = |s: &str| {
-            s.parse::<f64>()
-                .with_context(|| format!("{}:{}: bad number `{s}`", path.display(), i + 1))
-        };
-        if f.len() != 3 {
-            bail!("{}:{}: expected frame,x,y", path.display(), i + 1);
-        }
-        out.push((f[0].to_string(), parse(f[1])?, parse(f[2])?));
-    }
-    Ok(out)
-}
-
-/// Pd and Fa on a sequence folder (`frames/` + `centroids.csv`) with the 3-pixel centroid rule.
-pub fn eval_sequence(seg: &Segmenter, dir: &Path, threshold: f32) -> Result<(Metrics, usize)> {
-    let mut acc = MetricAccumulator::default();
-    let mut failed = 0;
-    for (frame_name, x, y) in read_centroids(&dir.join("centroids.csv"))? {
-        let path = dir.join("frames").join(&frame_name);
-        match read_frame(&path, seg.channels()).and_then(|f| Ok((seg.detect(&f, threshold)?, f))) {
-            Ok((det, f)) => acc.add_points(&det.mask(threshold), f.width, f.height, &[(y, x)]),
-            Err(e) => {
-                failed += 1;
-                eprintln!("skipped {}: {e:#}", path.display());
-            }
-        }
-    }
-    Ok((acc.finish(), failed))
-}
-
-/// A table for people; `points_only` for centroid-annotated sequences (Pd and Fa only).
+/// A table for people; `points_only` for centroid-annotated sequences (Pd, Fa and false
+/// targets only).
 pub fn table(label: &str, m: &Metrics, points_only: bool) -> String {
     if points_only {
         return format!(
-            "{label} (centroid rule, {} px)\n  frames {}  targets {}  hits {}\n  Pd     {:.4}\n  Fa     {:.2} ×1e-6",
-            crate::eval::metrics::MATCH_DISTANCE,
+            "{label} (centroid rule, {MATCH_DISTANCE} px)\n  frames {}  targets {}  hits {}\n  Pd     {:.4}\n  Fa     {:.2} ×1e-6\n  false targets per frame {:.3}",
             m.images,
             m.targets,
             m.hits,
             m.pd,
-            m.fa * 1e6
+            m.fa * 1e6,
+            m.false_targets_per_frame
         );
     }
     format!(
-        "{label}\n  images {}  targets {}  hits {}\n  IoU    {:.4}\n  nIoU   {:.4}\n  F1     {:.4}\n  Pd     {:.4}\n  Fa     {:.2} ×1e-6\n  paper per-image IoU {:.4}  F1 {:.4}",
+        "{label}\n  images {}  targets {}  hits {}\n  IoU    {:.4}\n  nIoU   {:.4}\n  F1     {:.4}\n  Pd     {:.4}\n  Fa     {:.2} ×1e-6\n  false targets per frame {:.3}\n  paper per-image IoU {:.4}  F1 {:.4}",
         m.images,
         m.targets,
         m.hits,
@@ -153,6 +290,7 @@ pub fn table(label: &str, m: &Metrics, points_only: bool) -> String {
         m.f1,
         m.pd,
         m.fa * 1e6,
+        m.false_targets_per_frame,
         m.paper_iou,
         m.paper_f1
     )

@@ -1,14 +1,45 @@
-//! The implementations of the `srsnet` subcommands (the binary only parses arguments).
+//! The `srsnet` subcommands: each file holds one command's arguments (a clap `Args`) and its
+//! `run`; the binary only parses and dispatches. The value parsers here check every option
+//! with a valid range when it is parsed, so a bad value is refused before any work starts.
 
 pub mod bench;
 pub mod calibrate;
 pub mod eval;
+pub mod export;
+pub mod import;
 pub mod infer;
+pub mod info;
+pub mod init;
 pub mod run;
+pub mod synth;
 pub mod train;
-pub mod weights;
 
+use crate::limits::{check_frame_size, MAX_BATCH};
+use anyhow::{bail, Result};
+use candle_core::DType;
 use std::path::{Path, PathBuf};
+
+/// `srsnet --help`'s command list, grouped by what a user is doing.
+pub const GROUPED_COMMANDS: &str = "\
+Run a model:
+  run        The streaming pipeline: camera, folder, raw recording or synthetic frames → targets
+  infer      Segment image files: a mask PNG and a JSON target list per image
+  bench      Time the forward pass or a training step
+
+Evaluate and prepare data:
+  eval       Score a model, mask files or a centroid-annotated sequence (IoU, nIoU, F1, Pd, Fa)
+  synth      Write a synthetic sequence (frames/ + centroids.csv) or flat fields
+  calibrate  Build a calibration profile (two-point NUC + bad pixels) from flat fields
+
+Train:
+  train      Train SRSNet: recon (stage 1), seg (stage 2) or all
+
+Weights files:
+  info       Print a weights file's config, preprocessing and provenance
+  import     Convert reference checkpoints to one weights file
+  export     Rewrite a weights file (f16/f32, operating point, reference names)
+  init       Write an untrained weights file for a preset
+";
 
 /// The shipped default weights: `models/srsnet-lite.safetensors` in the working directory,
 /// else beside the sources this binary was built from.
@@ -18,4 +49,116 @@ pub fn default_weights() -> PathBuf {
         return rel.to_path_buf();
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Parses `WxH` (e.g. 640x512) within the frame limits.
+pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{s}`: expected WxH, e.g. 640x512"))?;
+    let num = |v: &str| {
+        v.parse::<usize>()
+            .map_err(|_| format!("`{s}`: `{v}` is not a whole number"))
+    };
+    let (w, h) = (num(w)?, num(h)?);
+    check_frame_size("size", w, h).map_err(|e| format!("{e}"))?;
+    Ok((w, h))
+}
+
+/// Parses a probability threshold: a number in [0, 1).
+pub fn parse_threshold(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(t) if (0.0..1.0).contains(&t) => Ok(t),
+        _ => Err(format!("`{s}`: a threshold is a probability in [0, 1)")),
+    }
+}
+
+/// Parses a finite, strictly positive number (rates, such as `--fps`).
+pub fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}`: expected a positive number")),
+    }
+}
+
+/// Parses a finite, non-negative number (radii, distances).
+pub fn parse_non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}`: expected a non-negative number")),
+    }
+}
+
+/// Parses a batch size: 1 to [`MAX_BATCH`].
+pub fn parse_batch(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(b) if (1..=MAX_BATCH).contains(&b) => Ok(b),
+        _ => Err(format!("`{s}`: a batch is 1 to {MAX_BATCH} frames")),
+    }
+}
+
+/// Parses a count that must be at least 1 (iterations, epochs).
+pub fn parse_at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}`: expected a whole number of at least 1")),
+    }
+}
+
+/// Storage dtype of a weights file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreDtype {
+    /// Half precision (what we ship).
+    F16,
+    /// Single precision.
+    F32,
+}
+
+impl From<StoreDtype> for DType {
+    fn from(d: StoreDtype) -> Self {
+        match d {
+            StoreDtype::F16 => DType::F16,
+            StoreDtype::F32 => DType::F32,
+        }
+    }
+}
+
+/// Refuses to write `output` when it is one of `inputs` (the same file by another name
+/// included): a command never overwrites what the user gave it.
+pub fn refuse_overwrite<'a>(inputs: impl IntoIterator<Item = &'a Path>, output: &Path) -> Result<()> {
+    let Ok(out) = output.canonicalize() else {
+        return Ok(()); // does not exist yet
+    };
+    for input in inputs {
+        if input.canonicalize().is_ok_and(|i| i == out) {
+            bail!(
+                "{} is an input of this command; refusing to overwrite it (choose another output)",
+                output.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_parsers_refuse_out_of_range_values() {
+        assert_eq!(parse_size("640x512"), Ok((640, 512)));
+        assert!(parse_size("100000x100000").unwrap_err().contains("16384"));
+        assert!(parse_size("2147549185x4294836226").is_err());
+        assert!(parse_size("0x5").is_err());
+        for bad in ["-1", "1", "nan", "inf", "x"] {
+            assert!(parse_threshold(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_threshold("0.9"), Ok(0.9));
+        for bad in ["0", "-5", "nan", "inf"] {
+            assert!(parse_positive(bad).is_err(), "{bad}");
+        }
+        assert!(parse_non_negative("-1").is_err() && parse_non_negative("0").is_ok());
+        assert!(parse_batch("0").is_err() && parse_batch("8").is_ok() && parse_batch("100000").is_err());
+        assert!(parse_at_least_one("0").is_err());
+    }
 }

@@ -1,172 +1,220 @@
-//! `srsnet run`: the streaming pipeline from a camera, a replayed folder, a raw recording or
-//! the synthetic generator to JSON Lines, masks and overlays, with run statistics.
+//! `srsnet run`: the streaming pipeline from a camera, a replayed folder or sequence, a raw
+//! recording or the synthetic generator to JSON Lines, masks and overlays, with run statistics.
 
+use super::{default_weights, parse_batch, parse_non_negative, parse_positive, parse_size, parse_threshold};
 use crate::calibration::Profile;
+use crate::device::DeviceSpec;
 use crate::infer::Segmenter;
 use crate::stream::pipeline::{self, PipelineConfig};
-use crate::stream::postprocess::Confirmer;
+use crate::stream::postprocess::{parse_confirm_window, AreaLimits, Confirmer};
 use crate::stream::preprocess::{Preprocessor, Stretch};
 use crate::stream::sinks::Sinks;
-use crate::stream::sources::folder::FolderSource;
-use crate::stream::sources::raw::{RawFormat, RawSource};
-use crate::stream::sources::synthetic::SyntheticSource;
-use crate::stream::sources::FrameSource;
-use crate::synthetic::SceneConfig;
+use crate::stream::sources::{self, PixelFormat, SourceOptions, SourceSpec};
+use crate::stream::stop::Stop;
+use crate::synthetic::BitDepth;
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-/// Everything `srsnet run` takes.
+/// The most synthetic targets per frame.
+pub const MAX_SYNTHETIC_TARGETS: usize = 1000;
+
+/// How 16-bit frames map to intensities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StretchMode {
+    /// Robust percentile stretch smoothed over time.
+    Percentile,
+    /// ÷65535.
+    Fixed,
+}
+
+/// Arguments of `srsnet run`.
+#[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    pub source: String,
-    pub weights: PathBuf,
+    /// synthetic | DIR | folder:DIR (a sequence: frames/ + centroids.csv) | raw:FILE | v4l:/dev/videoN
+    #[arg(long, default_value = "synthetic")]
+    pub source: SourceSpec,
+    /// Weights file (default: the shipped weights).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// `net` or `tophat[:SE:K[:MIN_CONTRAST]]`.
+    #[arg(long, default_value = "net")]
     pub model: String,
-    pub device: Device,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Frame size WxH: required for raw files; requested from cameras; synthetic frame size
+    /// (default 320x256).
+    #[arg(long, value_parser = parse_size)]
     pub size: Option<(usize, usize)>,
-    pub format: Option<String>,
+    /// raw: y8 | y16 (default y16); camera: y8 (grey) | y16 | yuyv.
+    #[arg(long, value_enum)]
+    pub format: Option<PixelFormat>,
+    /// Replay rate in frames per second (default: as fast as possible); camera: requested rate.
+    #[arg(long, value_parser = parse_positive)]
     pub fps: Option<f64>,
+    /// Repeat a folder or raw recording for ever.
+    #[arg(long = "loop")]
     pub looping: bool,
-    pub count: Option<u64>,
+    /// Synthetic frames to generate (0 = endless).
+    #[arg(long, default_value_t = 30)]
+    pub count: u64,
+    /// Synthetic scene seed.
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    pub bits: u8,
-    pub targets: usize,
+    /// Synthetic bit depth.
+    #[arg(long, value_enum, default_value = "8")]
+    pub bits: BitDepth,
+    /// Synthetic targets per frame.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=MAX_SYNTHETIC_TARGETS as u64))]
+    pub targets: u64,
+    /// Keep retrying a camera that disappears instead of ending the stream.
+    #[arg(long)]
     pub reconnect: bool,
+    /// Calibration profile (NUC + bad pixels) for this camera.
+    #[arg(long)]
     pub calibration: Option<PathBuf>,
-    pub stretch: Stretch,
-    pub pipeline: PipelineConfig,
-    pub jsonl: Option<String>,
+    /// 16-bit mapping.
+    #[arg(long, value_enum, default_value = "percentile")]
+    pub stretch: StretchMode,
+    /// Probability threshold (default: the weights' recorded operating point, else 0.5).
+    #[arg(long, value_parser = parse_threshold)]
+    pub threshold: Option<f32>,
+    /// Frames per inference call (1 = lowest latency).
+    #[arg(long, default_value_t = 1, value_parser = parse_batch)]
+    pub batch: usize,
+    /// Drop targets smaller than this many pixels.
+    #[arg(long)]
+    pub min_area: Option<usize>,
+    /// Drop targets larger than this many pixels.
+    #[arg(long)]
+    pub max_area: Option<usize>,
+    /// Temporal confirmation M/N: keep targets seen in M of the last N frames.
+    #[arg(long, value_parser = parse_confirm_window)]
+    pub confirm: Option<(usize, usize)>,
+    /// Radius (px) for temporal confirmation.
+    #[arg(long, default_value_t = 3.0, value_parser = parse_non_negative)]
+    pub confirm_radius: f64,
+    /// JSON Lines output: `-` (stdout) or a file.
+    #[arg(long, default_value = "-")]
+    pub jsonl: String,
+    /// Write mask PNGs here.
+    #[arg(long)]
     pub masks: Option<PathBuf>,
+    /// Write overlay PNGs (frame with numbered target boxes) here.
+    #[arg(long)]
     pub overlays: Option<PathBuf>,
+    /// Print statistics every N frames.
+    #[arg(long)]
+    pub stats_every: Option<u64>,
+    /// Write the final statistics as JSON here.
+    #[arg(long)]
     pub stats_json: Option<PathBuf>,
 }
 
-/// Parses `WxH`.
-pub fn parse_size(s: &str) -> Result<(usize, usize)> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .with_context(|| format!("size `{s}`: expected WxH, e.g. 640x512"))?;
-    let w: usize = w.parse().with_context(|| format!("size `{s}`: bad width"))?;
-    let h: usize = h.parse().with_context(|| format!("size `{s}`: bad height"))?;
-    if w == 0 || h == 0 {
-        bail!("size `{s}`: width and height must be positive");
-    }
-    Ok((w, h))
-}
-
-/// Parses `M/N` for temporal confirmation.
-pub fn parse_confirm(s: &str, radius: f64) -> Result<Confirmer> {
-    let (m, n) = s
-        .split_once('/')
-        .with_context(|| format!("--confirm `{s}`: expected M/N, e.g. 3/5"))?;
-    Confirmer::new(
-        m.parse().context("--confirm: bad M")?,
-        n.parse().context("--confirm: bad N")?,
-        radius,
-    )
-}
-
-/// Opens the source a `--source` spec names.
-pub fn open_source(args: &RunArgs) -> Result<Box<dyn FrameSource>> {
-    let spec = args.source.as_str();
-    if spec == "synthetic" {
-        let (width, height) = args.size.unwrap_or((320, 256));
-        let cfg = SceneConfig {
-            width,
-            height,
-            targets: args.targets,
-            seed: args.seed,
-            ..Default::default()
-        };
-        return Ok(Box::new(SyntheticSource::new(
-            cfg,
-            args.bits,
-            args.count.or(Some(30)).filter(|&c| c > 0),
-            args.fps,
-        )?));
-    }
-    if let Some(file) = spec.strip_prefix("raw:") {
-        let (w, h) = args.size.context("a raw source needs --size WxH")?;
-        let format = RawFormat::parse(args.format.as_deref().unwrap_or("y16"))?;
-        return Ok(Box::new(RawSource::open(
-            Path::new(file),
-            w,
-            h,
-            format,
-            args.fps,
-            args.looping,
-        )?));
-    }
-    if let Some(dev) = spec.strip_prefix("v4l:") {
-        return open_camera(dev, args);
-    }
-    let dir = spec.strip_prefix("folder:").unwrap_or(spec);
-    if !Path::new(dir).is_dir() {
-        bail!("source `{spec}`: not a folder; expected synthetic, DIR, folder:DIR, raw:FILE or v4l:/dev/videoN");
-    }
-    Ok(Box::new(FolderSource::new(Path::new(dir), args.fps, args.looping)?))
-}
-
-#[cfg(feature = "v4l")]
-fn open_camera(dev: &str, args: &RunArgs) -> Result<Box<dyn FrameSource>> {
-    use crate::stream::sources::camera::{CameraSource, CaptureDevice, CaptureFormat, Opener};
-    use crate::stream::sources::v4l2::{CameraRequest, V4lDevice};
-    let format = match args.format.as_deref() {
-        Some(f) => {
-            Some(CaptureFormat::parse(f).with_context(|| format!("camera format `{f}`: expected grey, y16 or yuyv"))?)
+impl RunArgs {
+    fn source_options(&self) -> SourceOptions {
+        SourceOptions {
+            size: self.size,
+            format: self.format,
+            fps: self.fps,
+            looping: self.looping,
+            count: Some(self.count).filter(|&c| c > 0),
+            seed: self.seed,
+            bits: self.bits,
+            targets: self.targets as usize,
+            reconnect: self.reconnect,
         }
-        None => None,
-    };
-    let req = CameraRequest {
-        format,
-        width: args.size.map(|s| s.0),
-        height: args.size.map(|s| s.1),
-        fps: args.fps.map(|f| f.round() as u32),
-    };
-    let path = PathBuf::from(dev);
-    let opener: Opener = Box::new(move || Ok(Box::new(V4lDevice::open(&path, &req)?) as Box<dyn CaptureDevice>));
-    Ok(Box::new(CameraSource::new(opener, args.reconnect)?))
+    }
+
+    /// Files and folders this run reads, which no output may replace.
+    fn inputs(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = self
+            .weights
+            .iter()
+            .chain(&self.calibration)
+            .map(PathBuf::as_path)
+            .collect();
+        match &self.source {
+            SourceSpec::Raw(p) | SourceSpec::Folder(p) | SourceSpec::Camera(p) => v.push(p),
+            SourceSpec::Synthetic => {}
+        }
+        v
+    }
 }
 
-#[cfg(not(feature = "v4l"))]
-fn open_camera(dev: &str, _args: &RunArgs) -> Result<Box<dyn FrameSource>> {
-    bail!("camera {dev}: this srsnet was built without the `v4l` feature (default builds have it)")
-}
-
-/// Runs the pipeline; prints the summary to stderr. A camera that disappears is an error
-/// after everything captured was processed and flushed.
-/// A NaN `pipeline.threshold` means "the weights' operating point".
-pub fn run(mut args: RunArgs) -> Result<serde_json::Value> {
-    let segmenter = Segmenter::new(&args.model, &args.weights, &args.device)?;
-    if args.pipeline.threshold.is_nan() {
-        args.pipeline.threshold = segmenter.default_threshold();
+/// Runs the pipeline and prints the summary to stderr. Returns the statistics; an error when a
+/// frame could not be processed, an output failed, the source failed, or nothing was processed.
+/// A reader that closes the JSON Lines pipe (`| head`) ends the run normally.
+pub fn run(args: RunArgs) -> Result<serde_json::Value> {
+    let area = AreaLimits::new(args.min_area, args.max_area)?;
+    let confirm = args
+        .confirm
+        .map(|(m, n)| Confirmer::new(m, n, args.confirm_radius))
+        .transpose()?;
+    for out in [Some(Path::new(&args.jsonl)), args.stats_json.as_deref()]
+        .into_iter()
+        .flatten()
+        .chain(args.masks.as_deref())
+        .chain(args.overlays.as_deref())
+    {
+        super::refuse_overwrite(args.inputs(), out)?;
     }
-    if !(0.0..1.0).contains(&args.pipeline.threshold) {
-        bail!("--threshold must be in [0, 1), got {}", args.pipeline.threshold);
-    }
+    let weights = args.weights.clone().unwrap_or_else(default_weights);
+    let segmenter = Segmenter::new(&args.model, &weights, &args.device.open()?)?;
+    let threshold = args.threshold.unwrap_or(segmenter.default_threshold());
     let calibration = match &args.calibration {
         Some(p) => Some(Profile::load(p).with_context(|| format!("loading calibration profile {}", p.display()))?),
         None => None,
     };
-    let source = open_source(&args)?;
+    let source = sources::open(&args.source, &args.source_options())?;
     eprintln!("source: {}; model: {}", source.describe(), segmenter.name());
-    let pre = Preprocessor::new(calibration, args.stretch, segmenter.channels());
-    let sinks = Sinks::new(args.jsonl.as_deref(), args.masks.clone(), args.overlays.clone())?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        eprintln!("\nstopping: draining the pipeline");
-        s.store(true, Ordering::SeqCst);
-    });
-    let report = pipeline::run(source, pre, segmenter, sinks, args.pipeline, stop)?;
+    let stretch = match args.stretch {
+        StretchMode::Percentile => Stretch::default(),
+        StretchMode::Fixed => Stretch::Fixed,
+    };
+    let pre = Preprocessor::new(calibration, stretch, segmenter.channels());
+    let sinks = Sinks::new(Some(&args.jsonl), args.masks.clone(), args.overlays.clone())?;
+    let cfg = PipelineConfig {
+        threshold,
+        batch: args.batch,
+        area,
+        confirm,
+        stats_every: args.stats_every,
+        queue: 4,
+    };
+    let stop = Stop::new();
+    stop.on_ctrl_c("stopping: draining the frames already captured");
+    let report = pipeline::run(source, pre, segmenter, sinks, cfg, &stop);
     eprint!("{}", report.stats.summary());
     let stats = report.stats.to_json();
     if let Some(p) = &args.stats_json {
-        std::fs::write(p, serde_json::to_string_pretty(&stats)?).with_context(|| format!("writing {}", p.display()))?;
+        crate::image_io::write_file(p, serde_json::to_string_pretty(&stats)?.as_bytes())?;
+    }
+    if let Some(failure) = report.sink_failure {
+        bail!(
+            "output failed: {failure}; {} frames were written before it",
+            report.stats.frames
+        );
+    }
+    if report.output_closed {
+        eprintln!(
+            "the JSON Lines reader closed the output after {} frames; stopped",
+            report.stats.frames
+        );
+        return Ok(stats);
     }
     if let Some(failure) = report.source_failure {
         bail!("{failure}");
+    }
+    let failed = report.stats.failed();
+    if failed > 0 {
+        bail!(
+            "{failed} frames could not be processed (see the warnings above); {} were",
+            report.stats.frames
+        );
+    }
+    if report.stats.frames == 0 && !stop.is_requested() {
+        bail!("no frame was processed");
     }
     Ok(stats)
 }

@@ -1,18 +1,23 @@
 //! `srsnet train recon|seg|all`: loading the data, running the stages, exporting the weights.
 
+use super::{parse_at_least_one, parse_batch, parse_non_negative, parse_positive};
+use crate::device::DeviceSpec;
+use crate::train::trainer::last_path;
+
+use crate::dataset::pairs::PairLayout;
 use crate::model::weights_file;
 use crate::model::ModelConfig;
 use crate::preprocess::{Geometry, PreprocessSpec};
+use crate::stream::stop::Stop;
 use crate::train::augment::AugmentConfig;
-use crate::train::data::{load_pairs, load_unlabeled, resize_sample, PairLayout, Sample, Skipped};
+use crate::train::data::{load_pairs, load_unlabeled, resize_sample, Sample, Skipped};
 use crate::train::optim::SgdConfig;
 use crate::train::trainer::{self, best_path, Outcome, TrainData, TrainOptions};
 use anyhow::{bail, Result};
 use candle_core::{DType, Device};
+use clap::Subcommand;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Where the labelled data is.
 #[derive(Debug, Clone)]
@@ -133,16 +138,14 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
     }
 }
 
-fn stop_flag() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
-    // A second Ctrl-C while the checkpoint is being written is ignored; the write finishes.
-    let _ = ctrlc::set_handler(move || {
-        eprintln!(
-            "\nstopping: finishing the current batch and writing a checkpoint (srsnet train ... --resume continues)"
-        );
-        s.store(true, Ordering::SeqCst);
-    });
+/// The trainer's stop signal: the first Ctrl-C lets the current batch finish and writes a
+/// checkpoint; a second exits at once, and `--resume` continues from the last complete
+/// checkpoint (the write-then-rename keeps it intact).
+fn stop_signal() -> Stop {
+    let stop = Stop::new();
+    stop.on_ctrl_c(
+        "stopping: finishing the current batch and writing a checkpoint (srsnet train ... --resume continues)",
+    );
     stop
 }
 
@@ -155,7 +158,27 @@ pub enum Which {
 }
 
 /// Runs the requested stages; `recon` is the stage-1 checkpoint for `Which::Seg`.
-pub fn run(which: Which, data_args: &DataArgs, run: &RunArgs, recon: Option<&Path>, weights_out: &Path) -> Result<()> {
+pub fn train(
+    which: Which,
+    data_args: &DataArgs,
+    run: &RunArgs,
+    recon: Option<&Path>,
+    weights_out: &Path,
+) -> Result<()> {
+    if run.resume {
+        let stages: &[&str] = match which {
+            Which::Recon => &["recon"],
+            Which::Seg => &["seg"],
+            Which::All => &["recon", "seg"],
+        };
+        if !stages.iter().any(|s| last_path(&run.out, s).exists()) {
+            bail!(
+                "--resume: no {} checkpoint in {} to continue from",
+                stages.join(" or "),
+                run.out.display()
+            );
+        }
+    }
     let config = ModelConfig::from_preset_or_path(&run.preset)?;
     let loaded = load(data_args, config.in_channels)?;
     let (mean, std) = intensity_stats(&loaded.train, config.in_channels);
@@ -176,7 +199,7 @@ pub fn run(which: Which, data_args: &DataArgs, run: &RunArgs, recon: Option<&Pat
         preprocess.std
     );
     let resized = |v: &[Sample]| -> Vec<Sample> { v.iter().map(|s| resize_sample(s, run.size)).collect() };
-    let stop = stop_flag();
+    let stop = stop_signal();
     let recon_ckpt = match which {
         Which::Seg => recon
             .map(Path::to_path_buf)
@@ -275,4 +298,196 @@ fn export(
     weights_file::write(out, &tensors, config, preprocess, &info, DType::F16)?;
     eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+/// The stages of `srsnet train`.
+#[derive(Debug, Subcommand)]
+pub enum TrainStage {
+    /// Stage 1: the reconstruction net on MSE(R(x), x).
+    Recon(TrainArgs),
+    /// Stage 2: the segmentation net, with R's encoder from --recon frozen.
+    Seg {
+        /// Stage-1 checkpoint (OUT/recon-best.ckpt.safetensors).
+        #[arg(long)]
+        recon: PathBuf,
+        #[command(flatten)]
+        /// The options.
+        args: TrainArgs,
+    },
+    /// Both stages, then the fp16 weights file.
+    All(TrainArgs),
+}
+
+/// Options common to every stage.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Dataset root in the SIRST layout (images/, masks/NAME_pixels0.png, splits/train.txt, splits/val.txt).
+    #[arg(long, required_unless_present = "images")]
+    pub data: Option<PathBuf>,
+    /// Generic layout: folder of images (with --masks and --mask-suffix).
+    #[arg(long, requires = "masks")]
+    pub images: Option<PathBuf>,
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
+    #[arg(long, default_value = "")]
+    pub mask_suffix: String,
+    #[arg(long, default_value = "png")]
+    pub extension: String,
+    /// Split files listing the NAMEs to train on and validate with.
+    #[arg(long)]
+    pub train_split: Option<PathBuf>,
+    #[arg(long)]
+    pub val_split: Option<PathBuf>,
+    /// Unlabeled image folders added to the reconstruction stage (repeatable).
+    #[arg(long)]
+    pub recon_extra: Vec<PathBuf>,
+    #[arg(long, default_value = "lite")]
+    pub preset: String,
+    /// Segmentation-stage epochs.
+    #[arg(long, default_value_t = 300, value_parser = parse_at_least_one)]
+    pub epochs: usize,
+    /// Reconstruction-stage epochs.
+    #[arg(long, default_value_t = 100, value_parser = parse_at_least_one)]
+    pub recon_epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 8, value_parser = parse_batch)]
+    pub batch: usize,
+    /// SGD learning rate.
+    #[arg(long, default_value_t = 0.01, value_parser = parse_positive)]
+    pub lr: f64,
+    /// SGD momentum, in [0, 1).
+    #[arg(long, default_value_t = 0.9, value_parser = parse_unit_open)]
+    pub momentum: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 1e-4, value_parser = parse_non_negative)]
+    pub weight_decay: f64,
+    /// Exponent of the poly learning-rate schedule.
+    #[arg(long, default_value_t = 0.9, value_parser = parse_non_negative)]
+    pub poly_power: f64,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long, default_value_t = 41)]
+    pub seed: u64,
+    /// Images are resized to SIZE×SIZE for training.
+    #[arg(long, default_value_t = 256, value_parser = parse_train_side)]
+    pub size: usize,
+    /// Train on random CROP×CROP crops of the resized images (faster steps).
+    #[arg(long, value_parser = parse_train_side)]
+    pub crop: Option<usize>,
+    /// Probability that a crop is placed around a target.
+    #[arg(long, default_value_t = 0.8, value_parser = parse_unit_closed)]
+    pub target_bias: f64,
+    /// Disable the random rot90 and flips.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Validate every this many epochs (and after the last).
+    #[arg(long, default_value_t = 1, value_parser = parse_at_least_one)]
+    pub val_every: usize,
+    /// Output folder: checkpoints, log.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Final weights file (default OUT/srsnet.safetensors).
+    #[arg(long)]
+    pub weights_out: Option<PathBuf>,
+    /// Continue from OUT's last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+impl TrainArgs {
+    /// The data, run options and final weights path these arguments name.
+    pub fn split(self) -> Result<(DataArgs, RunArgs, PathBuf)> {
+        let mut data = match (&self.data, &self.images, &self.masks) {
+            (Some(root), _, _) => DataArgs::sirst(root),
+            (None, Some(images), Some(masks)) => DataArgs {
+                layout: PairLayout {
+                    images: images.clone(),
+                    masks: masks.clone(),
+                    mask_suffix: self.mask_suffix.clone(),
+                    extension: self.extension.clone(),
+                },
+                train_split: None,
+                val_split: None,
+                recon_extra: vec![],
+            },
+            _ => anyhow::bail!("give --data DIR (SIRST layout) or --images DIR --masks DIR"),
+        };
+        if self.train_split.is_some() {
+            data.train_split = self.train_split.clone();
+        }
+        if self.val_split.is_some() {
+            data.val_split = self.val_split.clone();
+        }
+        data.recon_extra = self.recon_extra.clone();
+        let weights_out = self
+            .weights_out
+            .clone()
+            .unwrap_or_else(|| self.out.join("srsnet.safetensors"));
+        let run = RunArgs {
+            preset: self.preset,
+            epochs: self.epochs,
+            recon_epochs: self.recon_epochs,
+            batch: self.batch,
+            sgd: SgdConfig {
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+                poly_power: self.poly_power,
+            },
+            seed: self.seed,
+            size: self.size,
+            augment: AugmentConfig {
+                crop: self.crop,
+                target_bias: self.target_bias,
+                rotate_flip: !self.no_augment,
+            },
+            val_every: self.val_every,
+            out: self.out,
+            resume: self.resume,
+            device: self.device.open()?,
+        };
+        Ok((data, run, weights_out))
+    }
+}
+
+/// Runs `srsnet train STAGE`.
+pub fn run(stage: TrainStage) -> Result<()> {
+    let (which, args, recon) = match stage {
+        TrainStage::Recon(a) => (Which::Recon, a, None),
+        TrainStage::Seg { recon, args } => (Which::Seg, args, Some(recon)),
+        TrainStage::All(a) => (Which::All, a, None),
+    };
+    if let Some(crop) = args.crop {
+        if crop > args.size {
+            bail!("--crop {crop} is larger than the training size --size {}", args.size);
+        }
+    }
+    let (data, run, weights_out) = args.split()?;
+    train(which, &data, &run, recon.as_deref(), &weights_out)
+}
+
+/// A training side: a positive multiple of 8 up to 4096.
+fn parse_train_side(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 && n % 8 == 0 && n <= 4096 => Ok(n),
+        _ => Err(format!("`{s}`: expected a positive multiple of 8 up to 4096")),
+    }
+}
+
+/// A number in [0, 1).
+fn parse_unit_open(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}`: expected a number in [0, 1)")),
+    }
+}
+
+/// A number in [0, 1].
+fn parse_unit_closed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}`: expected a number in [0, 1]")),
+    }
 }

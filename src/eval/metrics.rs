@@ -23,6 +23,7 @@ pub struct MetricAccumulator {
     targets: usize,
     hits: usize,
     false_pixels: u64,
+    false_targets: usize,
     pixels: u64,
 }
 
@@ -43,30 +44,87 @@ pub struct Metrics {
     pub paper_iou: f64,
     /// The SRSNet paper's per-image mean F1 (per-image Dice with its 1e-6 terms).
     pub paper_f1: f64,
+    /// Images (frames) scored.
     pub images: usize,
+    /// Ground-truth targets.
     pub targets: usize,
+    /// Ground-truth targets detected.
     pub hits: usize,
+    /// Detected objects that matched no target.
+    pub false_targets: usize,
+    /// False targets per image: what a user sees on every frame.
+    pub false_targets_per_frame: f64,
 }
 
-/// A connected component's unweighted centroid (row, col) and pixel count.
-fn component_stats(mask: &[bool], w: usize, h: usize) -> (Vec<(f64, f64)>, Vec<u64>) {
+/// A detected object as the field's evaluators see it: the unweighted centroid of its pixels
+/// (x = column, y = row, 0-based) and its pixel count. `run` and `eval` both score these.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Blob {
+    /// Column of the centroid.
+    pub x: f64,
+    /// Row of the centroid.
+    pub y: f64,
+    /// Pixels in the object.
+    pub area: u64,
+}
+
+/// The 8-connected components of a mask as blobs, in raster order of their first pixel.
+pub fn blobs(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
     let comps = label_components(mask, w, h);
-    let mut sums = vec![(0f64, 0f64); comps.count];
-    let mut areas = vec![0u64; comps.count];
+    let mut out = vec![
+        Blob {
+            x: 0.0,
+            y: 0.0,
+            area: 0
+        };
+        comps.count
+    ];
     for (i, &l) in comps.labels.iter().enumerate() {
         if l > 0 {
-            let k = l as usize - 1;
-            sums[k].0 += (i / w) as f64;
-            sums[k].1 += (i % w) as f64;
-            areas[k] += 1;
+            let b = &mut out[l as usize - 1];
+            b.x += (i % w) as f64;
+            b.y += (i / w) as f64;
+            b.area += 1;
         }
     }
-    let cents = sums
-        .iter()
-        .zip(&areas)
-        .map(|(s, &a)| (s.0 / a as f64, s.1 / a as f64))
-        .collect();
-    (cents, areas)
+    for b in &mut out {
+        b.x /= b.area as f64;
+        b.y /= b.area as f64;
+    }
+    out
+}
+
+/// What matching one frame's blobs against its true target centres found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PointMatch {
+    /// True targets with a blob whose centroid is closer than [`MATCH_DISTANCE`].
+    pub hits: usize,
+    /// Pixels of the blobs that matched no target.
+    pub false_pixels: u64,
+    /// Blobs that matched no target (false targets).
+    pub false_targets: usize,
+}
+
+/// The field's matching rule (BasicIRSTD's PD_FA): each true centre, in order, takes the
+/// first unmatched blob closer than [`MATCH_DISTANCE`]; unmatched blobs are false alarms.
+/// Truth points are (x = column, y = row).
+pub fn match_points(blobs: &[Blob], truth: &[(f64, f64)]) -> PointMatch {
+    let mut matched = vec![false; blobs.len()];
+    let mut hits = 0;
+    for &(x, y) in truth {
+        let hit = (0..blobs.len())
+            .find(|&k| !matched[k] && ((blobs[k].x - x).powi(2) + (blobs[k].y - y).powi(2)).sqrt() < MATCH_DISTANCE);
+        if let Some(k) = hit {
+            matched[k] = true;
+            hits += 1;
+        }
+    }
+    let unmatched = blobs.iter().zip(&matched).filter(|(_, &m)| !m);
+    PointMatch {
+        hits,
+        false_pixels: unmatched.clone().map(|(b, _)| b.area).sum(),
+        false_targets: unmatched.count(),
+    }
 }
 
 impl MetricAccumulator {
@@ -89,40 +147,33 @@ impl MetricAccumulator {
         let se = i as f64 / (i as f64 + fn_ as f64 + 1e-6);
         let pc = i as f64 / (i as f64 + fp as f64 + 1e-6);
         self.paper_f1_sum += 2.0 * se * pc / (se + pc + 1e-6);
-        let (gt_cents, _) = component_stats(gt, w, h);
-        self.add_targets(pred, w, h, &gt_cents);
+        let truth: Vec<(f64, f64)> = blobs(gt, w, h).iter().map(|b| (b.x, b.y)).collect();
+        self.add_points(pred, w, h, &truth);
     }
 
-    /// Adds one image annotated with target points only (row, col): the centroid rule for
-    /// sequences such as DAUB. Contributes to Pd and Fa only.
-    pub fn add_points(&mut self, pred: &[bool], w: usize, h: usize, points_row_col: &[(f64, f64)]) {
-        self.add_targets(pred, w, h, points_row_col);
+    /// Adds one image annotated with target points only (x = column, y = row): the centroid
+    /// rule for sequences such as DAUB. Contributes to Pd, Fa and false targets only.
+    pub fn add_points(&mut self, pred: &[bool], w: usize, h: usize, truth: &[(f64, f64)]) {
+        self.add_blobs(&blobs(pred, w, h), truth, w, h);
     }
 
-    fn add_targets(&mut self, pred: &[bool], w: usize, h: usize, gt_cents: &[(f64, f64)]) {
-        let (pred_cents, pred_areas) = component_stats(pred, w, h);
-        let mut matched = vec![false; pred_cents.len()];
-        for g in gt_cents {
-            let hit = (0..pred_cents.len()).find(|&k| {
-                let d = ((pred_cents[k].0 - g.0).powi(2) + (pred_cents[k].1 - g.1).powi(2)).sqrt();
-                !matched[k] && d < MATCH_DISTANCE
-            });
-            if let Some(k) = hit {
-                matched[k] = true;
-                self.hits += 1;
-            }
-        }
-        self.targets += gt_cents.len();
-        self.false_pixels += pred_areas
-            .iter()
-            .zip(&matched)
-            .filter(|(_, &m)| !m)
-            .map(|(a, _)| a)
-            .sum::<u64>();
+    /// Adds one `w`×`h` frame's detected blobs against its true target centres.
+    pub fn add_blobs(&mut self, found: &[Blob], truth: &[(f64, f64)], w: usize, h: usize) {
+        let m = match_points(found, truth);
+        self.hits += m.hits;
+        self.targets += truth.len();
+        self.false_pixels += m.false_pixels;
+        self.false_targets += m.false_targets;
         self.pixels += (w * h) as u64;
         self.images += 1;
     }
 
+    /// Images added so far.
+    pub fn images(&self) -> usize {
+        self.images
+    }
+
+    /// The metrics of everything added.
     pub fn finish(&self) -> Metrics {
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         let p = ratio(self.tp as f64, (self.tp + self.fp) as f64);
@@ -139,6 +190,8 @@ impl MetricAccumulator {
             images: self.images,
             targets: self.targets,
             hits: self.hits,
+            false_targets: self.false_targets,
+            false_targets_per_frame: ratio(self.false_targets as f64, self.images as f64),
         }
     }
 }
@@ -169,5 +222,28 @@ mod tests {
         assert_eq!(r.pd, 0.0);
         assert_eq!(r.fa, 0.01);
         assert_eq!(r.niou, 0.0);
+        assert_eq!((r.false_targets, r.false_targets_per_frame), (1, 1.0));
+    }
+
+    #[test]
+    fn matching_uses_x_as_column_and_unweighted_centroids() {
+        // A 3-pixel blob in row 1, columns 4..=6: centroid (x 5, y 1).
+        let mut mask = vec![false; 10 * 4];
+        for x in 4..=6 {
+            mask[10 + x] = true;
+        }
+        let b = blobs(&mask, 10, 4);
+        assert_eq!(
+            b,
+            vec![Blob {
+                x: 5.0,
+                y: 1.0,
+                area: 3
+            }]
+        );
+        assert_eq!(match_points(&b, &[(5.0, 1.0)]).hits, 1);
+        // The transposed point (x 1, y 5) is 5.7 px away: a miss and 3 false pixels.
+        let m = match_points(&b, &[(1.0, 5.0)]);
+        assert_eq!((m.hits, m.false_pixels, m.false_targets), (0, 3, 1));
     }
 }

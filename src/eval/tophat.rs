@@ -2,9 +2,8 @@
 //! structuring element) followed by an adaptive threshold `mean + k·std` of the response.
 //! Every trained model is compared with it (`--model tophat`).
 
-use crate::detect::find_targets;
+use crate::detect::{find_targets, Detection};
 use crate::image_io::Frame;
-use crate::infer::Detection;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -14,10 +14,12 @@
 //! decay and momentum to `b` as PyTorch does.
 
 use super::cpu_storage::{cpu_f32_slice, f32_slice};
-use super::layers::BN_EPS;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
+
+/// PyTorch's BatchNorm2d default epsilon, used by every BatchNorm in the reference.
+pub const BN_EPS: f64 = 1e-5;
 
 /// Per-channel batch statistics of one forward pass (of the input *without* the bias).
 #[derive(Debug, Clone)]

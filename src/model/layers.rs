@@ -1,14 +1,11 @@
 //! The primitive layers: convolution, BatchNorm (optionally folded into the convolution),
 //! align-corners bilinear up-sampling and 2×2 max pooling.
 
-use super::batchnorm_train::BatchNormTrain;
+use super::batchnorm_train::{BatchNormTrain, BN_EPS};
 use super::conv;
 use super::cpu_storage::is_cpu_f32;
 use super::weights::{BnMode, Init, Weights, WeightsError};
 use candle_core::{DType, Result, Tensor, Var, D};
-
-/// PyTorch's BatchNorm2d default epsilon, used by every BatchNorm in the reference.
-pub const BN_EPS: f64 = 1e-5;
 
 /// A 2-D convolution with stride 1 (the only stride the reference uses).
 #[derive(Debug, Clone)]

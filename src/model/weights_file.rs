@@ -68,10 +68,30 @@ impl WeightsFile {
                 )
             ));
         }
-        let info = meta
-            .get("info")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or(serde_json::Value::Null);
+        let info: serde_json::Value = match meta.get("info") {
+            Some(s) => serde_json::from_str(s).map_err(|e| bad("info", &e))?,
+            None => serde_json::Value::Null,
+        };
+        if let Some(t) = info.get("threshold") {
+            if !t.as_f64().is_some_and(|t| (0.0..1.0).contains(&t)) {
+                bail!(bad(
+                    "info",
+                    &format!("operating point `threshold` is {t}, expected a number in [0, 1)")
+                ));
+            }
+        }
+        for name in store.names() {
+            let values = store
+                .get_any_shape(&name, DType::F32, &Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            if !values.iter().all(|x| x.is_finite()) {
+                bail!(
+                    "{}: tensor `{name}` holds NaN or infinite values (a diverged training run or a corrupt file)",
+                    path.display()
+                );
+            }
+        }
         Ok(Self {
             store,
             config,

@@ -3,27 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-/// Raw pixels as the source delivered them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Pixels {
-    /// 8-bit gray.
-    U8(Vec<u8>),
-    /// 16-bit gray (14-bit cameras included), little-endian on the wire.
-    U16(Vec<u16>),
-}
-
-impl Pixels {
-    pub fn len(&self) -> usize {
-        match self {
-            Pixels::U8(v) => v.len(),
-            Pixels::U16(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use crate::image_io::Pixels;
 
 /// A frame from a source.
 #[derive(Debug, Clone)]

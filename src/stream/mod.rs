@@ -1,5 +1,5 @@
 //! The streaming runtime: sources → preprocess → inference → postprocess → sinks, one thread
-//! per stage joined by bounded channels.
+//! per stage joined by bounded channels (`pipeline` holds the topology).
 
 pub mod frame;
 pub mod pipeline;
@@ -8,3 +8,4 @@ pub mod preprocess;
 pub mod sinks;
 pub mod sources;
 pub mod stats;
+pub mod stop;

@@ -1,33 +1,43 @@
-//! The pipeline: a thread per stage (capture → preprocess → inference → postprocess → emit)
-//! joined by bounded channels. This is the only place that knows the topology.
+//! The pipeline: a thread per stage joined by bounded channels. This is the only place that
+//! knows the topology:
+//!
+//! ```text
+//! capture ──Captured──▶ preprocess ──Prepared──▶ inference ──Detected──▶ postprocess ──Detected──▶ emit
+//! ```
 //!
 //! Policies are values: a live source never blocks capture (when the first queue is full the
 //! oldest waiting frame is dropped and counted); replayed, raw and synthetic sources are
-//! lossless and ordered (every stage blocks instead). A stop request (Ctrl-C, SIGTERM) stops
-//! capture; the frames already captured drain through every stage, the sinks flush, and the
-//! run returns its statistics.
+//! lossless and ordered (every stage blocks instead).
+//!
+//! Ending: the source's end or a stop request ends capture and the frames already captured
+//! drain through every stage. An output failure (or a reader that closed the pipe) aborts the
+//! run: every stage discards what it holds, so no thread stays blocked on a full queue, and
+//! the run returns at once with the failure named. A frame that fails in a stage is counted
+//! and reported, and the others go on.
 
 use super::frame::RawFrame;
 use super::postprocess::{AreaLimits, Confirmer};
 use super::preprocess::Preprocessor;
-use super::sinks::Sinks;
+use super::sinks::{SinkError, Sinks};
 use super::sources::{FrameSource, SourceError};
 use super::stats::{RunStats, StageTimes};
+use super::stop::Stop;
 use crate::image_io::Frame;
 use crate::infer::{Detection, Segmenter};
-use anyhow::Result;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// How the pipeline runs.
 pub struct PipelineConfig {
+    /// Probability above which a pixel is target.
     pub threshold: f32,
     /// Frames per inference call (1: lowest latency).
     pub batch: usize,
+    /// Area limits applied to every target.
     pub area: AreaLimits,
+    /// Temporal confirmation, when asked for.
     pub confirm: Option<Confirmer>,
     /// Print statistics every this many frames (to stderr).
     pub stats_every: Option<u64>,
@@ -48,218 +58,131 @@ impl Default for PipelineConfig {
     }
 }
 
-/// A frame with what each stage added.
-struct Item {
+/// A frame as the source delivered it.
+struct Captured {
     raw: RawFrame,
     times: StageTimes,
-    frame: Option<Frame>,
-    detection: Option<Detection>,
 }
 
-/// The result of a run: statistics, and the fatal source error that ended it, if any.
+/// A frame ready for the model.
+struct Prepared {
+    raw: RawFrame,
+    frame: Frame,
+    times: StageTimes,
+}
+
+/// A frame with its detection (before and after postprocessing).
+struct Detected {
+    raw: RawFrame,
+    frame: Frame,
+    detection: Detection,
+    times: StageTimes,
+}
+
+/// How a run ended, with its statistics.
 pub struct RunReport {
+    /// What was counted and measured.
     pub stats: RunStats,
+    /// The fatal source error that ended the run, if any (everything before it was processed).
     pub source_failure: Option<String>,
+    /// The output failure that aborted the run, if any.
+    pub sink_failure: Option<String>,
+    /// True when the reader of the JSON Lines output closed it (a normal end).
+    pub output_closed: bool,
 }
 
-/// Runs `source` through the pipeline until it ends or `stop` is set.
+/// Counters the stages share.
+#[derive(Default)]
+struct Counters {
+    captured: AtomicU64,
+    dropped: AtomicU64,
+    source_errors: AtomicU64,
+    discarded: AtomicU64,
+}
+
+/// Runs `source` through the pipeline until it ends, `stop` is requested, or an output fails.
 pub fn run(
-    mut source: Box<dyn FrameSource>,
-    mut pre: Preprocessor,
+    source: Box<dyn FrameSource>,
+    pre: Preprocessor,
     segmenter: Segmenter,
-    mut sinks: Sinks,
+    sinks: Sinks,
     mut cfg: PipelineConfig,
-    stop: Arc<AtomicBool>,
-) -> Result<RunReport> {
+    stop: &Stop,
+) -> RunReport {
     let live = source.is_live();
     let started = Instant::now();
-    let dropped = Arc::new(AtomicU64::new(0));
-    let source_errors = Arc::new(AtomicU64::new(0));
+    let counters = Counters::default();
     let q = cfg.queue.max(1);
-    let (cap_tx, cap_rx) = bounded::<Item>(q);
-    let (pre_tx, pre_rx) = bounded::<Item>(q);
-    let (inf_tx, inf_rx) = bounded::<Item>(q);
-    let (post_tx, post_rx) = bounded::<Item>(q);
+    let (cap_tx, cap_rx) = bounded::<Captured>(q);
+    let (pre_tx, pre_rx) = bounded::<Prepared>(q);
+    let (inf_tx, inf_rx) = bounded::<Detected>(q);
+    let (post_tx, post_rx) = bounded::<Detected>(q);
     let (err_tx, err_rx) = crossbeam_channel::unbounded::<String>();
+    let (threshold, batch) = (cfg.threshold, cfg.batch.max(1));
+    let (area, confirm) = (cfg.area, cfg.confirm.take());
 
-    std::thread::scope(|s| -> Result<RunReport> {
-        // Capture.
-        let capture = {
-            let (stop, dropped, source_errors, cap_rx_for_drops) =
-                (stop.clone(), dropped.clone(), source_errors.clone(), cap_rx.clone());
-            s.spawn(move || -> Option<String> {
-                while !stop.load(Ordering::SeqCst) {
-                    let t0 = Instant::now();
-                    let raw = match source.next_frame() {
-                        None => return None,
-                        Some(Ok(raw)) => raw,
-                        Some(Err(SourceError::Frame(msg))) => {
-                            eprintln!("warning: {msg}");
-                            source_errors.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        Some(Err(SourceError::Fatal(msg))) => return Some(msg),
-                    };
-                    let mut times = StageTimes::default();
-                    times.0[0] = t0.elapsed().as_secs_f64();
-                    let item = Item {
-                        raw,
-                        times,
-                        frame: None,
-                        detection: None,
-                    };
-                    if live {
-                        push_dropping_oldest(&cap_tx, &cap_rx_for_drops, item, &dropped);
-                    } else if cap_tx.send(item).is_err() {
-                        return None;
-                    }
-                }
-                None
-            })
-        };
-
-        // Preprocess.
-        let err_pre = err_tx.clone();
-        s.spawn(move || {
-            for mut item in cap_rx.iter() {
-                let t0 = Instant::now();
-                match pre.process(&item.raw) {
-                    Ok(f) => item.frame = Some(f),
-                    Err(e) => {
-                        let _ = err_pre.send(format!("frame {} ({}): {e:#}", item.raw.index, item.raw.origin));
-                        continue;
-                    }
-                }
-                item.times.0[1] = t0.elapsed().as_secs_f64();
-                if pre_tx.send(item).is_err() {
-                    return;
-                }
-            }
-        });
-
-        // Inference, in micro-batches of up to `batch` frames already waiting.
-        let err_inf = err_tx.clone();
-        let (threshold, batch) = (cfg.threshold, cfg.batch.max(1));
-        s.spawn(move || {
-            while let Ok(first) = pre_rx.recv() {
-                let mut items = vec![first];
-                while items.len() < batch {
-                    match pre_rx.try_recv() {
-                        Ok(i) => items.push(i),
-                        Err(_) => break,
-                    }
-                }
-                let t0 = Instant::now();
-                let frames: Vec<Frame> = items.iter().map(|i| i.frame.clone().expect("preprocessed")).collect();
-                match segmenter.detect_batch(&frames, threshold) {
-                    Ok(dets) => {
-                        let per = t0.elapsed().as_secs_f64() / items.len() as f64;
-                        for (mut item, det) in items.into_iter().zip(dets) {
-                            item.times.0[2] = per;
-                            item.detection = Some(det);
-                            if inf_tx.send(item).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        for item in items {
-                            let _ = err_inf.send(format!(
-                                "frame {} ({}): inference failed: {e:#}",
-                                item.raw.index, item.raw.origin
-                            ));
-                        }
-                    }
-                }
-            }
-        });
-
-        // Postprocess.
-        let (area, mut confirm) = (cfg.area, cfg.confirm.take());
-        s.spawn(move || {
-            for mut item in inf_rx.iter() {
-                let t0 = Instant::now();
-                if let Some(det) = item.detection.as_mut() {
-                    let mut targets: Vec<_> = std::mem::take(&mut det.targets)
-                        .into_iter()
-                        .filter(|t| area.keep(t))
-                        .collect();
-                    if let Some(c) = confirm.as_mut() {
-                        targets = c.confirm(targets);
-                    }
-                    det.targets = targets;
-                }
-                item.times.0[3] = t0.elapsed().as_secs_f64();
-                if post_tx.send(item).is_err() {
-                    return;
-                }
-            }
-        });
+    let counters = &counters;
+    let segmenter = &segmenter;
+    std::thread::scope(|s| {
+        let drops_rx = cap_rx.clone();
+        let capture = s.spawn(move || capture(source, cap_tx, drops_rx, live, stop, counters));
+        let e = err_tx.clone();
+        s.spawn(move || preprocess(cap_rx, pre_tx, pre, e, stop, counters));
+        let e = err_tx.clone();
+        s.spawn(move || infer(pre_rx, inf_tx, segmenter, threshold, batch, e, stop, counters));
+        s.spawn(move || postprocess(inf_rx, post_tx, area, confirm, stop, counters));
         drop(err_tx);
-
-        // Emit (this thread).
-        let mut stats = RunStats::default();
-        let mut emit_error = None;
-        for item in post_rx.iter() {
-            let t0 = Instant::now();
-            let (Some(frame), Some(det)) = (&item.frame, &item.detection) else {
-                continue;
-            };
-            let latency = item.raw.captured_at.elapsed();
-            let mut record = json!({
-                "frame": item.raw.index,
-                "timestamp_s": item.raw.timestamp.as_secs_f64(),
-                "origin": item.raw.origin,
-                "width": item.raw.width,
-                "height": item.raw.height,
-                "latency_ms": latency.as_secs_f64() * 1e3,
-                "targets": det.targets,
-            });
-            if let Some(truth) = &item.raw.truth {
-                record["truth"] = json!(truth.iter().map(|(x, y)| json!({"x": x, "y": y})).collect::<Vec<_>>());
-                stats.score.add(&det.targets, truth, item.raw.width, item.raw.height);
-            }
-            let mask = det.mask(cfg.threshold);
-            if let Err(e) = sinks.emit(&record, frame, item.raw.index, Some(&mask), &det.targets, live) {
-                emit_error = Some(e);
-                stop.store(true, Ordering::SeqCst);
-                break;
-            }
-            let mut times = item.times;
-            times.0[4] = t0.elapsed().as_secs_f64();
-            stats.record(&times, item.raw.captured_at.elapsed());
-            for msg in err_rx.try_iter() {
-                eprintln!("warning: {msg}");
-                stats.frame_errors += 1;
-            }
-            if cfg.stats_every.is_some_and(|n| n > 0 && stats.frames % n == 0) {
-                stats.dropped = dropped.load(Ordering::Relaxed);
-                stats.wall = started.elapsed();
-                eprint!("{}", stats.summary());
-            }
-        }
-        // Drain whatever is left so the capture thread can finish.
-        for _ in post_rx.try_iter() {}
-        for msg in err_rx.iter() {
-            eprintln!("warning: {msg}");
-            stats.frame_errors += 1;
-        }
-        let source_failure = capture
+        let mut report = emit(post_rx, err_rx, sinks, &cfg, live, stop, started, counters);
+        report.source_failure = capture
             .join()
-            .unwrap_or_else(|_| Some("capture thread panicked".into()));
-        sinks.flush()?;
-        if let Some(e) = emit_error {
-            return Err(e);
-        }
-        stats.dropped = dropped.load(Ordering::Relaxed);
-        stats.source_errors = source_errors.load(Ordering::Relaxed);
-        stats.wall = started.elapsed();
-        Ok(RunReport { stats, source_failure })
+            .unwrap_or_else(|_| Some("the capture thread panicked".into()));
+        report.stats.captured = counters.captured.load(Ordering::Relaxed);
+        report.stats.dropped = counters.dropped.load(Ordering::Relaxed);
+        report.stats.source_errors = counters.source_errors.load(Ordering::Relaxed);
+        report.stats.discarded = counters.discarded.load(Ordering::Relaxed);
+        report.stats.wall = started.elapsed();
+        report
     })
 }
 
+/// Capture: reads the source until it ends or a stop is requested; returns the fatal source
+/// error, if one ended it.
+fn capture(
+    mut source: Box<dyn FrameSource>,
+    tx: Sender<Captured>,
+    drops: Receiver<Captured>,
+    live: bool,
+    stop: &Stop,
+    counters: &Counters,
+) -> Option<String> {
+    while !stop.is_requested() {
+        let t0 = Instant::now();
+        let raw = match source.next_frame(stop)? {
+            Ok(raw) => raw,
+            Err(SourceError::Frame(msg)) => {
+                eprintln!("warning: {msg}");
+                counters.source_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Err(SourceError::Fatal(msg)) => return Some(msg),
+        };
+        counters.captured.fetch_add(1, Ordering::Relaxed);
+        let times = StageTimes {
+            capture: t0.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        let item = Captured { raw, times };
+        if live {
+            push_dropping_oldest(&tx, &drops, item, &counters.dropped);
+        } else if tx.send(item).is_err() {
+            return None;
+        }
+    }
+    None
+}
+
 /// Sends without blocking: when the queue is full, the oldest waiting frame is dropped.
-fn push_dropping_oldest(tx: &Sender<Item>, rx: &Receiver<Item>, mut item: Item, dropped: &AtomicU64) {
+fn push_dropping_oldest<T>(tx: &Sender<T>, rx: &Receiver<T>, mut item: T, dropped: &AtomicU64) {
     loop {
         match tx.try_send(item) {
             Ok(()) => return,
@@ -272,4 +195,205 @@ fn push_dropping_oldest(tx: &Sender<Item>, rx: &Receiver<Item>, mut item: Item, 
             Err(TrySendError::Disconnected(_)) => return,
         }
     }
+}
+
+/// Counts a frame thrown away because the run was aborted.
+fn discard(counters: &Counters) {
+    counters.discarded.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Preprocess: calibration and intensity mapping.
+fn preprocess(
+    rx: Receiver<Captured>,
+    tx: Sender<Prepared>,
+    mut pre: Preprocessor,
+    errors: Sender<String>,
+    stop: &Stop,
+    counters: &Counters,
+) {
+    for Captured { raw, mut times } in rx.iter() {
+        if stop.is_aborted() {
+            discard(counters);
+            continue;
+        }
+        let t0 = Instant::now();
+        match pre.process(&raw) {
+            Ok(frame) => {
+                times.preprocess = t0.elapsed().as_secs_f64();
+                if tx.send(Prepared { raw, frame, times }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = errors.send(format!("frame {} ({}): {e:#}", raw.index, raw.origin));
+            }
+        }
+    }
+}
+
+/// Inference, in micro-batches of up to `batch` frames already waiting.
+#[allow(clippy::too_many_arguments)]
+fn infer(
+    rx: Receiver<Prepared>,
+    tx: Sender<Detected>,
+    segmenter: &Segmenter,
+    threshold: f32,
+    batch: usize,
+    errors: Sender<String>,
+    stop: &Stop,
+    counters: &Counters,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut items = vec![first];
+        while items.len() < batch {
+            match rx.try_recv() {
+                Ok(i) => items.push(i),
+                Err(_) => break,
+            }
+        }
+        if stop.is_aborted() {
+            items.iter().for_each(|_| discard(counters));
+            continue;
+        }
+        let t0 = Instant::now();
+        let frames: Vec<Frame> = items.iter().map(|i| i.frame.clone()).collect();
+        match segmenter.detect_batch(&frames, threshold) {
+            Ok(dets) => {
+                let per = t0.elapsed().as_secs_f64() / items.len() as f64;
+                for (Prepared { raw, frame, mut times }, detection) in items.into_iter().zip(dets) {
+                    times.inference = per;
+                    if tx
+                        .send(Detected {
+                            raw,
+                            frame,
+                            detection,
+                            times,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                for item in items {
+                    let msg = format!(
+                        "frame {} ({}): inference failed: {e:#}",
+                        item.raw.index, item.raw.origin
+                    );
+                    let _ = errors.send(msg);
+                }
+            }
+        }
+    }
+}
+
+/// Postprocess: area limits, then temporal confirmation.
+fn postprocess(
+    rx: Receiver<Detected>,
+    tx: Sender<Detected>,
+    area: AreaLimits,
+    mut confirm: Option<Confirmer>,
+    stop: &Stop,
+    counters: &Counters,
+) {
+    for mut item in rx.iter() {
+        if stop.is_aborted() {
+            discard(counters);
+            continue;
+        }
+        let t0 = Instant::now();
+        let det = &mut item.detection;
+        let mut targets: Vec<_> = std::mem::take(&mut det.targets)
+            .into_iter()
+            .filter(|t| area.keep(t))
+            .collect();
+        if let Some(c) = confirm.as_mut() {
+            targets = c.confirm(targets);
+        }
+        det.targets = targets;
+        item.times.postprocess = t0.elapsed().as_secs_f64();
+        if tx.send(item).is_err() {
+            return;
+        }
+    }
+}
+
+/// Emit (the calling thread): writes every frame's outputs, scores it against any truth that
+/// rode along, and keeps the statistics. Returns when every upstream stage has finished.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    rx: Receiver<Detected>,
+    errors: Receiver<String>,
+    mut sinks: Sinks,
+    cfg: &PipelineConfig,
+    live: bool,
+    stop: &Stop,
+    started: Instant,
+    counters: &Counters,
+) -> RunReport {
+    let mut report = RunReport {
+        stats: RunStats::default(),
+        source_failure: None,
+        sink_failure: None,
+        output_closed: false,
+    };
+    let stats = &mut report.stats;
+    let mut failure: Option<SinkError> = None;
+    for item in rx.iter() {
+        if failure.is_some() {
+            discard(counters);
+            continue;
+        }
+        let t0 = Instant::now();
+        let (raw, det) = (&item.raw, &item.detection);
+        let mut record = json!({
+            "frame": raw.index,
+            "timestamp_s": raw.timestamp.as_secs_f64(),
+            "origin": raw.origin,
+            "width": raw.width,
+            "height": raw.height,
+            "latency_ms": raw.captured_at.elapsed().as_secs_f64() * 1e3,
+            "targets": det.targets,
+        });
+        if let Some(truth) = &raw.truth {
+            record["truth"] = json!(truth.iter().map(|(x, y)| json!({"x": x, "y": y})).collect::<Vec<_>>());
+            let blobs: Vec<_> = det.targets.iter().map(|t| t.blob()).collect();
+            stats.score.add_blobs(&blobs, truth, raw.width, raw.height);
+        }
+        let mask = det.mask(cfg.threshold);
+        if let Err(e) = sinks.emit(&record, &item.frame, raw.index, &mask, &det.targets, live) {
+            failure = Some(e);
+            stop.abort();
+            continue;
+        }
+        let mut times = item.times;
+        times.emit = t0.elapsed().as_secs_f64();
+        stats.record(&times, raw.captured_at.elapsed());
+        for msg in errors.try_iter() {
+            eprintln!("warning: {msg}");
+            stats.frame_errors += 1;
+        }
+        if cfg.stats_every.is_some_and(|n| n > 0 && stats.frames % n == 0) {
+            stats.dropped = counters.dropped.load(Ordering::Relaxed);
+            stats.wall = started.elapsed();
+            eprint!("{}", stats.summary());
+        }
+    }
+    // Every stage has finished: the error channel is complete.
+    for msg in errors.iter() {
+        eprintln!("warning: {msg}");
+        stats.frame_errors += 1;
+    }
+    if failure.is_none() {
+        if let Err(e) = sinks.flush() {
+            failure = Some(e);
+        }
+    }
+    match failure {
+        Some(SinkError::Closed(_)) => report.output_closed = true,
+        Some(SinkError::Failed(msg)) => report.sink_failure = Some(msg),
+        None => {}
+    }
+    report
 }

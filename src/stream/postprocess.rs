@@ -1,18 +1,31 @@
-//! Postprocessing of a frame's targets: optional area limits and temporal confirmation
-//! (a target must have been seen in M of the last N frames within R pixels), plus the
-//! running Pd/Fa against ground truth where the source provides it.
+//! Postprocessing of a frame's targets: optional area limits and temporal confirmation (a
+//! target must have been seen in M of the last N frames within R pixels). Scoring against
+//! ground truth is `eval::metrics`' job, shared with `srsnet eval`.
 
 use crate::detect::Target;
-use crate::eval::metrics::MATCH_DISTANCE;
+use crate::limits::MAX_CONFIRM_WINDOW;
+use anyhow::{bail, Result};
 use std::collections::VecDeque;
 
-#[derive(Debug, Clone, Copy, Default)]
+/// Keep only targets with an area in `[min, max]` pixels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AreaLimits {
-    pub min: Option<usize>,
-    pub max: Option<usize>,
+    min: Option<usize>,
+    max: Option<usize>,
 }
 
 impl AreaLimits {
+    /// Limits with `min ≤ max` when both are given.
+    pub fn new(min: Option<usize>, max: Option<usize>) -> Result<Self> {
+        if let (Some(lo), Some(hi)) = (min, max) {
+            if lo > hi {
+                bail!("--min-area {lo} is above --max-area {hi}: no target could pass");
+            }
+        }
+        Ok(Self { min, max })
+    }
+
+    /// True when `t` passes.
     pub fn keep(&self, t: &Target) -> bool {
         self.min.is_none_or(|m| t.area >= m) && self.max.is_none_or(|m| t.area <= m)
     }
@@ -21,16 +34,23 @@ impl AreaLimits {
 /// M-of-N temporal confirmation within a radius.
 #[derive(Debug, Clone)]
 pub struct Confirmer {
-    pub m: usize,
-    pub n: usize,
-    pub radius: f64,
+    m: usize,
+    n: usize,
+    radius: f64,
     history: VecDeque<Vec<(f64, f64)>>,
 }
 
 impl Confirmer {
-    pub fn new(m: usize, n: usize, radius: f64) -> anyhow::Result<Self> {
+    /// `1 ≤ m ≤ n ≤` [`MAX_CONFIRM_WINDOW`], `radius` finite and non-negative.
+    pub fn new(m: usize, n: usize, radius: f64) -> Result<Self> {
         if m == 0 || n == 0 || m > n {
-            anyhow::bail!("temporal confirmation needs 1 ≤ M ≤ N, got {m} of {n}");
+            bail!("temporal confirmation needs 1 ≤ M ≤ N, got {m} of {n}");
+        }
+        if n > MAX_CONFIRM_WINDOW {
+            bail!("temporal confirmation window N = {n} exceeds the limit of {MAX_CONFIRM_WINDOW} frames");
+        }
+        if !radius.is_finite() || radius < 0.0 {
+            bail!("confirmation radius must be a non-negative number of pixels, got {radius}");
         }
         Ok(Self {
             m,
@@ -63,54 +83,24 @@ impl Confirmer {
     }
 }
 
-/// Running Pd and Fa for point ground truth (centroid rule, 3 px).
-#[derive(Debug, Clone, Default)]
-pub struct PointScore {
-    pub targets: u64,
-    pub hits: u64,
-    pub false_pixels: u64,
-    pub pixels: u64,
-    pub frames: u64,
-}
-
-impl PointScore {
-    pub fn add(&mut self, targets: &[Target], truth: &[(f64, f64)], w: usize, h: usize) {
-        let mut matched = vec![false; targets.len()];
-        for &(x, y) in truth {
-            let hit = (0..targets.len()).find(|&k| {
-                !matched[k] && ((targets[k].x - x).powi(2) + (targets[k].y - y).powi(2)).sqrt() < MATCH_DISTANCE
-            });
-            if let Some(k) = hit {
-                matched[k] = true;
-                self.hits += 1;
-            }
-        }
-        self.targets += truth.len() as u64;
-        self.false_pixels += targets
-            .iter()
-            .zip(&matched)
-            .filter(|(_, &m)| !m)
-            .map(|(t, _)| t.area as u64)
-            .sum::<u64>();
-        self.pixels += (w * h) as u64;
-        self.frames += 1;
+/// Parses `M/N` for `--confirm` (a clap value parser).
+pub fn parse_confirm_window(s: &str) -> Result<(usize, usize), String> {
+    let (m, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: expected M/N, e.g. 3/5"))?;
+    let num = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{s}`: `{v}` is not a whole number"))
+    };
+    let (m, n) = (num(m)?, num(n)?);
+    if m == 0 || m > n {
+        return Err(format!("`{s}`: needs 1 ≤ M ≤ N"));
     }
-
-    pub fn pd(&self) -> f64 {
-        if self.targets == 0 {
-            0.0
-        } else {
-            self.hits as f64 / self.targets as f64
-        }
+    if n > MAX_CONFIRM_WINDOW {
+        return Err(format!("`{s}`: N exceeds the limit of {MAX_CONFIRM_WINDOW} frames"));
     }
-
-    pub fn fa(&self) -> f64 {
-        if self.pixels == 0 {
-            0.0
-        } else {
-            self.false_pixels as f64 / self.pixels as f64
-        }
-    }
+    Ok((m, n))
 }
 
 #[cfg(test)]
@@ -125,6 +115,7 @@ mod tests {
             area: 2,
             bbox: [0, 0, 0, 0],
             peak: 0.9,
+            pixel_centroid: (x, y),
         }
     }
 
@@ -137,10 +128,18 @@ mod tests {
     }
 
     #[test]
-    fn point_score_counts_hits_and_false_pixels() {
-        let mut s = PointScore::default();
-        s.add(&[t(10.0, 10.0), t(40.0, 40.0)], &[(11.0, 11.0)], 100, 100);
-        assert_eq!((s.hits, s.targets, s.false_pixels), (1, 1, 2));
-        assert!((s.fa() - 2e-4).abs() < 1e-12);
+    fn bad_windows_and_limits_are_refused() {
+        assert!(Confirmer::new(1, 1_000_000_000_000, 3.0)
+            .unwrap_err()
+            .to_string()
+            .contains("1000"));
+        assert!(Confirmer::new(1, 3, -1.0).is_err());
+        assert!(Confirmer::new(1, 3, f64::NAN).is_err());
+        assert!(parse_confirm_window("1/1000000000000").unwrap_err().contains("limit"));
+        assert!(parse_confirm_window("4/3").is_err());
+        assert!(parse_confirm_window("x").is_err());
+        assert_eq!(parse_confirm_window("2/3"), Ok((2, 3)));
+        assert!(AreaLimits::new(Some(10), Some(5)).is_err());
+        assert!(AreaLimits::new(Some(5), Some(5)).unwrap().keep(&t(0.0, 0.0)) == false);
     }
 }

@@ -1,27 +1,57 @@
 //! Where results go: JSON Lines per frame (stdout or a file), optional mask PNGs, optional
-//! overlay PNGs (the frame with numbered target boxes). Everything is flushed on exit.
+//! overlay PNGs (the frame with numbered target boxes). Every write is checked: a failure is a
+//! [`SinkError`] that ends the run, and a closed reader (a broken pipe, as with `| head`) is a
+//! normal end of the run, not an error.
 
 use crate::detect::Target;
-use crate::image_io::{write_mask_png, Frame};
+use crate::image_io::{write_mask_png, write_rgb_png, Frame};
 use anyhow::{Context, Result};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
+/// Why an output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The reader of the output went away (broken pipe): the run ends normally.
+    #[error("output closed by its reader: {0}")]
+    Closed(String),
+    /// A write failed (full disk, vanished folder, device error).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl SinkError {
+    fn from_io(what: &str, e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            SinkError::Closed(what.to_string())
+        } else {
+            SinkError::Failed(format!("{what}: {e}"))
+        }
+    }
+}
+
+/// The run's outputs.
 pub struct Sinks {
-    jsonl: Option<Box<dyn Write + Send>>,
+    jsonl: Option<(String, Box<dyn Write + Send>)>,
     masks: Option<PathBuf>,
     overlays: Option<PathBuf>,
 }
 
 impl Sinks {
-    /// `jsonl`: `-` for stdout, a path, or None.
+    /// `jsonl`: `-` for stdout, a path, or None; mask and overlay folders are created.
     pub fn new(jsonl: Option<&str>, masks: Option<PathBuf>, overlays: Option<PathBuf>) -> Result<Self> {
-        let jsonl: Option<Box<dyn Write + Send>> = match jsonl {
+        let jsonl: Option<(String, Box<dyn Write + Send>)> = match jsonl {
             None => None,
-            Some("-") => Some(Box::new(BufWriter::new(std::io::stdout()))),
-            Some(path) => Some(Box::new(BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?,
-            ))),
+            Some("-") => Some((
+                "JSON Lines on stdout".into(),
+                Box::new(BufWriter::new(std::io::stdout())),
+            )),
+            Some(path) => Some((
+                format!("JSON Lines file {path}"),
+                Box::new(BufWriter::new(
+                    std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?,
+                )),
+            )),
         };
         for dir in [&masks, &overlays].into_iter().flatten() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -29,50 +59,52 @@ impl Sinks {
         Ok(Self { jsonl, masks, overlays })
     }
 
-    /// Writes one frame's outputs. `live` sinks flush each line so a reader sees it at once.
-    pub fn emit(
-        &mut self,
-        record: &serde_json::Value,
-        frame: &Frame,
-        index: u64,
-        mask: Option<&[bool]>,
-        targets: &[Target],
-        flush: bool,
-    ) -> Result<()> {
-        if let Some(w) = self.jsonl.as_mut() {
-            writeln!(w, "{record}").context("writing JSON Lines output")?;
-            if flush {
-                w.flush()?;
-            }
-        }
-        if let (Some(dir), Some(mask)) = (&self.masks, mask) {
-            write_mask_png(
-                &dir.join(format!("{index:06}_mask.png")),
-                frame.width,
-                frame.height,
-                mask,
-            )?;
-        }
-        if let Some(dir) = &self.overlays {
-            overlay(frame, targets)
-                .save(dir.join(format!("{index:06}_overlay.png")))
-                .context("writing overlay PNG")?;
-        }
-        Ok(())
-    }
-
-    /// JSON Lines to any writer (tests use a deliberately slow one).
+    /// JSON Lines to any writer (tests use deliberately slow or failing ones).
     pub fn with_writer(w: Box<dyn Write + Send>) -> Self {
         Self {
-            jsonl: Some(w),
+            jsonl: Some(("JSON Lines output".into(), w)),
             masks: None,
             overlays: None,
         }
     }
 
-    pub fn flush(&mut self) -> Result<()> {
-        if let Some(w) = self.jsonl.as_mut() {
-            w.flush().context("flushing JSON Lines output")?;
+    /// Writes one frame's outputs. With `flush` each line is flushed so a reader sees it at once
+    /// (live sources).
+    pub fn emit(
+        &mut self,
+        record: &serde_json::Value,
+        frame: &Frame,
+        index: u64,
+        mask: &[bool],
+        targets: &[Target],
+        flush: bool,
+    ) -> Result<(), SinkError> {
+        if let Some((what, w)) = self.jsonl.as_mut() {
+            writeln!(w, "{record}").map_err(|e| SinkError::from_io(what, e))?;
+            if flush {
+                w.flush().map_err(|e| SinkError::from_io(what, e))?;
+            }
+        }
+        if let Some(dir) = &self.masks {
+            write_mask_png(
+                &dir.join(format!("{index:06}_mask.png")),
+                frame.width,
+                frame.height,
+                mask,
+            )
+            .map_err(|e| SinkError::Failed(format!("{e:#}")))?;
+        }
+        if let Some(dir) = &self.overlays {
+            write_rgb_png(&dir.join(format!("{index:06}_overlay.png")), &overlay(frame, targets))
+                .map_err(|e| SinkError::Failed(format!("{e:#}")))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the JSON Lines output.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        if let Some((what, w)) = self.jsonl.as_mut() {
+            w.flush().map_err(|e| SinkError::from_io(what, e))?;
         }
         Ok(())
     }

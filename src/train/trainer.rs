@@ -11,6 +11,7 @@ use crate::eval::metrics::{MetricAccumulator, Metrics};
 use crate::model::weights::VarSource;
 use crate::model::{ModelConfig, Weights};
 use crate::preprocess::PreprocessSpec;
+use crate::stream::stop::Stop;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,7 +22,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -162,8 +162,7 @@ fn make_batch(
         side = img.width;
         let c = img.channels;
         for ch in 0..c {
-            let (m, s) = (opts.preprocess.mean[ch], opts.preprocess.std[ch]);
-            xs.extend(img.plane(ch).iter().map(|v| (v - m) / s * opts.preprocess.post_scale));
+            xs.extend(opts.preprocess.normalise(ch, img.plane(ch)));
         }
         ms.extend(mask.unwrap_or_else(|| vec![0.0; side * side]));
     }
@@ -205,7 +204,7 @@ fn run_loop(
     data: &TrainData,
     opts: &TrainOptions,
     mut state: RunState,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) -> Result<Outcome> {
     let name = stage.name();
     let nb = batches_per_epoch(data.train.len(), opts.batch);
@@ -228,7 +227,7 @@ fn run_loop(
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         while state.batch < nb {
             let budget_spent = opts.stop_after_batches.is_some_and(|n| run_batches >= n);
-            if stop.load(Ordering::SeqCst) || budget_spent {
+            if stop.is_requested() || budget_spent {
                 save(stage, &last_path(&opts.out_dir, name), &state)?;
                 pb.abandon_with_message(format!(
                     "interrupted at epoch {epoch} batch {}; checkpoint written",
@@ -297,6 +296,12 @@ fn run_loop(
 /// Where to start: a fresh state, or the `last` checkpoint with `--resume`.
 fn start(opts: &TrainOptions, stage: &str, nb: usize) -> Result<(Option<Checkpoint>, RunState)> {
     let last = last_path(&opts.out_dir, stage);
+    if opts.resume && !last.exists() {
+        eprintln!(
+            "no {stage} checkpoint in {} yet: starting {stage} from scratch",
+            opts.out_dir.display()
+        );
+    }
     if opts.resume && last.exists() {
         let ck = Checkpoint::open(&last)?;
         if ck.state.stage != stage {
@@ -331,7 +336,7 @@ fn var_source(ck: &Option<Checkpoint>, seed: u64) -> Arc<VarSource> {
 }
 
 /// Stage 1: trains the reconstruction net on `data.train` (labels unused).
-pub fn train_recon(opts: &TrainOptions, data: &TrainData, stop: &AtomicBool) -> Result<Outcome> {
+pub fn train_recon(opts: &TrainOptions, data: &TrainData, stop: &Stop) -> Result<Outcome> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let nb = batches_per_epoch(data.train.len(), opts.batch);
     let (ck, state) = start(opts, "recon", nb)?;
@@ -345,7 +350,7 @@ pub fn train_recon(opts: &TrainOptions, data: &TrainData, stop: &AtomicBool) -> 
 }
 
 /// Stage 2: trains the segmentation net with the reconstruction encoder of `recon_ckpt` frozen.
-pub fn train_seg(opts: &TrainOptions, data: &TrainData, recon_ckpt: &Path, stop: &AtomicBool) -> Result<Outcome> {
+pub fn train_seg(opts: &TrainOptions, data: &TrainData, recon_ckpt: &Path, stop: &Stop) -> Result<Outcome> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let nb = batches_per_epoch(data.train.len(), opts.batch);
     let (ck, state) = start(opts, "seg", nb)?;

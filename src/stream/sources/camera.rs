@@ -2,8 +2,9 @@
 //! tests drive the same source with a scripted device. Buffer-to-frame conversion for the
 //! pixel formats thermal cameras send (GREY, Y16 little-endian, YUYV luma) is here.
 
-use super::{FrameSource, SourceError};
+use super::{FrameSource, PixelFormat, SourceError};
 use crate::stream::frame::{Pixels, RawFrame};
+use crate::stream::stop::Stop;
 use std::time::{Duration, Instant};
 
 /// The capture pixel formats we accept.
@@ -32,20 +33,21 @@ impl CaptureFormat {
             .find(|f| f.fourcc() == code)
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "grey" | "gray" | "y8" => Some(Self::Grey),
-            "y16" => Some(Self::Y16),
-            "yuyv" => Some(Self::Yuyv),
-            _ => None,
-        }
-    }
-
     /// Bytes per pixel in the buffer (YUYV: 2 bytes per pixel on average).
     pub fn bytes_per_pixel(self) -> usize {
         match self {
             Self::Grey => 1,
             Self::Y16 | Self::Yuyv => 2,
+        }
+    }
+}
+
+impl From<PixelFormat> for CaptureFormat {
+    fn from(f: PixelFormat) -> Self {
+        match f {
+            PixelFormat::Y8 => Self::Grey,
+            PixelFormat::Y16 => Self::Y16,
+            PixelFormat::Yuyv => Self::Yuyv,
         }
     }
 }
@@ -132,10 +134,15 @@ impl CameraSource {
 }
 
 impl FrameSource for CameraSource {
-    fn next_frame(&mut self) -> Option<Result<RawFrame, SourceError>> {
+    fn next_frame(&mut self, stop: &Stop) -> Option<Result<RawFrame, SourceError>> {
         loop {
+            if stop.is_requested() {
+                return None;
+            }
             let Some(dev) = self.device.as_mut() else {
-                std::thread::sleep(self.retry_every);
+                if !stop.sleep(self.retry_every) {
+                    return None;
+                }
                 match (self.opener)() {
                     Ok(d) => {
                         eprintln!("reconnected to {}", d.name());
@@ -307,13 +314,43 @@ mod tests {
             Ok(Box::new(ScriptedDevice::new(fmt, b, Duration::ZERO)) as Box<dyn CaptureDevice>)
         });
         let mut cam = CameraSource::new(opener, false).unwrap();
-        assert!(cam.next_frame().unwrap().is_ok());
-        assert!(cam.next_frame().unwrap().is_ok());
-        match cam.next_frame() {
+        let stop = Stop::new();
+        assert!(cam.next_frame(&stop).unwrap().is_ok());
+        assert!(cam.next_frame(&stop).unwrap().is_ok());
+        match cam.next_frame(&stop) {
             Some(Err(SourceError::Fatal(msg))) => {
                 assert!(msg.contains("stopped delivering") && msg.contains("scripted"), "{msg}")
             }
             other => panic!("expected a fatal error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_reconnect_loop_honours_stop() {
+        let fmt = StreamFormat {
+            format: CaptureFormat::Grey,
+            width: 2,
+            height: 2,
+            stride: 2,
+        };
+        let mut first = Some(vec![vec![1u8; 4]]);
+        let opener: Opener = Box::new(move || match first.take() {
+            Some(b) => Ok(Box::new(ScriptedDevice::new(fmt, b, Duration::ZERO)) as Box<dyn CaptureDevice>),
+            None => anyhow::bail!("no such device"),
+        });
+        let mut cam = CameraSource::new(opener, true)
+            .unwrap()
+            .with_retry_interval(Duration::from_secs(3600));
+        let stop = Stop::new();
+        assert!(cam.next_frame(&stop).unwrap().is_ok());
+        let s = stop.clone();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            s.request();
+        });
+        let t0 = std::time::Instant::now();
+        assert!(cam.next_frame(&stop).is_none(), "stopped while waiting to reconnect");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        h.join().unwrap();
     }
 }

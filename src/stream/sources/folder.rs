@@ -1,128 +1,112 @@
-//! Replay of an image folder in sorted order, including the DAUB layout (`frames/` plus
-//! `centroids.csv`, whose ground truth rides along with each frame).
+//! Replay of an image folder in sorted order, including the sequence layout (`frames/` plus
+//! `centroids.csv`, whose ground truth rides along with each frame; see
+//! [`crate::dataset::sequence`]).
 
 use super::{FrameSource, Pacer, SourceError};
-use crate::cli::eval::read_centroids;
-use crate::stream::frame::{Pixels, RawFrame};
-use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
+use crate::dataset::folder::list_images;
+use crate::dataset::sequence::{Sequence, SequenceFrame};
+use crate::image_io::read_gray;
+use crate::stream::frame::RawFrame;
+use crate::stream::stop::Stop;
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// A folder or sequence replayed frame by frame.
 pub struct FolderSource {
     dir: PathBuf,
-    files: Vec<PathBuf>,
-    truth: HashMap<String, Vec<(f64, f64)>>,
+    frames: Vec<SequenceFrame>,
+    annotated: bool,
     pos: usize,
     index: u64,
     looping: bool,
+    /// Frames read successfully in the current pass (a loop over a folder whose every frame
+    /// is unreadable must end, not spin).
+    good_this_pass: usize,
     pacer: Pacer,
 }
 
-const IMAGE_EXTENSIONS: [&str; 7] = ["png", "bmp", "tif", "tiff", "jpg", "jpeg", "pgm"];
-
 impl FolderSource {
-    /// `dir` holds images, or is a DAUB-style sequence (`frames/` + `centroids.csv`).
+    /// `dir` holds images, or is a sequence (`frames/` + optional `centroids.csv`).
     pub fn new(dir: &Path, fps: Option<f64>, looping: bool) -> Result<Self> {
-        let (frames, truth) = if dir.join("frames").is_dir() {
-            let csv = dir.join("centroids.csv");
-            let truth = if csv.exists() {
-                read_centroids(&csv)?.into_iter().fold(
-                    HashMap::new(),
-                    |mut m: HashMap<String, Vec<(f64, f64)>>, (f, x, y)| {
-                        m.entry(f).or_default().push((x, y));
-                        m
-                    },
-                )
-            } else {
-                HashMap::new()
-            };
-            (dir.join("frames"), truth)
+        let frames = if Sequence::is_sequence(dir) {
+            Sequence::open(dir)?.frames
         } else {
-            (dir.to_path_buf(), HashMap::new())
+            list_images(dir)?
+                .into_iter()
+                .map(|path| SequenceFrame {
+                    name: path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    path,
+                    truth: None,
+                })
+                .collect()
         };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&frames)
-            .with_context(|| format!("cannot read frame folder {}", frames.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            })
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            bail!("no image files in {}", frames.display());
-        }
         Ok(Self {
             dir: dir.to_path_buf(),
-            files,
-            truth,
+            annotated: frames.first().is_some_and(|f| f.truth.is_some()),
+            frames,
             pos: 0,
             index: 0,
             looping,
+            good_this_pass: 0,
             pacer: Pacer::new(fps),
         })
     }
 
+    /// Frames in one pass.
     pub fn len(&self) -> usize {
-        self.files.len()
+        self.frames.len()
     }
 
+    /// True when there is no frame (never, once opened).
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.frames.is_empty()
     }
-}
-
-/// Reads an image file as 8- or 16-bit gray pixels (16-bit files keep their depth).
-pub fn read_gray(path: &Path) -> Result<(usize, usize, Pixels)> {
-    let img = image::ImageReader::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .with_guessed_format()?
-        .decode()
-        .with_context(|| format!("cannot decode {} (corrupt or unsupported)", path.display()))?;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let pixels = match img.color().bits_per_pixel() / img.color().channel_count() as u16 {
-        16 => Pixels::U16(img.to_luma16().into_raw()),
-        _ => Pixels::U8(img.to_luma8().into_raw()),
-    };
-    Ok((w, h, pixels))
 }
 
 impl FrameSource for FolderSource {
-    fn next_frame(&mut self) -> Option<Result<RawFrame, SourceError>> {
-        if self.pos >= self.files.len() {
+    fn next_frame(&mut self, stop: &Stop) -> Option<Result<RawFrame, SourceError>> {
+        if self.pos >= self.frames.len() {
             if !self.looping {
                 return None;
             }
+            if self.good_this_pass == 0 {
+                return Some(Err(SourceError::Fatal(format!(
+                    "{}: none of its {} frames could be read; not looping over it again",
+                    self.dir.display(),
+                    self.frames.len()
+                ))));
+            }
             self.pos = 0;
+            self.good_this_pass = 0;
         }
-        let path = self.files[self.pos].clone();
+        let frame = &self.frames[self.pos];
         self.pos += 1;
+        let timestamp = self.pacer.wait(stop)?;
         let index = self.index;
         self.index += 1;
-        let timestamp = self.pacer.wait();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        Some(match read_gray(&path) {
-            Ok((width, height, pixels)) => Ok(RawFrame {
-                index,
-                timestamp,
-                captured_at: Instant::now(),
-                width,
-                height,
-                pixels,
-                origin: path.display().to_string(),
-                truth: self
-                    .truth
-                    .get(&name)
-                    .cloned()
-                    .or_else(|| (!self.truth.is_empty()).then(Vec::new)),
-            }),
-            Err(e) => Err(SourceError::Frame(format!("frame {index} ({}): {e:#}", path.display()))),
+        Some(match read_gray(&frame.path) {
+            Ok((width, height, pixels)) => {
+                self.good_this_pass += 1;
+                Ok(RawFrame {
+                    index,
+                    timestamp,
+                    captured_at: Instant::now(),
+                    width,
+                    height,
+                    pixels,
+                    origin: frame.path.display().to_string(),
+                    truth: frame.truth.clone(),
+                })
+            }
+            Err(e) => Err(SourceError::Frame(format!(
+                "frame {index} ({}): {e:#}",
+                frame.path.display()
+            ))),
         })
     }
 
@@ -134,8 +118,8 @@ impl FrameSource for FolderSource {
         format!(
             "folder {} ({} frames{})",
             self.dir.display(),
-            self.files.len(),
-            if self.truth.is_empty() { "" } else { ", with centroids" }
+            self.frames.len(),
+            if self.annotated { ", with centroids" } else { "" }
         )
     }
 }

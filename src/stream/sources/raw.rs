@@ -1,27 +1,37 @@
 //! Headerless raw recordings: consecutive Y8 or Y16 (little-endian) frames, memory-mapped.
 
-use super::{FrameSource, Pacer, SourceError};
+use super::{FrameSource, Pacer, PixelFormat, SourceError};
+use crate::limits::check_frame_size;
 use crate::stream::frame::{Pixels, RawFrame};
+use crate::stream::stop::Stop;
 use anyhow::{bail, Context, Result};
 use memmap2::Mmap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Sample format of a raw recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawFormat {
+    /// One byte per pixel.
     Y8,
+    /// Two bytes per pixel, little-endian.
     Y16,
 }
 
-impl RawFormat {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "y8" | "grey" | "gray" => Ok(Self::Y8),
-            "y16" => Ok(Self::Y16),
-            other => bail!("unknown raw format `{other}`: expected y8 or y16"),
+impl TryFrom<PixelFormat> for RawFormat {
+    type Error = anyhow::Error;
+
+    fn try_from(f: PixelFormat) -> Result<Self> {
+        match f {
+            PixelFormat::Y8 => Ok(Self::Y8),
+            PixelFormat::Y16 => Ok(Self::Y16),
+            PixelFormat::Yuyv => bail!("raw recordings are y8 or y16, not yuyv"),
         }
     }
+}
 
+impl RawFormat {
+    /// Bytes per pixel in the file.
     pub fn bytes_per_pixel(self) -> usize {
         match self {
             Self::Y8 => 1,
@@ -30,6 +40,7 @@ impl RawFormat {
     }
 }
 
+/// A memory-mapped raw recording replayed frame by frame.
 pub struct RawSource {
     path: PathBuf,
     map: Mmap,
@@ -38,6 +49,8 @@ pub struct RawSource {
     format: RawFormat,
     frames: usize,
     next: usize,
+    /// Position in the stream (keeps counting across loops).
+    index: u64,
     trailing: usize,
     reported_trailing: bool,
     looping: bool,
@@ -45,6 +58,8 @@ pub struct RawSource {
 }
 
 impl RawSource {
+    /// Maps `path` as frames of `width`×`height` in `format`; the size is checked against the
+    /// limits before anything is computed from it.
     pub fn open(
         path: &Path,
         width: usize,
@@ -53,14 +68,12 @@ impl RawSource {
         fps: Option<f64>,
         looping: bool,
     ) -> Result<Self> {
+        check_frame_size(&format!("raw {} --size", path.display()), width, height)?;
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot open raw recording {}", path.display()))?;
         // SAFETY: read-only map of a recording; it must not be truncated while we replay it.
         let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
         let frame_bytes = width * height * format.bytes_per_pixel();
-        if frame_bytes == 0 {
-            bail!("--size must be positive, got {width}x{height}");
-        }
         let frames = map.len() / frame_bytes;
         if frames == 0 {
             bail!(
@@ -79,6 +92,7 @@ impl RawSource {
             format,
             frames,
             next: 0,
+            index: 0,
             trailing,
             reported_trailing: false,
             looping,
@@ -86,13 +100,14 @@ impl RawSource {
         })
     }
 
+    /// Whole frames in the file.
     pub fn frame_count(&self) -> usize {
         self.frames
     }
 }
 
 impl FrameSource for RawSource {
-    fn next_frame(&mut self) -> Option<Result<RawFrame, SourceError>> {
+    fn next_frame(&mut self, stop: &Stop) -> Option<Result<RawFrame, SourceError>> {
         if self.next >= self.frames {
             if self.trailing > 0 && !self.reported_trailing {
                 self.reported_trailing = true;
@@ -121,11 +136,13 @@ impl FrameSource for RawSource {
                     .collect(),
             ),
         };
-        let index = self.next as u64;
+        let index = self.index;
         self.next += 1;
+        self.index += 1;
+        let timestamp = self.pacer.wait(stop)?;
         Some(Ok(RawFrame {
             index,
-            timestamp: self.pacer.wait(),
+            timestamp,
             captured_at: Instant::now(),
             width: self.width,
             height: self.height,
@@ -160,5 +177,5 @@ pub fn write_raw(path: &Path, frames: &[Pixels]) -> Result<()> {
             Pixels::U16(v) => v.iter().for_each(|p| bytes.extend_from_slice(&p.to_le_bytes())),
         }
     }
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    crate::image_io::write_file(path, &bytes)
 }

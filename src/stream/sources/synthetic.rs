@@ -1,27 +1,32 @@
 //! `--source synthetic`: the project's generator of IR-like frames with known targets.
 
 use super::{FrameSource, Pacer, SourceError};
-use crate::stream::frame::{Pixels, RawFrame};
-use crate::synthetic::{Scene, SceneConfig};
+use crate::limits::check_frame_size;
+use crate::stream::frame::RawFrame;
+use crate::stream::stop::Stop;
+use crate::synthetic::{quantise, BitDepth, Scene, SceneConfig};
 use std::time::Instant;
 
+/// Synthetic frames, quantised as the simulated sensor delivers them.
 pub struct SyntheticSource {
     scene: Scene,
-    bits: u8,
+    bits: BitDepth,
     count: Option<u64>,
     next: u64,
     pacer: Pacer,
 }
 
+/// The smallest synthetic frame side (the scene keeps targets 12 px from the border).
+pub const MIN_SYNTHETIC_SIDE: usize = 32;
+
 impl SyntheticSource {
-    /// `bits`: 8 or 16 (16-bit frames use the 14-bit range of typical thermal cores).
-    pub fn new(cfg: SceneConfig, bits: u8, count: Option<u64>, fps: Option<f64>) -> anyhow::Result<Self> {
-        if bits != 8 && bits != 16 {
-            anyhow::bail!("synthetic frames are 8- or 16-bit, not {bits}");
-        }
-        if cfg.width < 32 || cfg.height < 32 {
+    /// `count`: frames to generate (None: endless). The size is checked against the limits
+    /// before the scene is allocated.
+    pub fn new(cfg: SceneConfig, bits: BitDepth, count: Option<u64>, fps: Option<f64>) -> anyhow::Result<Self> {
+        check_frame_size("synthetic frame size", cfg.width, cfg.height)?;
+        if cfg.width < MIN_SYNTHETIC_SIDE || cfg.height < MIN_SYNTHETIC_SIDE {
             anyhow::bail!(
-                "synthetic frames must be at least 32×32, got {}×{}",
+                "synthetic frames must be at least {MIN_SYNTHETIC_SIDE}×{MIN_SYNTHETIC_SIDE}, got {}×{}",
                 cfg.width,
                 cfg.height
             );
@@ -37,18 +42,12 @@ impl SyntheticSource {
 }
 
 impl FrameSource for SyntheticSource {
-    fn next_frame(&mut self) -> Option<Result<RawFrame, SourceError>> {
+    fn next_frame(&mut self, stop: &Stop) -> Option<Result<RawFrame, SourceError>> {
         if self.count.is_some_and(|c| self.next >= c) {
             return None;
         }
-        let timestamp = self.pacer.wait();
+        let timestamp = self.pacer.wait(stop)?;
         let (img, truth) = self.scene.frame(self.next as usize);
-        let pixels = if self.bits == 8 {
-            Pixels::U8(img.iter().map(|&v| (v * 255.0).round() as u8).collect())
-        } else {
-            // 14-bit range with an offset, as a radiometric core delivers.
-            Pixels::U16(img.iter().map(|&v| (2000.0 + v * 12000.0).round() as u16).collect())
-        };
         let cfg = self.scene.config();
         let frame = RawFrame {
             index: self.next,
@@ -56,7 +55,7 @@ impl FrameSource for SyntheticSource {
             captured_at: Instant::now(),
             width: cfg.width,
             height: cfg.height,
-            pixels,
+            pixels: quantise(&img, self.bits),
             origin: format!("synthetic#{}", self.next),
             truth: Some(truth.iter().map(|t| (t.x, t.y)).collect()),
         };
@@ -70,9 +69,13 @@ impl FrameSource for SyntheticSource {
 
     fn describe(&self) -> String {
         let c = self.scene.config();
+        let bits = match self.bits {
+            BitDepth::Eight => 8,
+            BitDepth::Sixteen => 16,
+        };
         format!(
-            "synthetic {}×{} {}-bit, {} targets, seed {}",
-            c.width, c.height, self.bits, c.targets, c.seed
+            "synthetic {}×{} {bits}-bit, {} targets, seed {}",
+            c.width, c.height, c.targets, c.seed
         )
     }
 }

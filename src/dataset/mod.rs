@@ -1,0 +1,11 @@
+//! The dataset layouts the field uses, read in one place by training, evaluation and the
+//! streaming sources:
+//! - [`pairs`]: labelled image/mask pairs (the SIRST layout `images/NAME.png` +
+//!   `masks/NAME_pixels0.png` with split files, or any images + masks folders);
+//! - [`sequence`]: centroid-annotated sequences (the DAUB layout `frames/` + `centroids.csv`),
+//!   which `srsnet synth` also writes;
+//! - [`folder`]: plain folders of images (target-free frames, unlabeled data, replays).
+
+pub mod folder;
+pub mod pairs;
+pub mod sequence;
