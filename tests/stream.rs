@@ -354,3 +354,125 @@ fn missing_camera_device_is_named() {
         "{err}"
     );
 }
+
+/// A JSON Lines writer that fails (or reports a closed pipe) after `ok_lines` lines.
+struct FailingWriter {
+    ok_lines: usize,
+    kind: std::io::ErrorKind,
+}
+
+impl Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.ok_lines == 0 {
+            return Err(std::io::Error::new(self.kind, "the disk is full (test)"));
+        }
+        self.ok_lines -= buf.iter().filter(|&&b| b == b'\n').count().min(self.ok_lines);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn endless_synthetic() -> Box<dyn FrameSource> {
+    let cfg = SceneConfig {
+        width: 64,
+        height: 48,
+        ..Default::default()
+    };
+    Box::new(SyntheticSource::new(cfg, BitDepth::Eight, None, None).unwrap())
+}
+
+#[test]
+fn a_failing_sink_ends_an_endless_run_promptly_with_the_error() {
+    for (kind, closed) in [(std::io::ErrorKind::Other, false), (std::io::ErrorKind::BrokenPipe, true)] {
+        let sink = FailingWriter { ok_lines: 3, kind };
+        let t0 = Instant::now();
+        let report = run(
+            endless_synthetic(),
+            Preprocessor::new(None, Stretch::default(), 1),
+            tophat(),
+            Sinks::with_writer(Box::new(sink)),
+            PipelineConfig::default(),
+            &Stop::new(),
+        );
+        assert!(t0.elapsed() < Duration::from_secs(10), "{kind:?}: took {:?}", t0.elapsed());
+        assert_eq!(report.output_closed, closed, "{kind:?}");
+        match report.sink_failure {
+            Some(msg) => assert!(!closed && msg.contains("the disk is full"), "{msg}"),
+            None => assert!(closed),
+        }
+        let s = &report.stats;
+        assert_eq!(s.frames, 3, "{kind:?}: frames written before the failure");
+        assert_eq!(
+            s.captured,
+            s.frames + 1 + s.discarded,
+            "{kind:?}: every captured frame is written, the failed one, or counted as discarded"
+        );
+    }
+}
+
+#[test]
+fn a_stop_while_the_camera_is_reconnecting_ends_the_run() {
+    let fmt = StreamFormat {
+        format: CaptureFormat::Grey,
+        width: 32,
+        height: 32,
+        stride: 32,
+    };
+    let mut first = Some((0..5u8).map(|i| vec![i; 32 * 32]).collect::<Vec<_>>());
+    let opener: Opener = Box::new(move || match first.take() {
+        Some(b) => Ok(Box::new(ScriptedDevice::new(fmt, b, Duration::ZERO)) as Box<dyn CaptureDevice>),
+        None => anyhow::bail!("camera unplugged"),
+    });
+    let source = CameraSource::new(opener, true)
+        .unwrap()
+        .with_retry_interval(Duration::from_secs(3600));
+    let stop = Stop::new();
+    let s2 = stop.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        s2.request();
+    });
+    let sink = Capture::default();
+    let t0 = Instant::now();
+    let report = run(
+        Box::new(source),
+        Preprocessor::new(None, Stretch::default(), 1),
+        tophat(),
+        Sinks::with_writer(Box::new(sink.clone())),
+        PipelineConfig::default(),
+        &stop,
+    );
+    stopper.join().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+    assert_eq!(report.stats.frames + report.stats.dropped, 5);
+    assert_eq!(sink.records().len() as u64, report.stats.frames);
+    assert!(report.source_failure.is_none(), "a requested stop is not a failure");
+}
+
+#[test]
+fn a_synthetic_sequence_on_disk_holds_the_frames_the_stream_source_makes() {
+    // One quantisation: the files `srsnet synth` writes are the frames `--source synthetic` sends.
+    let dir = tmp("quantise");
+    write_synth(&dir, 3, (48, 40), 2, 9);
+    let cfg = SceneConfig {
+        width: 48,
+        height: 40,
+        targets: 2,
+        seed: 9,
+        ..Default::default()
+    };
+    let mut live = SyntheticSource::new(cfg, BitDepth::Eight, Some(3), None).unwrap();
+    let mut disk = FolderSource::new(&dir, None, false).unwrap();
+    let stop = Stop::new();
+    for _ in 0..3 {
+        let (a, b) = (live.next_frame(&stop).unwrap().unwrap(), disk.next_frame(&stop).unwrap().unwrap());
+        assert_eq!(a.pixels, b.pixels);
+        let (ta, tb) = (a.truth.unwrap(), b.truth.unwrap());
+        assert_eq!(ta.len(), tb.len());
+        for (p, q) in ta.iter().zip(&tb) {
+            assert!((p.0 - q.0).abs() < 1e-3 && (p.1 - q.1).abs() < 1e-3, "{p:?} vs {q:?}");
+        }
+    }
+}
