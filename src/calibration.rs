@@ -15,12 +15,17 @@ pub const FORMAT: &str = "srsnet-calibration/1";
 /// (0–255 for 8-bit, 0–65535 for 16-bit); flagged pixels are then replaced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
+    /// Sensor columns.
     pub width: usize,
+    /// Sensor rows.
     pub height: usize,
+    /// Per-pixel gain, row-major.
     pub gain: Vec<f32>,
+    /// Per-pixel offset in raw units, row-major.
     pub offset: Vec<f32>,
     /// true where the pixel is bad (dead, stuck, or too noisy).
     pub bad: Vec<bool>,
+    /// How the profile was made (shown in messages).
     pub description: String,
 }
 
@@ -38,6 +43,7 @@ impl Profile {
         }
     }
 
+    /// Reads a profile file, checking its format, size and values (finite gains and offsets).
     pub fn load(path: &Path) -> Result<Self> {
         let store = WeightStore::open(path)?;
         let meta = store.metadata();
@@ -81,6 +87,7 @@ impl Profile {
         })
     }
 
+    /// Writes the profile as a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
         let shape = (self.height, self.width);
         let bad: Vec<f32> = self.bad.iter().map(|&b| b as u8 as f32).collect();

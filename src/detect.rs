@@ -31,6 +31,7 @@ pub struct Target {
     pub id: usize,
     /// Column (x) and row (y) of the probability-weighted centroid, 0-based pixel coordinates.
     pub x: f64,
+    /// Row (y) of the probability-weighted centroid.
     pub y: f64,
     /// Pixels in the component.
     pub area: usize,
@@ -59,6 +60,7 @@ impl Target {
 pub struct Components {
     /// Per pixel: 0 for background, else the 1-based component label.
     pub labels: Vec<u32>,
+    /// Number of components.
     pub count: usize,
 }
 

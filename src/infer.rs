@@ -14,7 +14,9 @@ use std::path::Path;
 
 /// A loaded model ready to run on frames.
 pub struct Detector {
+    /// The network (R encoder + S).
     pub model: Srsnet,
+    /// How frames become network input.
     pub preprocess: PreprocessSpec,
     /// The operating point recorded in the weights file (`info.threshold`), else 0.5.
     pub threshold: f32,
@@ -40,6 +42,7 @@ impl Detector {
         })
     }
 
+    /// Channels the model takes (1 gray, 3 RGB).
     pub fn channels(&self) -> usize {
         self.preprocess.channels
     }
@@ -91,7 +94,9 @@ impl Detector {
 
 /// Whatever turns a frame into target probabilities: SRSNet weights or the top-hat baseline.
 pub enum Segmenter {
+    /// SRSNet weights.
     Net(Box<Detector>),
+    /// The training-free top-hat baseline.
     TopHat(crate::eval::tophat::TopHat),
 }
 
@@ -139,6 +144,7 @@ impl Segmenter {
         }
     }
 
+    /// Runs on one frame; targets are components of probability > `threshold`.
     pub fn detect(&self, frame: &Frame, threshold: f32) -> Result<Detection> {
         match self {
             Self::Net(d) => d.detect(frame, threshold),
@@ -154,6 +160,7 @@ impl Segmenter {
         }
     }
 
+    /// A name for logs and reports.
     pub fn name(&self) -> String {
         match self {
             Self::Net(d) => format!("srsnet ({})", d.model.config.name),

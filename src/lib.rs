@@ -1,6 +1,8 @@
 //! SRSNet infrared small-target runtime: the network (`model`), single-frame inference and
 //! the command implementations behind the `srsnet` binary.
 
+#![warn(missing_docs)]
+
 pub mod calibration;
 pub mod cli;
 pub mod compare;

@@ -14,22 +14,34 @@ pub enum Geometry {
     /// the output back. Keeps native resolution, so a 1-pixel target stays 1 pixel: the default
     /// for our own models. Edge replication (not zeros) avoids an artificial step that the
     /// network could answer with false alarms along the border.
-    Pad { multiple: usize },
+    Pad {
+        /// Sides are padded up to a multiple of this (a multiple of 8).
+        multiple: usize,
+    },
     /// Resize (bilinear, half-pixel centres as OpenCV's INTER_LINEAR used by albumentations) to
     /// `width`×`height`, and resize the logits back. What the reference does (Resize(256, 256)).
-    Resize { width: usize, height: usize },
+    Resize {
+        /// Network input columns.
+        width: usize,
+        /// Network input rows.
+        height: usize,
+    },
 }
 
 /// Intensity normalisation and geometry, stored in every weights file.
 /// Network input = `((v − mean_c) / std_c) · post_scale`, with v the intensity in [0, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessSpec {
+    /// Input channels.
     pub channels: usize,
+    /// Per-channel mean subtracted.
     pub mean: Vec<f32>,
+    /// Per-channel standard deviation divided by.
     pub std: Vec<f32>,
     /// 1 for our models; 1/255 for reference checkpoints, whose loader divides by 255 a second
     /// time after ImageNet normalisation (a bug we must reproduce to use their weights).
     pub post_scale: f32,
+    /// How the frame size becomes a network size.
     pub geometry: Geometry,
 }
 
@@ -59,6 +71,7 @@ impl PreprocessSpec {
         }
     }
 
+    /// Checks the spec (lengths, positive scales, sizes that are multiples of 8).
     pub fn validate(&self) -> Result<()> {
         if self.mean.len() != self.channels || self.std.len() != self.channels {
             bail!("preprocess: mean and std need {} values each", self.channels);
@@ -120,7 +133,9 @@ impl PreprocessSpec {
 /// How a network output plane maps back to the frame's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restore {
+    /// Crop the padding off.
     Crop,
+    /// Resize back.
     Resize,
 }
 

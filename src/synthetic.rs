@@ -10,9 +10,13 @@ use rand_chacha::ChaCha8Rng;
 /// Parameters of a synthetic scene.
 #[derive(Debug, Clone)]
 pub struct SceneConfig {
+    /// Frame columns.
     pub width: usize,
+    /// Frame rows.
     pub height: usize,
+    /// Moving targets.
     pub targets: usize,
+    /// Seed of the scene and its noise.
     pub seed: u64,
     /// Target peak contrast above the local background, in [0, 1] intensity units.
     pub contrast: f32,
@@ -38,6 +42,7 @@ impl Default for SceneConfig {
 pub struct TruthPoint {
     /// Column and row of the target centre, 0-based pixel coordinates.
     pub x: f64,
+    /// Row of the target centre.
     pub y: f64,
     /// Approximate area above half of the peak contrast, in pixels.
     pub area: f64,
@@ -67,6 +72,7 @@ pub struct Scene {
 }
 
 impl Scene {
+    /// A scene with its background, sensor and targets drawn from the seed.
     pub fn new(cfg: SceneConfig) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let (w, h) = (cfg.width, cfg.height);
@@ -105,6 +111,7 @@ impl Scene {
         }
     }
 
+    /// The scene's parameters.
     pub fn config(&self) -> &SceneConfig {
         &self.cfg
     }

@@ -25,7 +25,10 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (0.0..1.0f64).prop_map(Mutation::Truncate),
         (0.0..1.0f64, 0u8..8).prop_map(|(p, b)| Mutation::FlipBit(p, b)),
-        (0.0..1.0f64, prop_oneof![Just(u64::MAX), Just(u64::MAX / 2), Just(1u64 << 40), any::<u64>()])
+        (
+            0.0..1.0f64,
+            prop_oneof![Just(u64::MAX), Just(u64::MAX / 2), Just(1u64 << 40), any::<u64>()]
+        )
             .prop_map(|(p, v)| Mutation::HugeField(p, v)),
         (0.0..1.0f64, proptest::collection::vec(any::<u8>(), 1..32)).prop_map(|(p, g)| Mutation::Garbage(p, g)),
     ]

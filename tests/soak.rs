@@ -80,7 +80,13 @@ impl Write for Meter {
 
 fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kib * 1024)
 }
 
@@ -126,7 +132,14 @@ fn ten_thousand_live_frames_with_a_disappearance_are_all_accounted_for() {
     assert!(report.source_failure.is_none() && report.sink_failure.is_none());
     let early = *meter.rss_at_1000.lock().unwrap();
     if let (Some(early), Some(late)) = (early, rss_bytes()) {
-        eprintln!("RSS at frame 1000: {:.1} MB, at the end: {:.1} MB", early as f64 / 1e6, late as f64 / 1e6);
-        assert!(late as f64 <= early as f64 * 1.10, "memory grew: {early} → {late} bytes");
+        eprintln!(
+            "RSS at frame 1000: {:.1} MB, at the end: {:.1} MB",
+            early as f64 / 1e6,
+            late as f64 / 1e6
+        );
+        assert!(
+            late as f64 <= early as f64 * 1.10,
+            "memory grew: {early} → {late} bytes"
+        );
     }
 }

@@ -385,7 +385,10 @@ fn endless_synthetic() -> Box<dyn FrameSource> {
 
 #[test]
 fn a_failing_sink_ends_an_endless_run_promptly_with_the_error() {
-    for (kind, closed) in [(std::io::ErrorKind::Other, false), (std::io::ErrorKind::BrokenPipe, true)] {
+    for (kind, closed) in [
+        (std::io::ErrorKind::Other, false),
+        (std::io::ErrorKind::BrokenPipe, true),
+    ] {
         let sink = FailingWriter { ok_lines: 3, kind };
         let t0 = Instant::now();
         let report = run(
@@ -396,7 +399,11 @@ fn a_failing_sink_ends_an_endless_run_promptly_with_the_error() {
             PipelineConfig::default(),
             &Stop::new(),
         );
-        assert!(t0.elapsed() < Duration::from_secs(10), "{kind:?}: took {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{kind:?}: took {:?}",
+            t0.elapsed()
+        );
         assert_eq!(report.output_closed, closed, "{kind:?}");
         match report.sink_failure {
             Some(msg) => assert!(!closed && msg.contains("the disk is full"), "{msg}"),
@@ -467,7 +474,10 @@ fn a_synthetic_sequence_on_disk_holds_the_frames_the_stream_source_makes() {
     let mut disk = FolderSource::new(&dir, None, false).unwrap();
     let stop = Stop::new();
     for _ in 0..3 {
-        let (a, b) = (live.next_frame(&stop).unwrap().unwrap(), disk.next_frame(&stop).unwrap().unwrap());
+        let (a, b) = (
+            live.next_frame(&stop).unwrap().unwrap(),
+            disk.next_frame(&stop).unwrap().unwrap(),
+        );
         assert_eq!(a.pixels, b.pixels);
         let (ta, tb) = (a.truth.unwrap(), b.truth.unwrap());
         assert_eq!(ta.len(), tb.len());

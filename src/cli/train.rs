@@ -22,9 +22,13 @@ use std::path::{Path, PathBuf};
 /// Where the labelled data is.
 #[derive(Debug, Clone)]
 pub struct DataArgs {
+    /// Where the pairs are.
     pub layout: PairLayout,
+    /// Split file of the training NAMEs (None: every image).
     pub train_split: Option<PathBuf>,
+    /// Split file of the validation NAMEs (None: no validation).
     pub val_split: Option<PathBuf>,
+    /// Unlabeled image folders added to the reconstruction stage.
     pub recon_extra: Vec<PathBuf>,
 }
 
@@ -43,12 +47,17 @@ impl DataArgs {
 
 /// Loaded data plus what was skipped.
 pub struct Loaded {
+    /// Training pairs at native size.
     pub train: Vec<Sample>,
+    /// Validation pairs at native size.
     pub val: Vec<Sample>,
+    /// Unlabeled images for the reconstruction stage.
     pub extra: Vec<Sample>,
+    /// Pairs that could not be used, and why.
     pub skipped: Vec<Skipped>,
 }
 
+/// Loads the training, validation and extra data; skipped pairs are reported, and no usable training pair is an error.
 pub fn load(args: &DataArgs, channels: usize) -> Result<Loaded> {
     let train_names = args.layout.names(args.train_split.as_deref())?;
     let (train, mut skipped) = load_pairs(&args.layout, &train_names, channels);
@@ -106,17 +115,29 @@ pub fn intensity_stats(samples: &[Sample], channels: usize) -> (Vec<f32>, Vec<f3
 /// Options common to both stages.
 #[derive(Debug, Clone)]
 pub struct RunArgs {
+    /// Model preset or config file.
     pub preset: String,
+    /// Segmentation-stage epochs.
     pub epochs: usize,
+    /// Reconstruction-stage epochs.
     pub recon_epochs: usize,
+    /// Images per step.
     pub batch: usize,
+    /// Optimiser settings.
     pub sgd: SgdConfig,
+    /// Seed of initialisation, shuffling and augmentation.
     pub seed: u64,
+    /// Side the images are resized to.
     pub size: usize,
+    /// Cropping and flips.
     pub augment: AugmentConfig,
+    /// Validate every this many epochs.
     pub val_every: usize,
+    /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
+    /// Continue from the output folder's last checkpoint.
     pub resume: bool,
+    /// Where training runs.
     pub device: Device,
 }
 
@@ -152,8 +173,11 @@ fn stop_signal() -> Stop {
 /// Which stages to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
+    /// Stage 1 only.
     Recon,
+    /// Stage 2 only (R from a stage-1 checkpoint).
     Seg,
+    /// Both stages, then the weights file.
     All,
 }
 
@@ -328,20 +352,25 @@ pub struct TrainArgs {
     #[arg(long, requires = "masks")]
     pub images: Option<PathBuf>,
     #[arg(long)]
+    /// Generic layout: folder of masks for --images.
     pub masks: Option<PathBuf>,
     #[arg(long, default_value = "")]
+    /// Generic layout: appended to an image's NAME to name its mask.
     pub mask_suffix: String,
     #[arg(long, default_value = "png")]
+    /// Generic layout: image and mask file extension.
     pub extension: String,
     /// Split files listing the NAMEs to train on and validate with.
     #[arg(long)]
     pub train_split: Option<PathBuf>,
     #[arg(long)]
+    /// Split file of the NAMEs to validate with.
     pub val_split: Option<PathBuf>,
     /// Unlabeled image folders added to the reconstruction stage (repeatable).
     #[arg(long)]
     pub recon_extra: Vec<PathBuf>,
     #[arg(long, default_value = "lite")]
+    /// Model preset (official, lite) or a config JSON file.
     pub preset: String,
     /// Segmentation-stage epochs.
     #[arg(long, default_value_t = 300, value_parser = parse_at_least_one)]

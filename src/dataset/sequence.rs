@@ -86,16 +86,19 @@ impl Sequence {
     }
 }
 
+/// `centroids.csv` by frame name: the line that first names the frame, and its target centres.
+pub type Centroids = HashMap<String, (usize, Vec<(f64, f64)>)>;
+
 /// Reads `centroids.csv`: frame name → (first line number, target centres). Blank lines are
 /// ignored; a missing header, a malformed line or a non-finite or negative coordinate is an
 /// error naming the file and line.
-pub fn read_centroids(path: &Path) -> Result<HashMap<String, (usize, Vec<(f64, f64)>)>> {
+pub fn read_centroids(path: &Path) -> Result<Centroids> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_centroids(&text).with_context(|| format!("reading {}", path.display()))
 }
 
 /// The parser behind [`read_centroids`], on the file's text.
-pub fn parse_centroids(text: &str) -> Result<HashMap<String, (usize, Vec<(f64, f64)>)>> {
+pub fn parse_centroids(text: &str) -> Result<Centroids> {
     let mut lines = text.lines().enumerate();
     let header = lines
         .next()
@@ -103,7 +106,7 @@ pub fn parse_centroids(text: &str) -> Result<HashMap<String, (usize, Vec<(f64, f
     if header.as_deref() != Some(CENTROIDS_HEADER) {
         bail!("line 1: expected the header `{CENTROIDS_HEADER}`");
     }
-    let mut out: HashMap<String, (usize, Vec<(f64, f64)>)> = HashMap::new();
+    let mut out = Centroids::new();
     for (i, line) in lines {
         let n = i + 1;
         if line.trim().is_empty() {

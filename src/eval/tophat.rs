@@ -7,6 +7,7 @@ use crate::image_io::Frame;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// The top-hat baseline's parameters.
 pub struct TopHat {
     /// Side of the square structuring element; targets smaller than it survive the top-hat.
     pub se: usize,

@@ -14,6 +14,7 @@ pub struct ChannelAttention {
 }
 
 impl ChannelAttention {
+    /// Loads CBAM channel attention for `c` channels from `w`.
     pub fn load(w: &Weights, c: usize) -> std::result::Result<Self, WeightsError> {
         let h = c / 8;
         Ok(Self {
@@ -22,6 +23,7 @@ impl ChannelAttention {
         })
     }
 
+    /// Scales each channel of `x` by its attention weight.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mlp = |v: Tensor| -> Result<Tensor> { linear_no_bias(&linear_no_bias(&v, &self.fc1)?.relu()?, &self.fc2) };
         let a = mlp(global_avg(x)?)?.add(&mlp(global_max(x)?)?)?;
@@ -37,12 +39,14 @@ pub struct SpatialAttention {
 }
 
 impl SpatialAttention {
+    /// Loads CBAM spatial attention (the 7×7 conv) from `w`.
     pub fn load(w: &Weights) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
             conv: Conv2d::load(&w.pp("conv1"), ConvSpec::same(2, 1, 7).no_bias())?,
         })
     }
 
+    /// Scales each pixel of `x` by its attention weight.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = Tensor::cat(&[x.mean_keepdim(1)?, x.max_keepdim(1)?], 1)?;
         sigmoid(&self.conv.forward(&s)?)
@@ -60,12 +64,14 @@ pub struct Eca {
 }
 
 impl Eca {
+    /// Loads ECA (the 1-D conv across channels) from `w`.
     pub fn load(w: &Weights) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
             conv: w.pp("conv").get(&[1, 1, 3], "weight", Init::pytorch_conv(3))?,
         })
     }
 
+    /// Scales each channel of `x` by its ECA weight.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, _, _) = x.dims4()?;
         let g = sigmoid(&global_max(x)?)?.reshape((b, 1, c))?;

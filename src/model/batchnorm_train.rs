@@ -24,6 +24,7 @@ pub const BN_EPS: f64 = 1e-5;
 /// Per-channel batch statistics of one forward pass (of the input *without* the bias).
 #[derive(Debug, Clone)]
 pub struct BatchStats {
+    /// Per-channel batch mean.
     pub mean: Vec<f64>,
     /// Biased variance (divided by N = B·H·W).
     pub var: Vec<f64>,

@@ -18,6 +18,7 @@ pub struct ResCbamBlock {
 }
 
 impl ResCbamBlock {
+    /// Loads a Res-CBAM block from `cin` to `cout` channels.
     pub fn load(w: &Weights, cin: usize, cout: usize) -> std::result::Result<Self, WeightsError> {
         let shortcut = if cin != cout {
             let s = w.pp("shortcut");
@@ -56,6 +57,7 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// Loads `n` Res-CBAM blocks, the first from `cin` to `cout` channels.
     pub fn load(w: &Weights, cin: usize, cout: usize, n: usize) -> std::result::Result<Self, WeightsError> {
         let blocks = (0..n)
             .map(|i| ResCbamBlock::load(&w.pp(i), if i == 0 { cin } else { cout }, cout))

@@ -27,7 +27,9 @@ pub struct ModelConfig {
     pub recon_out_channels: usize,
     /// DPConv kernel size K; its info channels are the reconstruction net's deepest width.
     pub dpconv_kernel: usize,
+    /// The reconstruction net R.
     pub recon: NetConfig,
+    /// The segmentation net S.
     pub seg: NetConfig,
 }
 
@@ -55,6 +57,7 @@ impl ModelConfig {
         }
     }
 
+    /// Parses a config from JSON text, checking it.
     pub fn from_json_str(text: &str) -> Result<Self> {
         let cfg: Self = serde_json::from_str(text).context("parsing model config JSON")?;
         cfg.validate()?;

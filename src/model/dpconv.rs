@@ -20,6 +20,7 @@ const GEN_INIT: Init = Init::Uniform(1.0);
 use candle_core::{Result, Tensor};
 
 #[derive(Debug, Clone)]
+/// Dynamic-parameter convolution: the per-frame kernel generated from R's deepest feature, applied to S's.
 pub struct DpConv {
     ca: ChannelAttention,
     sa: SpatialAttention,

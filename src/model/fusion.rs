@@ -14,6 +14,7 @@ pub struct Spu {
 }
 
 impl Spu {
+    /// Loads an SPU (sub-pixel upsampling) from `cin` to `cout` channels.
     pub fn load(w: &Weights, cin: usize, cout: usize) -> std::result::Result<Self, WeightsError> {
         let c = w.pp("conv");
         Ok(Self {
@@ -40,6 +41,7 @@ pub struct Blam {
 }
 
 impl Blam {
+    /// Loads a BLAM fusion block for `c` channels.
     pub fn load(w: &Weights, c: usize) -> std::result::Result<Self, WeightsError> {
         let f = w.pp("finalconv");
         Ok(Self {
@@ -68,6 +70,7 @@ pub struct Ipatr {
 }
 
 impl Ipatr {
+    /// Loads an IPATR block for `c` channels.
     pub fn load(w: &Weights, c: usize) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
             branches: [

@@ -10,19 +10,28 @@ use candle_core::{DType, Result, Tensor, Var, D};
 /// A 2-D convolution with stride 1 (the only stride the reference uses).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
+    /// Kernel, (cout, cin, k, k).
     pub weight: Tensor,
+    /// Bias, (cout).
     pub bias: Option<Tensor>,
+    /// Zero padding on each side.
     pub padding: usize,
+    /// Kernel dilation.
     pub dilation: usize,
 }
 
 /// Shape and options of a convolution to load.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvSpec {
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
+    /// Kernel side.
     pub kernel: usize,
+    /// Whether the convolution has a bias.
     pub bias: bool,
+    /// Kernel dilation.
     pub dilation: usize,
 }
 
@@ -38,16 +47,19 @@ impl ConvSpec {
         }
     }
 
+    /// The same convolution without a bias.
     pub fn no_bias(self) -> Self {
         Self { bias: false, ..self }
     }
 
+    /// The same convolution with this dilation (and "same" padding).
     pub fn dilated(self, dilation: usize) -> Self {
         Self { dilation, ..self }
     }
 }
 
 impl Conv2d {
+    /// Loads the convolution `spec` describes from `w`.
     pub fn load(w: &Weights, spec: ConvSpec) -> std::result::Result<Self, WeightsError> {
         let k = spec.kernel;
         let init = Init::pytorch_conv(spec.cin * k * k);
@@ -65,6 +77,7 @@ impl Conv2d {
         })
     }
 
+    /// Convolves `x` (N, C, H, W).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = conv::conv2d(x, &self.weight, self.padding, self.dilation)?;
         match &self.bias {
@@ -79,15 +92,20 @@ impl Conv2d {
 /// statistics as PyTorch does: `r ← (1 − m)·r + m·batch`, with the *unbiased* batch variance.
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
+    /// Scale γ.
     pub weight: Tensor,
+    /// Shift β.
     pub bias: Tensor,
+    /// Running mean.
     pub running_mean: Tensor,
+    /// Running variance.
     pub running_var: Tensor,
     running: Option<(Var, Var)>,
     mode: BnMode,
 }
 
 impl BatchNorm {
+    /// Loads a BatchNorm of `c` channels from `w`.
     pub fn load(w: &Weights, c: usize) -> std::result::Result<Self, WeightsError> {
         let (running_mean, mean_var) = w.get_var(&[c], "running_mean", Init::Const(0.0))?;
         let (running_var, var_var) = w.get_var(&[c], "running_var", Init::Const(1.0))?;
@@ -108,6 +126,7 @@ impl BatchNorm {
         Ok((scale, shift))
     }
 
+    /// Normalises `x` with the running statistics (or the batch's, in training).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.mode.is_training() {
             return self.forward_train(x);
@@ -224,6 +243,7 @@ impl ConvBn {
         })
     }
 
+    /// Convolution, BatchNorm, ReLU.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_maybe_relu(x, false)
     }

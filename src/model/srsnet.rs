@@ -12,11 +12,13 @@ use candle_core::{bail, Result, Tensor};
 /// and inference run only its encoder, whose deepest feature `x3_0` drives DPConv.
 #[derive(Debug, Clone)]
 pub struct ReconNet {
+    /// R's encoder, whose deepest feature generates DPConv's kernels.
     pub encoder: Encoder,
     decoder: Decoder,
 }
 
 impl ReconNet {
+    /// Loads R from `w`.
     pub fn load(w: &Weights, cfg: &ModelConfig) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
             encoder: Encoder::load(w, &cfg.recon, cfg.in_channels)?,
@@ -33,8 +35,11 @@ impl ReconNet {
 /// Intermediate tensors of one segmentation forward, for parity tests and debugging.
 #[derive(Debug, Clone)]
 pub struct SegTrace {
+    /// S's deepest feature before DPConv.
     pub x3_0_pre_dpconv: Tensor,
+    /// DPConv's output before the residual add.
     pub dpconv_out: Tensor,
+    /// The mask logits.
     pub logits: Tensor,
 }
 
@@ -47,6 +52,7 @@ pub struct SegNet {
 }
 
 impl SegNet {
+    /// Loads S from `w`.
     pub fn load(w: &Weights, cfg: &ModelConfig) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
             encoder: Encoder::load(w, &cfg.seg, cfg.in_channels)?,
@@ -60,6 +66,7 @@ impl SegNet {
         })
     }
 
+    /// The DPConv layer.
     pub fn dpconv(&self) -> &DpConv {
         &self.dpconv
     }
@@ -69,6 +76,7 @@ impl SegNet {
         Ok(self.trace(x, y)?.logits)
     }
 
+    /// Runs S on `x` with R's deepest feature `y`, keeping the intermediates the parity fixtures check.
     pub fn trace(&self, x: &Tensor, y: &Tensor) -> Result<SegTrace> {
         if x.dim(0)? != y.dim(0)? {
             bail!(
@@ -98,6 +106,7 @@ impl SegNet {
 /// running statistics (eval mode), as the parity fixtures were made.
 #[derive(Debug, Clone)]
 pub struct Srsnet {
+    /// The model's sizes.
     pub config: ModelConfig,
     recon_encoder: Encoder,
     seg: SegNet,
@@ -136,6 +145,7 @@ impl Srsnet {
         Ok((y, trace))
     }
 
+    /// The segmentation net.
     pub fn seg(&self) -> &SegNet {
         &self.seg
     }

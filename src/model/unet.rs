@@ -12,6 +12,7 @@ use candle_core::{Module, Result, Tensor};
 /// The four encoder features `x0_0 … x3_0` at full, 1/2, 1/4 and 1/8 resolution.
 #[derive(Debug, Clone)]
 pub struct EncoderFeatures {
+    /// The four levels' features, shallow to deep.
     pub x: [Tensor; 4],
 }
 
@@ -23,6 +24,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// Loads an encoder taking `in_channels` channels.
     pub fn load(w: &Weights, cfg: &NetConfig, in_channels: usize) -> std::result::Result<Self, WeightsError> {
         let stem = w.pp("conv1");
         let nb = cfg.widths;
@@ -67,6 +69,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Loads a decoder.
     pub fn load(
         w: &Weights,
         cfg: &NetConfig,

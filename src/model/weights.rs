@@ -20,13 +20,18 @@ use std::sync::{Arc, Mutex};
 
 /// Why a weights file could not be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are named for what they hold: the file, the tensor, ...
 pub enum WeightsError {
+    /// The file could not be opened or mapped.
     #[error("cannot open weights file {file}: {source}")]
     Io { file: PathBuf, source: std::io::Error },
+    /// The file is not safetensors (bad header, truncated, ...).
     #[error("{file} is not a valid safetensors file: {reason}")]
     NotSafetensors { file: PathBuf, reason: String },
+    /// A tensor the network needs is absent.
     #[error("{file}: tensor `{name}` is missing{hint}")]
     Missing { file: PathBuf, name: String, hint: String },
+    /// A tensor has the wrong shape.
     #[error("{file}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
     Shape {
         file: PathBuf,
@@ -34,10 +39,13 @@ pub enum WeightsError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    /// A tensor has a dtype we cannot read.
     #[error("{file}: tensor `{name}` has dtype {found}, expected F16, BF16, F32, F64 or U8")]
     Dtype { file: PathBuf, name: String, found: String },
+    /// A metadata entry is missing or malformed.
     #[error("{file}: metadata `{key}`: {reason}")]
     Metadata { file: PathBuf, key: String, reason: String },
+    /// Candle failed on a tensor of the file.
     #[error("{file}: tensor `{name}`: {source}")]
     Candle {
         file: PathBuf,
@@ -57,6 +65,7 @@ pub struct WeightStore {
 }
 
 impl WeightStore {
+    /// Maps a safetensors file; an error names the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>, WeightsError> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|source| WeightsError::Io {
@@ -87,6 +96,7 @@ impl WeightStore {
         }))
     }
 
+    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -96,12 +106,14 @@ impl WeightStore {
         self.metadata.clone()
     }
 
+    /// Every tensor name in the file.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.tensors.keys().cloned().collect();
         v.sort();
         v
     }
 
+    /// True when the file holds tensor `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
@@ -184,6 +196,7 @@ impl WeightStore {
 pub enum Init {
     /// U(−b, b); PyTorch's default for conv weights and biases is b = 1/√fan_in.
     Uniform(f64),
+    /// Every element set to this value.
     Const(f64),
 }
 
@@ -313,10 +326,12 @@ impl Default for BnMode {
 }
 
 impl BnMode {
+    /// Switches BatchNorm between training (batch statistics) and inference.
     pub fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
     }
 
+    /// True while BatchNorm uses batch statistics.
     pub fn is_training(&self) -> bool {
         self.training.load(Ordering::Relaxed)
     }
@@ -326,12 +341,14 @@ impl BnMode {
         self.momentum.store(momentum.to_bits(), Ordering::Relaxed);
     }
 
+    /// The running-statistics momentum.
     pub fn momentum(&self) -> f64 {
         f64::from_bits(self.momentum.load(Ordering::Relaxed))
     }
 }
 
 impl Weights {
+    /// Weights read from `store` in `dtype` on `device`.
     pub fn new(store: Arc<WeightStore>, dtype: DType, device: &Device) -> Self {
         Self {
             source: Source::File(store),
@@ -392,6 +409,7 @@ impl Weights {
         }
     }
 
+    /// True when BatchNorms are folded into the preceding convolutions.
     pub fn fold_bn(&self) -> bool {
         self.fold_bn
     }
@@ -407,6 +425,7 @@ impl Weights {
         Self { prefix, ..self.clone() }
     }
 
+    /// The full tensor name of `name` under this view's prefix.
     pub fn full_name(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_string()
@@ -424,10 +443,12 @@ impl Weights {
         }
     }
 
+    /// The dtype tensors are loaded in.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// The device tensors are loaded on.
     pub fn device(&self) -> &Device {
         &self.device
     }

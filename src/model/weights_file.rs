@@ -14,19 +14,25 @@ use std::sync::Arc;
 
 /// Value of the `format` metadata key; bumped when the layout changes incompatibly.
 pub const FORMAT: &str = "srsnet-weights/1";
+/// Tensor-name prefix of the reconstruction net.
 pub const RECON_PREFIX: &str = "recon";
+/// Tensor-name prefix of the segmentation net.
 pub const SEG_PREFIX: &str = "seg";
 
 /// An opened project weights file.
 pub struct WeightsFile {
+    /// The mapped tensors.
     pub store: Arc<WeightStore>,
+    /// The model's sizes.
     pub config: ModelConfig,
+    /// How frames become network input.
     pub preprocess: PreprocessSpec,
     /// Provenance as JSON (import sources, training data, epochs, metrics...).
     pub info: serde_json::Value,
 }
 
 impl WeightsFile {
+    /// Opens and checks a weights file: format, config, preprocessing, operating point, and every tensor finite.
     pub fn open(path: &Path) -> Result<Self> {
         let store = WeightStore::open(path)?;
         let meta = store.metadata();

@@ -14,8 +14,11 @@ pub struct RawFrame {
     pub timestamp: Duration,
     /// When the frame entered the pipeline (for capture-to-emit latency).
     pub captured_at: Instant,
+    /// Columns.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// The pixels, row-major.
     pub pixels: Pixels,
     /// Where it came from (file name, device), for messages.
     pub origin: String,

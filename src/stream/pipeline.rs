@@ -374,7 +374,7 @@ fn emit(
             eprintln!("warning: {msg}");
             stats.frame_errors += 1;
         }
-        if cfg.stats_every.is_some_and(|n| n > 0 && stats.frames % n == 0) {
+        if cfg.stats_every.is_some_and(|n| n > 0 && stats.frames.is_multiple_of(n)) {
             stats.dropped = counters.dropped.load(Ordering::Relaxed);
             stats.wall = started.elapsed();
             eprint!("{}", stats.summary());

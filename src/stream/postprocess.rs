@@ -140,6 +140,6 @@ mod tests {
         assert!(parse_confirm_window("x").is_err());
         assert_eq!(parse_confirm_window("2/3"), Ok((2, 3)));
         assert!(AreaLimits::new(Some(10), Some(5)).is_err());
-        assert!(AreaLimits::new(Some(5), Some(5)).unwrap().keep(&t(0.0, 0.0)) == false);
+        assert!(!AreaLimits::new(Some(5), Some(5)).unwrap().keep(&t(0.0, 0.0)));
     }
 }

@@ -13,9 +13,17 @@ use crate::image_io::Frame;
 use anyhow::Result;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
+/// How 16-bit frames map to intensities in [0, 1].
 pub enum Stretch {
     /// Percentile stretch smoothed over time (16-bit frames).
-    Percentile { low: f64, high: f64, smoothing: f64 },
+    Percentile {
+        /// The quantile that maps to 0.
+        low: f64,
+        /// The quantile that maps to 1.
+        high: f64,
+        /// Weight of the new frame's range in the moving average.
+        smoothing: f64,
+    },
     /// ÷65535.
     Fixed,
 }
@@ -30,6 +38,7 @@ impl Default for Stretch {
     }
 }
 
+/// Per-frame preprocessing of the stream (keeps the smoothed stretch range between frames).
 pub struct Preprocessor {
     calibration: Option<Profile>,
     stretch: Stretch,
@@ -38,6 +47,7 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
+    /// A preprocessor applying `calibration`, then `stretch`, then expanding to `channels`.
     pub fn new(calibration: Option<Profile>, stretch: Stretch, channels: usize) -> Self {
         Self {
             calibration,

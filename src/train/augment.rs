@@ -8,11 +8,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone, Copy)]
+/// Training-time augmentation.
 pub struct AugmentConfig {
     /// Side of the square crop taken after resizing; `None` trains on whole (resized) images.
     pub crop: Option<usize>,
     /// Probability that a crop is centred near a target pixel rather than anywhere.
     pub target_bias: f64,
+    /// Random rot90 and flips.
     pub rotate_flip: bool,
 }
 

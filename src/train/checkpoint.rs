@@ -12,15 +12,23 @@ use std::sync::Arc;
 /// Where a run stands: the next batch to run is `batch` of `epoch`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
+    /// `recon` or `seg`.
     pub stage: String,
+    /// Epoch of the next batch.
     pub epoch: usize,
+    /// Next batch within the epoch.
     pub batch: usize,
+    /// Optimiser steps taken.
     pub step: usize,
+    /// Steps of the whole run (the poly schedule's horizon).
     pub max_steps: usize,
+    /// Best validation score so far.
     pub best_score: Option<f64>,
+    /// Epoch of the best score.
     pub best_epoch: Option<usize>,
 }
 
+/// Writes a checkpoint (write then rename, so an interrupted write never replaces a good one).
 pub fn save(
     path: &Path,
     vars: &BTreeMap<String, Var>,
@@ -45,11 +53,14 @@ pub fn save(
 
 /// An opened checkpoint.
 pub struct Checkpoint {
+    /// The checkpoint's tensors.
     pub store: Arc<WeightStore>,
+    /// Where the run stands.
     pub state: RunState,
 }
 
 impl Checkpoint {
+    /// Opens a checkpoint and reads its state.
     pub fn open(path: &Path) -> Result<Self> {
         let store = WeightStore::open(path)?;
         let state = store

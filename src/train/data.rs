@@ -11,7 +11,9 @@ use std::path::Path;
 /// One training pair at its native size: gray intensities in [0, 1] and a 0/1 mask.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// The NAME (or path) it came from.
     pub name: String,
+    /// Intensities in [0, 1].
     pub image: Frame,
     /// 0.0 or 1.0 per pixel, binarised at > 127 from the mask file.
     pub mask: Option<Vec<f32>>,
@@ -20,7 +22,9 @@ pub struct Sample {
 /// A pair that could not be used, and why.
 #[derive(Debug, Clone)]
 pub struct Skipped {
+    /// The pair's NAME or the file.
     pub name: String,
+    /// Why it was skipped.
     pub reason: String,
 }
 

@@ -5,9 +5,13 @@ use candle_core::{Result, Tensor, Var};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy)]
+/// SGD with momentum, weight decay and a poly learning-rate schedule.
 pub struct SgdConfig {
+    /// Initial learning rate.
     pub lr: f64,
+    /// Momentum.
     pub momentum: f64,
+    /// L2 weight decay.
     pub weight_decay: f64,
     /// Exponent of the poly schedule `lr·(1 − it/max_it)^power`.
     pub poly_power: f64,
@@ -28,15 +32,18 @@ impl Default for SgdConfig {
 /// `p ← p − lr·b`. The learning rate follows the poly schedule, updated after each step
 /// (so step 0 uses the base rate).
 pub struct Sgd {
+    /// Its settings.
     pub cfg: SgdConfig,
     params: Vec<(String, Var)>,
     momentum: BTreeMap<String, Tensor>,
     /// Steps taken so far.
     pub step: usize,
+    /// Steps of the whole run (the schedule's horizon).
     pub max_steps: usize,
 }
 
 impl Sgd {
+    /// An optimiser over `params`.
     pub fn new(params: Vec<(String, Var)>, cfg: SgdConfig, max_steps: usize) -> Self {
         Self {
             cfg,
@@ -53,6 +60,7 @@ impl Sgd {
         self.cfg.lr * (1.0 - frac).powf(self.cfg.poly_power)
     }
 
+    /// Applies one update from `grads` and advances the schedule.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         let lr = self.lr();
         for (name, p) in &self.params {
@@ -81,6 +89,7 @@ impl Sgd {
         self.step = step;
     }
 
+    /// The parameters, by name.
     pub fn params(&self) -> &[(String, Var)] {
         &self.params
     }

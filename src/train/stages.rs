@@ -24,9 +24,13 @@ pub fn trainable(vars: &VarSource) -> Vec<(String, Var)> {
 
 /// Stage 1: the reconstruction net and its optimiser.
 pub struct ReconStage {
+    /// The reconstruction net.
     pub net: ReconNet,
+    /// Its trainable variables.
     pub vars: Arc<VarSource>,
+    /// BatchNorm mode switch.
     pub bn: BnMode,
+    /// Its optimiser.
     pub opt: Sgd,
 }
 
@@ -65,10 +69,15 @@ impl ReconStage {
 
 /// Stage 2: the segmentation net, its optimiser, and the frozen reconstruction encoder.
 pub struct SegStage {
+    /// The segmentation net.
     pub net: SegNet,
+    /// R's frozen encoder.
     pub recon_encoder: Encoder,
+    /// S's trainable variables.
     pub vars: Arc<VarSource>,
+    /// BatchNorm mode switch.
     pub bn: BnMode,
+    /// Its optimiser.
     pub opt: Sgd,
 }
 

@@ -28,18 +28,29 @@ use std::time::Instant;
 /// Everything a stage's run needs besides the data.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
+    /// The model's sizes.
     pub config: ModelConfig,
+    /// The normalisation and geometry recorded with the weights.
     pub preprocess: PreprocessSpec,
+    /// Epochs.
     pub epochs: usize,
+    /// Images per step.
     pub batch: usize,
+    /// Optimiser settings.
     pub sgd: SgdConfig,
+    /// Seed of initialisation, shuffling and augmentation.
     pub seed: u64,
+    /// Cropping and flips.
     pub augment: AugmentConfig,
     /// Validate every this many epochs (and after the last).
     pub val_every: usize,
+    /// Checkpoints and log.jsonl go here.
     pub out_dir: PathBuf,
+    /// Continue from the last checkpoint.
     pub resume: bool,
+    /// Show a progress bar.
     pub progress: bool,
+    /// Where training runs.
     pub device: Device,
     /// Stop (as on Ctrl-C, with a checkpoint) after this many batches of this run.
     pub stop_after_batches: Option<usize>,
@@ -48,6 +59,7 @@ pub struct TrainOptions {
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every epoch ran.
     Finished,
     /// Stopped by Ctrl-C / SIGTERM after writing a checkpoint; `--resume` continues.
     Interrupted,
@@ -56,7 +68,9 @@ pub enum Outcome {
 /// The data of a run: training samples already resized to the training size; validation
 /// samples at native resolution.
 pub struct TrainData {
+    /// Training samples, resized.
     pub train: Vec<Sample>,
+    /// Validation samples, native size.
     pub val: Vec<Sample>,
 }
 
@@ -65,6 +79,7 @@ pub fn last_path(out: &Path, stage: &str) -> PathBuf {
     out.join(format!("{stage}-last.ckpt.safetensors"))
 }
 
+/// The best checkpoint of `stage` in `out`.
 pub fn best_path(out: &Path, stage: &str) -> PathBuf {
     out.join(format!("{stage}-best.ckpt.safetensors"))
 }

@@ -19,6 +19,7 @@ pub enum CaptureFormat {
 }
 
 impl CaptureFormat {
+    /// The V4L2 fourcc.
     pub fn fourcc(self) -> [u8; 4] {
         match self {
             Self::Grey => *b"GREY",
@@ -27,6 +28,7 @@ impl CaptureFormat {
         }
     }
 
+    /// The format of a V4L2 fourcc, if we accept it.
     pub fn from_fourcc(code: [u8; 4]) -> Option<Self> {
         [Self::Grey, Self::Y16, Self::Yuyv]
             .into_iter()
@@ -55,8 +57,11 @@ impl From<PixelFormat> for CaptureFormat {
 /// The negotiated format of a capture stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamFormat {
+    /// Pixel format.
     pub format: CaptureFormat,
+    /// Columns.
     pub width: usize,
+    /// Rows.
     pub height: usize,
     /// Bytes per line in the buffer (may exceed width × bytes per pixel).
     pub stride: usize,
@@ -93,9 +98,11 @@ pub fn buffer_to_pixels(fmt: &StreamFormat, buf: &[u8]) -> Result<Pixels, String
 
 /// A capture device: hands out buffers until it fails.
 pub trait CaptureDevice: Send {
+    /// The negotiated format.
     fn format(&self) -> StreamFormat;
     /// The next filled buffer and its timestamp; an error means the device is gone or broken.
     fn next_buffer(&mut self) -> std::io::Result<(Vec<u8>, Duration)>;
+    /// The device name, for messages.
     fn name(&self) -> String;
 }
 
@@ -114,6 +121,7 @@ pub struct CameraSource {
 }
 
 impl CameraSource {
+    /// Opens the camera through `opener` (which is called again to reconnect).
     pub fn new(mut opener: Opener, reconnect: bool) -> anyhow::Result<Self> {
         let device = opener()?;
         let name = device.name();
@@ -127,6 +135,7 @@ impl CameraSource {
         })
     }
 
+    /// How long to wait between reconnection attempts.
     pub fn with_retry_interval(mut self, every: Duration) -> Self {
         self.retry_every = every;
         self
@@ -196,14 +205,19 @@ impl FrameSource for CameraSource {
 
 /// A scripted device for tests and demos: hands out the given buffers, then fails.
 pub struct ScriptedDevice {
+    /// The format the buffers are in.
     pub format: StreamFormat,
+    /// Buffers still to hand out.
     pub buffers: std::collections::VecDeque<Vec<u8>>,
+    /// The device name.
     pub name: String,
+    /// Delay before each buffer.
     pub delay: Duration,
     sent: u32,
 }
 
 impl ScriptedDevice {
+    /// A device handing out `buffers`, one every `delay`.
     pub fn new(format: StreamFormat, buffers: Vec<Vec<u8>>, delay: Duration) -> Self {
         Self {
             format,
