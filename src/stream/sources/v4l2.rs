@@ -14,12 +14,17 @@ use v4l::FourCC;
 /// What the user asks of the camera; unset fields keep the device's current setting.
 #[derive(Debug, Clone, Default)]
 pub struct CameraRequest {
+    /// Pixel format.
     pub format: Option<CaptureFormat>,
+    /// Frame columns.
     pub width: Option<usize>,
+    /// Frame rows.
     pub height: Option<usize>,
+    /// Frame rate.
     pub fps: Option<u32>,
 }
 
+/// An opened, streaming V4L2 capture device.
 pub struct V4lDevice {
     // The stream borrows nothing from the device in v4l 0.14 (it holds the handle), but it
     // must be dropped before the device: field order does that.
@@ -54,6 +59,8 @@ fn offered(dev: &Device) -> String {
 }
 
 impl V4lDevice {
+    /// Opens `path`, negotiates the requested format (an error lists what the device offers)
+    /// and starts memory-mapped streaming.
     pub fn open(path: &Path, req: &CameraRequest) -> Result<Self> {
         if !path.exists() {
             bail!("camera device {} does not exist", path.display());
