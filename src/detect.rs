@@ -1,7 +1,6 @@
 //! From a probability map to targets: threshold, 8-connected components, and per target its
 //! probability-weighted sub-pixel centroid, area, bounding box and peak probability.
 
-use crate::eval::metrics::Blob;
 use serde::{Deserialize, Serialize};
 
 /// One frame's result from any segmenter (network or baseline).
@@ -98,6 +97,45 @@ pub fn label_components(mask: &[bool], w: usize, h: usize) -> Components {
         labels,
         count: count as usize,
     }
+}
+
+/// A detected object as the field's evaluators see it: the unweighted centroid of its pixels
+/// (x = column, y = row, 0-based) and its pixel count. `run` and `eval` both score these
+/// (`eval::metrics::match_points`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Blob {
+    /// Column of the centroid.
+    pub x: f64,
+    /// Row of the centroid.
+    pub y: f64,
+    /// Pixels in the object.
+    pub area: u64,
+}
+
+/// The 8-connected components of a mask as blobs, in raster order of their first pixel.
+pub fn blobs(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
+    let comps = label_components(mask, w, h);
+    let mut out = vec![
+        Blob {
+            x: 0.0,
+            y: 0.0,
+            area: 0
+        };
+        comps.count
+    ];
+    for (i, &l) in comps.labels.iter().enumerate() {
+        if l > 0 {
+            let b = &mut out[l as usize - 1];
+            b.x += (i % w) as f64;
+            b.y += (i / w) as f64;
+            b.area += 1;
+        }
+    }
+    for b in &mut out {
+        b.x /= b.area as f64;
+        b.y /= b.area as f64;
+    }
+    out
 }
 
 /// Targets of a probability map: components of `prob > threshold`.

@@ -2,7 +2,7 @@
 //! (see `../shared/docs/metrics.md`): dataset IoU, nIoU, pixel F1, target Pd and pixel Fa,
 //! plus the SRSNet paper's per-image mean IoU and F1, and the centroid-only Pd/Fa rule.
 
-use crate::detect::label_components;
+use crate::detect::{blobs, Blob};
 use serde::{Deserialize, Serialize};
 
 /// Distance below which a predicted centroid matches a ground-truth target (pixels).
@@ -54,44 +54,6 @@ pub struct Metrics {
     pub false_targets: usize,
     /// False targets per image: what a user sees on every frame.
     pub false_targets_per_frame: f64,
-}
-
-/// A detected object as the field's evaluators see it: the unweighted centroid of its pixels
-/// (x = column, y = row, 0-based) and its pixel count. `run` and `eval` both score these.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Blob {
-    /// Column of the centroid.
-    pub x: f64,
-    /// Row of the centroid.
-    pub y: f64,
-    /// Pixels in the object.
-    pub area: u64,
-}
-
-/// The 8-connected components of a mask as blobs, in raster order of their first pixel.
-pub fn blobs(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
-    let comps = label_components(mask, w, h);
-    let mut out = vec![
-        Blob {
-            x: 0.0,
-            y: 0.0,
-            area: 0
-        };
-        comps.count
-    ];
-    for (i, &l) in comps.labels.iter().enumerate() {
-        if l > 0 {
-            let b = &mut out[l as usize - 1];
-            b.x += (i % w) as f64;
-            b.y += (i / w) as f64;
-            b.area += 1;
-        }
-    }
-    for b in &mut out {
-        b.x /= b.area as f64;
-        b.y /= b.area as f64;
-    }
-    out
 }
 
 /// What matching one frame's blobs against its true target centres found.
