@@ -17,7 +17,54 @@ pub mod train;
 use crate::limits::{check_frame_size, MAX_BATCH};
 use anyhow::{bail, Result};
 use candle_core::DType;
+use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
+
+/// The `srsnet` command line.
+#[derive(Parser)]
+#[command(
+    name = "srsnet",
+    version,
+    about = "SRSNet infrared small-target segmentation runtime",
+    help_template = "{about-with-newline}\n{usage-heading} {usage}{after-help}\nOptions:\n{options}",
+    after_help = GROUPED_COMMANDS
+)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// The streaming pipeline: camera, folder, raw recording or synthetic frames → targets.
+    Run(run::RunArgs),
+    /// Segment image files: a mask PNG and a JSON target list per image.
+    Infer(infer::InferArgs),
+    /// Time one forward pass (R encoder + S), or training steps with --train.
+    Bench(bench::BenchArgs),
+    /// Score a model (or mask files, or a centroid-annotated sequence) with IoU, nIoU, F1, Pd, Fa.
+    Eval(eval::EvalArgs),
+    /// Write a synthetic sequence (frames/ + centroids.csv), or flat fields for calibration.
+    Synth(synth::SynthArgs),
+    /// Build a calibration profile (two-point NUC + bad pixels) from cold and hot flat fields.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Train SRSNet: `recon` (stage 1), `seg` (stage 2, R frozen) or `all` (both, then export).
+    Train {
+        /// The stage(s) to train.
+        #[command(subcommand)]
+        stage: train::TrainStage,
+    },
+    /// Print a weights file's config, preprocessing and provenance.
+    Info(info::InfoArgs),
+    /// Convert reference checkpoints (SRS_R and SRS_S state dicts as safetensors) to one weights file.
+    Import(import::ImportArgs),
+    /// Rewrite a weights file in f16 or f32, optionally also as reference-named state dicts.
+    Export(export::ExportArgs),
+    /// Write an untrained (PyTorch-default initialised) weights file for a preset.
+    Init(init::InitArgs),
+}
 
 /// `srsnet --help`'s command list, grouped by what a user is doing.
 pub const GROUPED_COMMANDS: &str = "\
@@ -143,6 +190,31 @@ pub fn refuse_overwrite<'a>(inputs: impl IntoIterator<Item = &'a Path>, output: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grouped_help_lists_every_command_once() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let names: Vec<&str> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name())
+            .filter(|&n| n != "help")
+            .collect();
+        for n in &names {
+            let listed = GROUPED_COMMANDS
+                .lines()
+                .filter(|l| l.trim_start().starts_with(&format!("{n} ")))
+                .count();
+            assert_eq!(listed, 1, "`{n}` is listed {listed} times in GROUPED_COMMANDS");
+        }
+        let entries = GROUPED_COMMANDS.lines().filter(|l| l.starts_with("  ")).count();
+        assert_eq!(
+            entries,
+            names.len(),
+            "GROUPED_COMMANDS lists a command that does not exist"
+        );
+        cmd.debug_assert();
+    }
 
     #[test]
     fn value_parsers_refuse_out_of_range_values() {
