@@ -123,6 +123,13 @@ impl Scene {
 
     /// Frame `index` as intensities in [0, 1] (row-major), with the targets' true positions.
     pub fn frame(&mut self, index: usize) -> (Vec<f32>, Vec<TruthPoint>) {
+        let (img, truth, _) = self.frame_with_masks(index);
+        (img, truth)
+    }
+
+    /// Frame `index` with each target's exact mask: the pixel indices where the target's own
+    /// signal is at least half of its largest sampled value (its half-maximum extent).
+    pub fn frame_with_masks(&mut self, index: usize) -> (Vec<f32>, Vec<TruthPoint>, Vec<Vec<usize>>) {
         let (w, h) = (self.cfg.width, self.cfg.height);
         let t = index as f64;
         // The background drifts slowly (camera pan), sampled mirrored at the edges so the
@@ -135,15 +142,20 @@ impl Scene {
                 img[y * w + x] = self.background[sy * w + mirror(x as isize + dx, w)];
             }
         }
-        let mut truth = Vec::new();
+        let (mut truth, mut masks) = (Vec::new(), Vec::new());
         for tg in &self.targets {
             let (cx, cy) = bounce(tg.x + tg.vx * t, w as f64, 8.0, tg.y + tg.vy * t, h as f64);
-            splat(&mut img, w, h, cx, cy, tg.sigma, tg.contrast);
+            let added = splat(w, h, cx, cy, tg.sigma, tg.contrast);
+            let top = added.iter().map(|a| a.1).fold(0f32, f32::max);
+            masks.push(added.iter().filter(|a| a.1 >= 0.5 * top).map(|a| a.0).collect());
+            for (i, v) in added {
+                img[i] += v;
+            }
             let area = (2.0 * std::f64::consts::PI * tg.sigma * tg.sigma * std::f64::consts::LN_2).max(1.0);
             truth.push(TruthPoint { x: cx, y: cy, area });
         }
         self.sense(&mut img);
-        (img, truth)
+        (img, truth, masks)
     }
 
     /// A frame of a uniform scene at `level` seen through the same sensor (flat-field
@@ -188,16 +200,21 @@ fn bounce(x: f64, w: f64, m: f64, y: f64, h: f64) -> (f64, f64) {
     (reflect(x, w), reflect(y, h))
 }
 
-/// Adds a Gaussian spot (the optics' blur of a point target).
-fn splat(img: &mut [f32], w: usize, h: usize, cx: f64, cy: f64, sigma: f64, contrast: f32) {
+/// A Gaussian spot (the optics' blur of a point target): the value it adds to each pixel.
+fn splat(w: usize, h: usize, cx: f64, cy: f64, sigma: f64, contrast: f32) -> Vec<(usize, f32)> {
     let r = (3.0 * sigma).ceil() as isize + 1;
     let (ix, iy) = (cx.round() as isize, cy.round() as isize);
+    let mut out = Vec::new();
     for y in (iy - r).max(0)..=(iy + r).min(h as isize - 1) {
         for x in (ix - r).max(0)..=(ix + r).min(w as isize - 1) {
             let d2 = (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2);
-            img[y as usize * w + x as usize] += contrast * (-d2 / (2.0 * sigma * sigma)).exp() as f32;
+            out.push((
+                y as usize * w + x as usize,
+                contrast * (-d2 / (2.0 * sigma * sigma)).exp() as f32,
+            ));
         }
     }
+    out
 }
 
 /// Cloud-like clutter (octaves of smoothed value noise) over a ground band with texture.

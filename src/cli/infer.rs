@@ -110,7 +110,8 @@ fn record(image: &Path, mask: &Path, det: &Detection, threshold: f32) -> serde_j
         "mask": mask.display().to_string(),
         "width": det.width,
         "height": det.height,
-        "threshold": threshold,
+        // f32 → f64 without the binary tail (0.9, not 0.8999999761581421).
+        "threshold": (f64::from(threshold) * 1e6).round() / 1e6,
         "targets": det.targets,
     })
 }

@@ -4,8 +4,10 @@
 //!   `masks/NAME_pixels0.png` with split files, or any images + masks folders);
 //! - [`sequence`]: centroid-annotated sequences (the DAUB layout `frames/` + `centroids.csv`),
 //!   which `srsnet synth` also writes;
-//! - [`folder`]: plain folders of images (target-free frames, unlabeled data, replays).
+//! - [`folder`]: plain folders of images (target-free frames, unlabeled data, replays);
+//! - [`labels`]: masks derived from point or box annotations.
 
 pub mod folder;
+pub mod labels;
 pub mod pairs;
 pub mod sequence;

@@ -385,10 +385,10 @@ fn emit(
         eprintln!("warning: {msg}");
         stats.frame_errors += 1;
     }
-    if failure.is_none() {
-        if let Err(e) = sinks.flush() {
-            failure = Some(e);
-        }
+    // Flush what can be flushed: after a mask or overlay failure the JSON Lines written so far
+    // still reach their reader (a second error is not news).
+    if let Err(e) = sinks.flush() {
+        failure.get_or_insert(e);
     }
     match failure {
         Some(SinkError::Closed(_)) => report.output_closed = true,

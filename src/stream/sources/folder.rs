@@ -42,6 +42,7 @@ impl FolderSource {
                         .to_string(),
                     path,
                     truth: None,
+                    boxes: None,
                 })
                 .collect()
         };
