@@ -12,6 +12,7 @@ fn main() {
         Command::Eval(a) => cli::eval::run(a),
         Command::Synth(a) => cli::synth::run(a),
         Command::Calibrate(a) => cli::calibrate::run(a).map(|_| ()),
+        Command::Label(a) => cli::label::run(a),
         Command::Train { stage } => cli::train::run(stage),
         Command::Info(a) => cli::info::run(a),
         Command::Import(a) => cli::import::run(a),

@@ -71,3 +71,130 @@ fn derived_masks_match_the_exact_masks_of_synthetic_targets() {
         "{derived_dim} derived, {skipped_dim} skipped"
     );
 }
+
+fn srsnet(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_srsnet"))
+        .args(args)
+        .output()
+        .expect("run srsnet");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("srsnet-labels-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn srsnet_label_writes_masks_and_overlays_and_counts_skips() {
+    let d = tmp("cli");
+    let seq = d.join("seq");
+    let (code, err) = srsnet(&[
+        "synth",
+        "--out",
+        seq.to_str().unwrap(),
+        "--count",
+        "3",
+        "--size",
+        "96x80",
+        "--targets",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // One annotation more: a point on flat sky with no target there is skipped, not guessed.
+    let mut csv = std::fs::read_to_string(seq.join("centroids.csv")).unwrap();
+    csv.push_str("synthetic_0001.png,5,5\n");
+    std::fs::write(seq.join("centroids.csv"), csv).unwrap();
+    let out = d.join("out");
+    let (code, err) = srsnet(&[
+        "label",
+        "--source",
+        seq.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("derived 6 of 7 target masks in 3 frames (1 skipped"),
+        "{err}"
+    );
+    assert!(err.contains("synthetic_0001.png target 3 (point 5.0,5.0)"), "{err}");
+    for i in 0..3 {
+        let m = image::open(out.join(format!("masks/synthetic_{i:04}.png")))
+            .unwrap()
+            .to_luma8();
+        assert_eq!(m.dimensions(), (96, 80));
+        assert!(m.pixels().any(|p| p.0[0] == 255), "frame {i} has target pixels");
+        assert!(out.join(format!("overlays/synthetic_{i:04}.png")).exists());
+    }
+}
+
+#[test]
+fn srsnet_label_names_bad_annotation_lines_and_missing_frames() {
+    let d = tmp("bad");
+    let seq = d.join("seq");
+    let (code, _) = srsnet(&[
+        "synth",
+        "--out",
+        seq.to_str().unwrap(),
+        "--count",
+        "2",
+        "--size",
+        "64x64",
+    ]);
+    assert_eq!(code, 0);
+    let out = d.join("out");
+    std::fs::write(
+        seq.join("centroids.csv"),
+        "frame,x,y\nsynthetic_0000.png,1,2\nsynthetic_0001.png,x,2\n",
+    )
+    .unwrap();
+    let (code, err) = srsnet(&[
+        "label",
+        "--source",
+        seq.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("centroids.csv") && err.contains("line 3"), "{err}");
+    std::fs::write(seq.join("centroids.csv"), "frame,x,y\nsynthetic_0009.png,1,2\n").unwrap();
+    let (code, err) = srsnet(&[
+        "label",
+        "--source",
+        seq.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("line 2") && err.contains("not in"), "{err}");
+    std::fs::remove_file(seq.join("centroids.csv")).unwrap();
+    std::fs::write(seq.join("boxes.csv"), "frame,x0,y0,x1,y1\nsynthetic_0000.png,9,9,3,3\n").unwrap();
+    let (code, err) = srsnet(&[
+        "label",
+        "--source",
+        seq.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("boxes.csv") && err.contains("line 2"), "{err}");
+    // Labelling into the source's own frames folder is refused.
+    std::fs::write(seq.join("boxes.csv"), "frame,x0,y0,x1,y1\n").unwrap();
+    let (code, err) = srsnet(&[
+        "label",
+        "--source",
+        seq.to_str().unwrap(),
+        "--out",
+        seq.to_str().unwrap(),
+        "--window",
+        "2",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--window"), "{err}");
+}

@@ -10,6 +10,7 @@ pub mod import;
 pub mod infer;
 pub mod info;
 pub mod init;
+pub mod label;
 pub mod run;
 pub mod synth;
 pub mod train;
@@ -50,6 +51,8 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Build a calibration profile (two-point NUC + bad pixels) from cold and hot flat fields.
     Calibrate(calibrate::CalibrateArgs),
+    /// Derive masks from a sequence's point or box annotations, with overlays to inspect them.
+    Label(label::LabelArgs),
     /// Train SRSNet: `recon` (stage 1), `seg` (stage 2, R frozen) or `all` (both, then export).
     Train {
         /// The stage(s) to train.
@@ -77,6 +80,7 @@ Evaluate and prepare data:
   eval       Score a model, mask files or a centroid-annotated sequence (IoU, nIoU, F1, Pd, Fa)
   synth      Write a synthetic sequence (frames/ + centroids.csv) or flat fields
   calibrate  Build a calibration profile (two-point NUC + bad pixels) from flat fields
+  label      Derive masks from point or box annotations, with overlays to inspect them
 
 Train:
   train      Train SRSNet: recon (stage 1), seg (stage 2) or all

@@ -128,6 +128,43 @@ pub fn derive_mask(img: &[f32], w: usize, h: usize, ann: Annotation, rule: &Labe
     Ok(region.into_iter().map(|(x, y)| y * w + x).collect())
 }
 
+/// One frame's derived mask (the union of its targets' masks) and the targets that were skipped,
+/// by index, with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameLabels {
+    /// `w`×`h`, true on target pixels.
+    pub mask: Vec<bool>,
+    /// Targets whose mask could not be derived.
+    pub skipped: Vec<(usize, String)>,
+    /// Pixel count of each derived target mask.
+    pub areas: Vec<usize>,
+}
+
+/// Derives every annotated target of a frame.
+pub fn derive_frame(img: &[f32], w: usize, h: usize, anns: &[Annotation], rule: &LabelRule) -> FrameLabels {
+    let mut mask = vec![false; w * h];
+    let (mut skipped, mut areas) = (Vec::new(), Vec::new());
+    for (k, &ann) in anns.iter().enumerate() {
+        match derive_mask(img, w, h, ann, rule) {
+            Ok(px) => {
+                areas.push(px.len());
+                px.into_iter().for_each(|i| mask[i] = true);
+            }
+            Err(why) => skipped.push((k, why)),
+        }
+    }
+    FrameLabels { mask, skipped, areas }
+}
+
+/// A sequence frame's annotations: its boxes when it has them, else its points.
+pub fn annotations(frame: &crate::dataset::sequence::SequenceFrame) -> Vec<Annotation> {
+    match (&frame.boxes, &frame.truth) {
+        (Some(b), _) => b.iter().map(|&b| Annotation::Box(b)).collect(),
+        (None, Some(p)) => p.iter().map(|&(x, y)| Annotation::Point(x, y)).collect(),
+        (None, None) => vec![],
+    }
+}
+
 /// The part of the frame an annotation is measured in.
 struct Window {
     x0: usize,

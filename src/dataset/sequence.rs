@@ -86,7 +86,7 @@ impl Sequence {
         }
         if let Some(left) = rows.and_then(|t| t.into_values().min_by_key(|(line, _)| *line)) {
             bail!(
-                "{}:{}: names a frame that is not in {}",
+                "{}: line {}: names a frame that is not in {}",
                 csv.display(),
                 left.0,
                 dir.join("frames").display()
