@@ -3,6 +3,7 @@
 
 mod common;
 use candle_core::{DType, Device};
+use srsnet::dataset::Truth;
 use srsnet::image_io::Frame;
 use srsnet::model::{ModelConfig, NetConfig, WeightStore};
 use srsnet::preprocess::{Geometry, PreprocessSpec};
@@ -11,6 +12,7 @@ use srsnet::synthetic::{Scene, SceneConfig};
 use srsnet::train::augment::AugmentConfig;
 use srsnet::train::data::Sample;
 use srsnet::train::optim::SgdConfig;
+use srsnet::train::recipe::{ValItem, ValSet};
 use srsnet::train::trainer::{best_path, last_path, train_recon, train_seg, Outcome, TrainData, TrainOptions};
 use std::path::PathBuf;
 
@@ -106,10 +108,18 @@ fn assert_same_checkpoints(a: &std::path::Path, b: &std::path::Path) {
 
 #[test]
 fn resumed_training_equals_uninterrupted() {
-    let data = TrainData {
-        train: samples(10, 32),
-        val: samples(2, 32),
+    let val = ValSet {
+        name: "val".into(),
+        items: samples(2, 32)
+            .into_iter()
+            .map(|s| ValItem {
+                name: s.name,
+                truth: Truth::Mask(s.mask.unwrap().iter().map(|&v| v > 0.5).collect()),
+                image: s.image,
+            })
+            .collect(),
     };
+    let data = TrainData::new(samples(10, 32), vec![val]);
     let never = Stop::new();
 
     let straight = tmp("straight");

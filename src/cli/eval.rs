@@ -5,6 +5,7 @@
 use super::{default_weights, parse_threshold};
 use crate::dataset::pairs::{read_mask, read_pair, PairLayout};
 use crate::dataset::sequence::Sequence;
+use crate::dataset::Truth;
 use crate::device::DeviceSpec;
 use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
 use crate::image_io::{read_frame, Frame};
@@ -124,12 +125,6 @@ fn print_rows(label: &str, rows: &[(Option<f32>, Metrics)], points_only: bool, j
     }
 }
 
-/// What a frame is scored against.
-enum Truth {
-    Mask(Vec<bool>),
-    Points(Vec<(f64, f64)>),
-}
-
 /// Scores every input at every threshold (the probabilities are computed once per input);
 /// an input that cannot be read or run is reported and counted.
 fn score_all(
@@ -143,11 +138,7 @@ fn score_all(
         let scored = input.and_then(|(frame, truth)| {
             let det = seg.detect(&frame, thresholds[0])?;
             for (acc, &t) in accs.iter_mut().zip(thresholds) {
-                let mask = det.mask(t);
-                match &truth {
-                    Truth::Mask(gt) => acc.add_mask(&mask, gt, frame.width, frame.height),
-                    Truth::Points(p) => acc.add_points(&mask, frame.width, frame.height, p),
-                }
+                acc.add(&det.mask(t), frame.width, frame.height, &truth);
             }
             Ok(())
         });

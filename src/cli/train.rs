@@ -4,94 +4,21 @@ use super::{parse_at_least_one, parse_batch, parse_non_negative, parse_positive}
 use crate::device::DeviceSpec;
 use crate::train::trainer::last_path;
 
-use crate::dataset::pairs::PairLayout;
+use crate::dataset::labels::LabelRule;
 use crate::model::weights_file;
 use crate::model::ModelConfig;
 use crate::preprocess::{Geometry, PreprocessSpec};
 use crate::stream::stop::Stop;
 use crate::train::augment::AugmentConfig;
-use crate::train::data::{load_pairs, load_unlabeled, resize_sample, Sample, Skipped};
+use crate::train::data::{Sample, Skipped};
 use crate::train::optim::SgdConfig;
+use crate::train::recipe::{self, DatasetSpec, Group, Recipe, ValSet};
 use crate::train::trainer::{self, best_path, Outcome, TrainData, TrainOptions};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use clap::Subcommand;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-
-/// Where the labelled data is.
-#[derive(Debug, Clone)]
-pub struct DataArgs {
-    /// Where the pairs are.
-    pub layout: PairLayout,
-    /// Split file of the training NAMEs (None: every image).
-    pub train_split: Option<PathBuf>,
-    /// Split file of the validation NAMEs (None: no validation).
-    pub val_split: Option<PathBuf>,
-    /// Unlabeled image folders added to the reconstruction stage.
-    pub recon_extra: Vec<PathBuf>,
-}
-
-impl DataArgs {
-    /// The SIRST layout under `root`, with `splits/train.txt` and `splits/val.txt` when present.
-    pub fn sirst(root: &Path) -> Self {
-        let split = |n: &str| Some(root.join("splits").join(n)).filter(|p| p.exists());
-        Self {
-            layout: PairLayout::sirst(root),
-            train_split: split("train.txt"),
-            val_split: split("val.txt"),
-            recon_extra: vec![],
-        }
-    }
-}
-
-/// Loaded data plus what was skipped.
-pub struct Loaded {
-    /// Training pairs at native size.
-    pub train: Vec<Sample>,
-    /// Validation pairs at native size.
-    pub val: Vec<Sample>,
-    /// Unlabeled images for the reconstruction stage.
-    pub extra: Vec<Sample>,
-    /// Pairs that could not be used, and why.
-    pub skipped: Vec<Skipped>,
-}
-
-/// Loads the training, validation and extra data; skipped pairs are reported, and no usable training pair is an error.
-pub fn load(args: &DataArgs, channels: usize) -> Result<Loaded> {
-    let train_names = args.layout.names(args.train_split.as_deref())?;
-    let (train, mut skipped) = load_pairs(&args.layout, &train_names, channels);
-    let val = match &args.val_split {
-        Some(split) => {
-            let (v, s) = load_pairs(&args.layout, &args.layout.names(Some(split))?, channels);
-            skipped.extend(s);
-            v
-        }
-        None => vec![],
-    };
-    let mut extra = Vec::new();
-    for dir in &args.recon_extra {
-        let (e, s) = load_unlabeled(dir, channels)?;
-        extra.extend(e);
-        skipped.extend(s);
-    }
-    for s in &skipped {
-        eprintln!("skipped {}: {}", s.name, s.reason);
-    }
-    if train.is_empty() {
-        bail!(
-            "no usable training pairs in {} ({} skipped)",
-            args.layout.images.display(),
-            skipped.len()
-        );
-    }
-    Ok(Loaded {
-        train,
-        val,
-        extra,
-        skipped,
-    })
-}
 
 /// Per-channel mean and std of the training images: the weights file's normalisation.
 pub fn intensity_stats(samples: &[Sample], channels: usize) -> (Vec<f32>, Vec<f32>) {
@@ -181,14 +108,9 @@ pub enum Which {
     All,
 }
 
-/// Runs the requested stages; `recon` is the stage-1 checkpoint for `Which::Seg`.
-pub fn train(
-    which: Which,
-    data_args: &DataArgs,
-    run: &RunArgs,
-    recon: Option<&Path>,
-    weights_out: &Path,
-) -> Result<()> {
+/// Runs the requested stages on the data `recipe` names; `recon` is the stage-1 checkpoint
+/// for `Which::Seg`. The recipe is saved in the run folder and in the weights' metadata.
+pub fn train(which: Which, recipe: &Recipe, run: &RunArgs, recon: Option<&Path>, weights_out: &Path) -> Result<()> {
     if run.resume {
         let stages: &[&str] = match which {
             Which::Recon => &["recon"],
@@ -203,9 +125,18 @@ pub fn train(
             );
         }
     }
+    let recon_ckpt = match which {
+        Which::Seg => recon
+            .map(Path::to_path_buf)
+            .ok_or_else(|| anyhow::anyhow!("train seg needs --recon CHECKPOINT"))?,
+        _ => best_path(&run.out, "recon"),
+    };
     let config = ModelConfig::from_preset_or_path(&run.preset)?;
-    let loaded = load(data_args, config.in_channels)?;
-    let (mean, std) = intensity_stats(&loaded.train, config.in_channels);
+    let loaded = recipe::load(recipe, config.in_channels, run.size, &LabelRule::default())?;
+    for s in &loaded.skipped {
+        eprintln!("skipped {}: {}", s.name, s.reason);
+    }
+    let (mean, std) = intensity_stats(&loaded.seg, config.in_channels);
     let preprocess = PreprocessSpec {
         channels: config.in_channels,
         mean,
@@ -213,80 +144,122 @@ pub fn train(
         post_scale: 1.0,
         geometry: Geometry::Pad { multiple: 8 },
     };
+    for g in &loaded.groups {
+        eprintln!("train: {} ({} samples, weight {})", g.name, g.range.len(), g.weight);
+    }
+    for v in &loaded.val {
+        eprintln!("validate: {} ({} inputs)", v.name, v.items.len());
+    }
     eprintln!(
-        "{} training pairs, {} validation pairs, {} extra reconstruction images, {} skipped; normalisation mean {:?} std {:?}",
-        loaded.train.len(),
-        loaded.val.len(),
-        loaded.extra.len(),
+        "{} extra reconstruction images, {} skipped; normalisation mean {:?} std {:?}",
+        loaded.recon_only.len(),
         loaded.skipped.len(),
         preprocess.mean,
         preprocess.std
     );
-    let resized = |v: &[Sample]| -> Vec<Sample> { v.iter().map(|s| resize_sample(s, run.size)).collect() };
+    std::fs::create_dir_all(&run.out).with_context(|| format!("creating {}", run.out.display()))?;
+    crate::image_io::write_file(
+        &run.out.join("recipe.json"),
+        serde_json::to_string_pretty(&recipe.to_json())?.as_bytes(),
+    )?;
     let stop = stop_signal();
-    let recon_ckpt = match which {
-        Which::Seg => recon
-            .map(Path::to_path_buf)
-            .ok_or_else(|| anyhow::anyhow!("train seg needs --recon CHECKPOINT"))?,
-        _ => best_path(&run.out, "recon"),
-    };
+    let val = loaded.val;
     if which != Which::Seg {
-        let mut train = resized(&loaded.train);
-        train.extend(resized(&loaded.extra));
-        let data = TrainData {
-            train,
-            val: loaded.val.clone(),
-        };
-        if trainer::train_recon(&options(run, &config, &preprocess, run.recon_epochs), &data, &stop)?
-            == Outcome::Interrupted
-        {
+        // R trains on every image: the labelled and target-free ones and the unlabeled extras.
+        let mut images = loaded.seg.clone();
+        images.extend(loaded.recon_only);
+        let mut data = TrainData::new(images, val);
+        data.groups = loaded.groups.clone();
+        if let Some(last) = data.groups.last().map(|g| g.range.end) {
+            data.groups.push(Group {
+                name: "unlabeled".into(),
+                range: last..data.train.len(),
+                weight: 1.0,
+            });
+        }
+        let outcome = trainer::train_recon(&options(run, &config, &preprocess, run.recon_epochs), &data, &stop)?;
+        if outcome == Outcome::Interrupted {
             return report_skipped(&loaded.skipped);
         }
-    }
-    if which != Which::Recon {
-        let data = TrainData {
-            train: resized(&loaded.train),
-            val: loaded.val.clone(),
-        };
-        if trainer::train_seg(
-            &options(run, &config, &preprocess, run.epochs),
-            &data,
-            &recon_ckpt,
-            &stop,
-        )? == Outcome::Interrupted
-        {
-            return report_skipped(&loaded.skipped);
-        }
-        export(
-            &recon_ckpt,
-            &best_path(&run.out, "seg"),
+        return seg_stage(
+            which,
+            loaded.seg,
+            loaded.groups,
+            data.val,
+            recipe,
+            run,
             &config,
             &preprocess,
-            data_summary(data_args_json(data_args), run),
+            &recon_ckpt,
             weights_out,
-        )?;
+            &stop,
+            &loaded.skipped,
+        );
     }
-    report_skipped(&loaded.skipped)
+    seg_stage(
+        which,
+        loaded.seg,
+        loaded.groups,
+        val,
+        recipe,
+        run,
+        &config,
+        &preprocess,
+        &recon_ckpt,
+        weights_out,
+        &stop,
+        &loaded.skipped,
+    )
+}
+
+/// Stage 2 (unless only stage 1 was asked for), then the weights file.
+#[allow(clippy::too_many_arguments)]
+fn seg_stage(
+    which: Which,
+    seg: Vec<Sample>,
+    groups: Vec<Group>,
+    val: Vec<ValSet>,
+    recipe: &Recipe,
+    run: &RunArgs,
+    config: &ModelConfig,
+    preprocess: &PreprocessSpec,
+    recon_ckpt: &Path,
+    weights_out: &Path,
+    stop: &Stop,
+    skipped: &[Skipped],
+) -> Result<()> {
+    if which == Which::Recon {
+        return report_skipped(skipped);
+    }
+    let data = TrainData {
+        train: seg,
+        groups,
+        val,
+    };
+    if trainer::train_seg(&options(run, config, preprocess, run.epochs), &data, recon_ckpt, stop)?
+        == Outcome::Interrupted
+    {
+        return report_skipped(skipped);
+    }
+    export(
+        recon_ckpt,
+        &best_path(&run.out, "seg"),
+        config,
+        preprocess,
+        data_summary(recipe.to_json(), run),
+        weights_out,
+    )?;
+    report_skipped(skipped)
 }
 
 fn report_skipped(skipped: &[Skipped]) -> Result<()> {
-    eprintln!("{} image/mask pairs were skipped (listed above)", skipped.len());
+    eprintln!("{} inputs were skipped (listed above)", skipped.len());
     Ok(())
 }
 
-fn data_args_json(d: &DataArgs) -> serde_json::Value {
+fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
     json!({
-        "images": d.layout.images.display().to_string(),
-        "masks": d.layout.masks.display().to_string(),
-        "train_split": d.train_split.as_ref().map(|p| p.display().to_string()),
-        "val_split": d.val_split.as_ref().map(|p| p.display().to_string()),
-        "recon_extra": d.recon_extra.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-    })
-}
-
-fn data_summary(data: serde_json::Value, run: &RunArgs) -> serde_json::Value {
-    json!({
-        "data": data,
+        "recipe": recipe,
         "epochs": run.epochs, "recon_epochs": run.recon_epochs, "batch": run.batch, "lr": run.sgd.lr,
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
         "crop": run.augment.crop,
@@ -306,7 +279,7 @@ fn export(
     let seg = crate::train::checkpoint::Checkpoint::open(seg_ckpt)?;
     info["source"] = json!("srsnet train");
     info["seg_best_epoch"] = json!(seg.state.best_epoch);
-    info["seg_best_val_iou"] = json!(seg.state.best_score);
+    info["seg_best_val_score"] = json!(seg.state.best_score);
     if let Some(dir) = seg_ckpt.parent() {
         let log = std::fs::read_to_string(dir.join("log.jsonl")).unwrap_or_default();
         let best = seg.state.best_epoch;
@@ -346,8 +319,19 @@ pub enum TrainStage {
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     /// Dataset root in the SIRST layout (images/, masks/NAME_pixels0.png, splits/train.txt, splits/val.txt).
-    #[arg(long, required_unless_present = "images")]
+    #[arg(long, required_unless_present_any = ["images", "recipe", "dataset"])]
     pub data: Option<PathBuf>,
+    /// A recipe file (JSON): training datasets with weights and validation sets (see
+    /// `train::recipe`). Saved into OUT/recipe.json and the weights' metadata.
+    #[arg(long, conflicts_with_all = ["data", "images"])]
+    pub recipe: Option<PathBuf>,
+    /// Add a training dataset: KIND:PATH[@WEIGHT] with KIND sirst, sequence, negatives or
+    /// unlabeled (repeatable).
+    #[arg(long, value_parser = DatasetSpec::parse_flag)]
+    pub dataset: Vec<DatasetSpec>,
+    /// Add a validation set: KIND:PATH (repeatable); used for selection only, never training.
+    #[arg(long, value_parser = DatasetSpec::parse_flag)]
+    pub val: Vec<DatasetSpec>,
     /// Generic layout: folder of images (with --masks and --mask-suffix).
     #[arg(long, requires = "masks")]
     pub images: Option<PathBuf>,
@@ -426,30 +410,60 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The data, run options and final weights path these arguments name.
-    pub fn split(self) -> Result<(DataArgs, RunArgs, PathBuf)> {
-        let mut data = match (&self.data, &self.images, &self.masks) {
-            (Some(root), _, _) => DataArgs::sirst(root),
-            (None, Some(images), Some(masks)) => DataArgs {
-                layout: PairLayout {
-                    images: images.clone(),
-                    masks: masks.clone(),
-                    mask_suffix: self.mask_suffix.clone(),
-                    extension: self.extension.clone(),
-                },
-                train_split: None,
-                val_split: None,
-                recon_extra: vec![],
-            },
-            _ => anyhow::bail!("give --data DIR (SIRST layout) or --images DIR --masks DIR"),
+    /// The recipe these arguments describe: `--recipe`, else `--data` (the SIRST layout with
+    /// its train/val splits) or `--images`/`--masks`, plus `--recon-extra`, `--dataset` and `--val`.
+    pub fn recipe(&self) -> Result<Recipe> {
+        let mut r = match &self.recipe {
+            Some(p) => Recipe::from_file(p)?,
+            None => Recipe::default(),
         };
-        if self.train_split.is_some() {
-            data.train_split = self.train_split.clone();
+        let split_of = |root: &Path, given: &Option<PathBuf>, default: &str| -> Option<PathBuf> {
+            given
+                .clone()
+                .or_else(|| Some(PathBuf::from("splits").join(default)).filter(|s| root.join(s).exists()))
+        };
+        if let Some(root) = &self.data {
+            r.train.push(DatasetSpec::Sirst {
+                root: root.clone(),
+                split: split_of(root, &self.train_split, "train.txt"),
+                weight: 1.0,
+            });
+            if let Some(split) = split_of(root, &self.val_split, "val.txt") {
+                r.validation.push(DatasetSpec::Sirst {
+                    root: root.clone(),
+                    split: Some(split),
+                    weight: 1.0,
+                });
+            }
         }
-        if self.val_split.is_some() {
-            data.val_split = self.val_split.clone();
+        if let (Some(images), Some(masks)) = (&self.images, &self.masks) {
+            let pairs = |split: &Option<PathBuf>| DatasetSpec::Pairs {
+                images: images.clone(),
+                masks: masks.clone(),
+                mask_suffix: self.mask_suffix.clone(),
+                extension: self.extension.clone(),
+                split: split.clone(),
+                weight: 1.0,
+            };
+            r.train.push(pairs(&self.train_split));
+            if self.val_split.is_some() {
+                r.validation.push(pairs(&self.val_split));
+            }
         }
-        data.recon_extra = self.recon_extra.clone();
+        r.train.extend(
+            self.recon_extra
+                .iter()
+                .map(|d| DatasetSpec::Unlabeled { dir: d.clone() }),
+        );
+        r.train.extend(self.dataset.iter().cloned());
+        r.validation.extend(self.val.iter().cloned());
+        r.check()?;
+        Ok(r)
+    }
+
+    /// The recipe, run options and final weights path these arguments name.
+    pub fn split(self) -> Result<(Recipe, RunArgs, PathBuf)> {
+        let data = self.recipe()?;
         let weights_out = self
             .weights_out
             .clone()

@@ -11,3 +11,12 @@ pub mod folder;
 pub mod labels;
 pub mod pairs;
 pub mod sequence;
+
+/// What a frame is scored against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Truth {
+    /// A ground-truth mask (SIRST-style pairs), `w`×`h`.
+    Mask(Vec<bool>),
+    /// Target centres (x = column, y = row); empty for a target-free frame.
+    Points(Vec<(f64, f64)>),
+}

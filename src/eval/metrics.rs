@@ -2,6 +2,7 @@
 //! (see `../shared/docs/metrics.md`): dataset IoU, nIoU, pixel F1, target Pd and pixel Fa,
 //! plus the SRSNet paper's per-image mean IoU and F1, and the centroid-only Pd/Fa rule.
 
+use crate::dataset::Truth;
 use crate::detect::{blobs, Blob};
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,14 @@ impl MetricAccumulator {
     /// rule for sequences such as DAUB. Contributes to Pd, Fa and false targets only.
     pub fn add_points(&mut self, pred: &[bool], w: usize, h: usize, truth: &[(f64, f64)]) {
         self.add_blobs(&blobs(pred, w, h), truth, w, h);
+    }
+
+    /// Adds one `w`×`h` frame's predicted mask against whatever truth it has.
+    pub fn add(&mut self, pred: &[bool], w: usize, h: usize, truth: &Truth) {
+        match truth {
+            Truth::Mask(gt) => self.add_mask(pred, gt, w, h),
+            Truth::Points(p) => self.add_points(pred, w, h, p),
+        }
     }
 
     /// Adds one `w`×`h` frame's detected blobs against its true target centres.

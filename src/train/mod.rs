@@ -5,5 +5,6 @@ pub mod checkpoint;
 pub mod data;
 pub mod loss;
 pub mod optim;
+pub mod recipe;
 pub mod stages;
 pub mod trainer;

@@ -6,7 +6,9 @@ use super::augment::{augment, sample_rng, AugmentConfig};
 use super::checkpoint::{self, Checkpoint, RunState};
 use super::data::Sample;
 use super::optim::{Sgd, SgdConfig};
+use super::recipe::{Group, ValSet};
 use super::stages::{ReconStage, SegStage};
+use crate::dataset::Truth;
 use crate::eval::metrics::{MetricAccumulator, Metrics};
 use crate::model::weights::VarSource;
 use crate::model::{ModelConfig, Weights};
@@ -65,13 +67,36 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// The data of a run: training samples already resized to the training size; validation
-/// samples at native resolution.
+/// The data of a run: training samples at the training size, drawn per epoch by their
+/// groups' weights; validation sets at native resolution.
 pub struct TrainData {
-    /// Training samples, resized.
+    /// Training samples, at the training size.
     pub train: Vec<Sample>,
-    /// Validation samples, native size.
-    pub val: Vec<Sample>,
+    /// Which samples form which dataset, and its weight (together they cover `train`).
+    pub groups: Vec<Group>,
+    /// Validation sets, native size.
+    pub val: Vec<ValSet>,
+}
+
+impl TrainData {
+    /// One group of weight 1 over all of `train`.
+    pub fn new(train: Vec<Sample>, val: Vec<ValSet>) -> Self {
+        let groups = vec![Group {
+            name: "train".into(),
+            range: 0..train.len(),
+            weight: 1.0,
+        }];
+        Self { train, groups, val }
+    }
+
+    /// Samples drawn per epoch: round(weight × size) of each group.
+    fn epoch_len(&self) -> usize {
+        self.groups.iter().map(draws).sum()
+    }
+}
+
+fn draws(g: &Group) -> usize {
+    (g.weight * g.range.len() as f64).round() as usize
 }
 
 /// File names inside the output folder.
@@ -89,7 +114,7 @@ trait Stage {
     fn name(&self) -> &'static str;
     fn step(&mut self, x: &Tensor, mask: &Tensor) -> Result<f64>;
     /// Returns the score used to keep the best checkpoint (higher is better) and a JSON report.
-    fn validate(&mut self, val: &[Sample], opts: &TrainOptions) -> Result<(f64, serde_json::Value)>;
+    fn validate(&mut self, val: &[ValSet], opts: &TrainOptions) -> Result<(f64, serde_json::Value)>;
     fn opt(&mut self) -> &mut Sgd;
     fn vars(&self) -> BTreeMap<String, Var>;
 }
@@ -102,13 +127,14 @@ impl Stage for ReconStage {
         Ok(ReconStage::step(self, x)?)
     }
     /// Score: −(mean val MSE), i.e. the lowest reconstruction error is best.
-    fn validate(&mut self, val: &[Sample], opts: &TrainOptions) -> Result<(f64, serde_json::Value)> {
-        let mut total = 0.0;
-        for s in val {
-            let (x, _) = opts.preprocess.prepare(&s.image, DType::F32, &opts.device)?;
+    fn validate(&mut self, val: &[ValSet], opts: &TrainOptions) -> Result<(f64, serde_json::Value)> {
+        let (mut total, mut n) = (0.0, 0usize);
+        for item in val.iter().flat_map(|v| &v.items) {
+            let (x, _) = opts.preprocess.prepare(&item.image, DType::F32, &opts.device)?;
             total += self.eval_loss(&x)?;
+            n += 1;
         }
-        let mse = total / val.len().max(1) as f64;
+        let mse = total / n.max(1) as f64;
         Ok((-mse, json!({ "val_mse": mse })))
     }
     fn opt(&mut self) -> &mut Sgd {
@@ -126,10 +152,23 @@ impl Stage for SegStage {
     fn step(&mut self, x: &Tensor, mask: &Tensor) -> Result<f64> {
         Ok(SegStage::step(self, x, mask)?)
     }
-    /// Score: dataset-level IoU at native resolution (metrics.md).
-    fn validate(&mut self, val: &[Sample], opts: &TrainOptions) -> Result<(f64, serde_json::Value)> {
-        let m = validate_seg(self, val, &opts.preprocess, &opts.device)?;
-        Ok((m.iou, serde_json::to_value(m)?))
+    /// Score: the mean over validation sets of each set's score (see [`set_score`]).
+    fn validate(&mut self, val: &[ValSet], opts: &TrainOptions) -> Result<(f64, serde_json::Value)> {
+        let mut rows = Vec::new();
+        let mut total = 0.0;
+        for set in val {
+            let m = validate_seg(self, set, &opts.preprocess, &opts.device)?;
+            let score = set_score(set, &m);
+            total += score;
+            rows.push(json!({ "set": set.name, "score": score, "metrics": m }));
+        }
+        let score = total / val.len().max(1) as f64;
+        // A single set keeps the flat report older tools read (`val.iou`, ...).
+        let report = match (val.len(), rows.first()) {
+            (1, Some(r)) => r["metrics"].clone(),
+            _ => json!({ "sets": rows, "score": score }),
+        };
+        Ok((score, report))
     }
     fn opt(&mut self) -> &mut Sgd {
         &mut self.opt
@@ -139,19 +178,33 @@ impl Stage for SegStage {
     }
 }
 
-/// The five metrics of the segmentation net (eval mode) on `val` at native resolution.
-pub fn validate_seg(stage: &SegStage, val: &[Sample], spec: &PreprocessSpec, device: &Device) -> Result<Metrics> {
+/// A validation set's score, in [0, 1], higher is better; fixed before any run looked at it:
+/// - mask-labelled sets: dataset-level IoU;
+/// - sets with targets scored by points: Pd / (1 + false targets per frame);
+/// - target-free sets: 1 / (1 + false targets per frame).
+pub fn set_score(set: &ValSet, m: &Metrics) -> f64 {
+    let masks = set.items.iter().all(|i| matches!(i.truth, Truth::Mask(_)));
+    if masks {
+        m.iou
+    } else if m.targets > 0 {
+        m.pd / (1.0 + m.false_targets_per_frame)
+    } else {
+        1.0 / (1.0 + m.false_targets_per_frame)
+    }
+}
+
+/// The metrics of the segmentation net (eval mode, threshold 0.5) on one validation set at
+/// native resolution.
+pub fn validate_seg(stage: &SegStage, set: &ValSet, spec: &PreprocessSpec, device: &Device) -> Result<Metrics> {
     let mut acc = MetricAccumulator::default();
-    for s in val {
-        let Some(gt) = &s.mask else { continue };
-        let (x, restore) = spec.prepare(&s.image, DType::F32, device)?;
+    for item in &set.items {
+        let (x, restore) = spec.prepare(&item.image, DType::F32, device)?;
         let logits = stage.predict(&x)?;
         let (_, _, oh, ow) = logits.dims4()?;
         let plane = logits.flatten_all()?.to_vec1::<f32>()?;
-        let z = restore.apply(&plane, ow, oh, s.image.width, s.image.height);
+        let z = restore.apply(&plane, ow, oh, item.image.width, item.image.height);
         let pred: Vec<bool> = z.iter().map(|&v| v > 0.0).collect();
-        let gt: Vec<bool> = gt.iter().map(|&v| v > 0.5).collect();
-        acc.add_mask(&pred, &gt, s.image.width, s.image.height);
+        acc.add(&pred, item.image.width, item.image.height, &item.truth);
     }
     Ok(acc.finish())
 }
@@ -188,11 +241,25 @@ fn make_batch(
     Ok((x, m))
 }
 
-fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-        seed.wrapping_add(1_000_003 * epoch as u64),
-    ));
+/// The samples of `epoch`, shuffled: each group contributes every sample ⌊weight⌋ times plus
+/// a random subset for the fraction. Deterministic per (seed, epoch), so a resumed run draws
+/// the same; a single group of weight 1 is a plain shuffle of all samples.
+fn epoch_order(data: &TrainData, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1_000_003 * epoch as u64));
+    let mut order = Vec::with_capacity(data.epoch_len());
+    for g in data.groups.iter().filter(|g| !g.range.is_empty()) {
+        let (want, n) = (draws(g), g.range.len());
+        for _ in 0..want / n {
+            order.extend(g.range.clone());
+        }
+        let rest = want % n;
+        if rest > 0 {
+            let mut pick: Vec<usize> = g.range.clone().collect();
+            pick.shuffle(&mut rng);
+            order.extend(pick.into_iter().take(rest));
+        }
+    }
+    order.shuffle(&mut rng);
     order
 }
 
@@ -222,7 +289,7 @@ fn run_loop(
     stop: &Stop,
 ) -> Result<Outcome> {
     let name = stage.name();
-    let nb = batches_per_epoch(data.train.len(), opts.batch);
+    let nb = batches_per_epoch(data.epoch_len(), opts.batch);
     let pb = if opts.progress {
         ProgressBar::new((opts.epochs * nb) as u64)
     } else {
@@ -237,7 +304,7 @@ fn run_loop(
     let mut run_batches = 0usize;
     while state.epoch < opts.epochs {
         let epoch = state.epoch;
-        let order = epoch_order(data.train.len(), opts.seed, epoch);
+        let order = epoch_order(data, opts.seed, epoch);
         let t0 = Instant::now();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         while state.batch < nb {
@@ -353,7 +420,7 @@ fn var_source(ck: &Option<Checkpoint>, seed: u64) -> Arc<VarSource> {
 /// Stage 1: trains the reconstruction net on `data.train` (labels unused).
 pub fn train_recon(opts: &TrainOptions, data: &TrainData, stop: &Stop) -> Result<Outcome> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
-    let nb = batches_per_epoch(data.train.len(), opts.batch);
+    let nb = batches_per_epoch(data.epoch_len(), opts.batch);
     let (ck, state) = start(opts, "recon", nb)?;
     let vars = var_source(&ck, opts.seed);
     let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp("recon");
@@ -367,7 +434,7 @@ pub fn train_recon(opts: &TrainOptions, data: &TrainData, stop: &Stop) -> Result
 /// Stage 2: trains the segmentation net with the reconstruction encoder of `recon_ckpt` frozen.
 pub fn train_seg(opts: &TrainOptions, data: &TrainData, recon_ckpt: &Path, stop: &Stop) -> Result<Outcome> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
-    let nb = batches_per_epoch(data.train.len(), opts.batch);
+    let nb = batches_per_epoch(data.epoch_len(), opts.batch);
     let (ck, state) = start(opts, "seg", nb)?;
     let vars = var_source(&ck, opts.seed.wrapping_add(1));
     let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp("seg");
@@ -397,4 +464,65 @@ pub fn final_tensors(recon_ckpt: &Path, seg_ckpt: &Path) -> Result<BTreeMap<Stri
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(groups: &[(usize, f64)]) -> TrainData {
+        let mut train = Vec::new();
+        let mut gs = Vec::new();
+        for (k, &(n, weight)) in groups.iter().enumerate() {
+            let start = train.len();
+            for i in 0..n {
+                train.push(Sample {
+                    name: format!("{k}/{i}"),
+                    image: crate::image_io::Frame::new(1, 1, 1, vec![0.0]).unwrap(),
+                    mask: None,
+                });
+            }
+            gs.push(Group {
+                name: k.to_string(),
+                range: start..train.len(),
+                weight,
+            });
+        }
+        TrainData {
+            train,
+            groups: gs,
+            val: vec![],
+        }
+    }
+
+    #[test]
+    fn weights_set_how_often_each_group_is_drawn() {
+        let d = data(&[(10, 1.0), (20, 0.5), (4, 2.5)]);
+        let order = epoch_order(&d, 7, 3);
+        assert_eq!(order.len(), 10 + 10 + 10);
+        let count = |r: std::ops::Range<usize>| order.iter().filter(|i| r.contains(i)).count();
+        assert_eq!((count(0..10), count(10..30), count(30..34)), (10, 10, 10));
+        assert_eq!(order, epoch_order(&d, 7, 3), "deterministic per (seed, epoch)");
+        assert_ne!(order, epoch_order(&d, 7, 4));
+        let mut half: Vec<_> = epoch_order(&d, 7, 4)
+            .into_iter()
+            .filter(|i| (10..30).contains(i))
+            .collect();
+        half.sort();
+        half.dedup();
+        assert_eq!(half.len(), 10, "the half-weight group draws distinct samples");
+    }
+
+    #[test]
+    fn one_group_of_weight_one_is_a_plain_shuffle() {
+        let d = data(&[(12, 1.0)]);
+        let mut old: Vec<usize> = (0..12).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(5u64.wrapping_add(1_000_003 * 2));
+        old.shuffle(&mut rng);
+        assert_eq!(
+            epoch_order(&d, 5, 2),
+            old,
+            "runs before groups existed resume unchanged"
+        );
+    }
 }

@@ -1,0 +1,641 @@
+//! Training recipes: which datasets a run draws from, with what weight, and what it validates
+//! on. A recipe is a small JSON file (saved into the run folder and the weights' metadata);
+//! the command-line flags (`--data`, `--images`/`--masks`, `--recon-extra`, `--dataset`,
+//! `--val`) build the same structure.
+//!
+//! ```json
+//! {
+//!   "train": [
+//!     { "kind": "sirst", "root": "../shared/data/sirst", "split": "splits/train.txt" },
+//!     { "kind": "sequence", "dir": "../shared/data/daub/sequence1", "weight": 0.5 },
+//!     { "kind": "negatives", "dir": "../shared/data/backgrounds-extra", "exclude": "val-backgrounds.txt", "weight": 0.3 },
+//!     { "kind": "unlabeled", "dir": "more-ir-frames" }
+//!   ],
+//!   "validation": [
+//!     { "kind": "sirst", "root": "../shared/data/sirst", "split": "splits/val.txt" },
+//!     { "kind": "sequence", "dir": "../shared/data/daub/sequence5" },
+//!     { "kind": "negatives", "dir": "../shared/data/backgrounds-extra", "list": "val-backgrounds.txt" }
+//!   ]
+//! }
+//! ```
+//!
+//! Relative paths are relative to the recipe file's folder; a split, list or exclude file is
+//! relative to its dataset's folder. Kinds:
+//! - `sirst`/`pairs`: images with masks, resized to the training size (the reference's recipe);
+//! - `sequence`: frames with `centroids.csv` or `boxes.csv`, masks derived by the label rule
+//!   ([`crate::dataset::labels`]); a frame with a target whose mask cannot be derived is left
+//!   out (its mask would be wrong), and counted;
+//! - `negatives`: target-free frames, cut into training-size tiles at native resolution with
+//!   empty masks (hard negatives);
+//! - `unlabeled`: images for the reconstruction stage only.
+//!
+//! Every labelled image also trains the reconstruction net (the paper's Table 7: more data for
+//! R helps S). A dataset's `weight` scales how many of its samples an epoch draws (1: each
+//! once; 0.5: a different half each epoch; 2: each twice).
+
+use super::data::{load_pairs, load_unlabeled, resize_sample, Sample, Skipped};
+use crate::dataset::folder::list_images;
+use crate::dataset::labels::{annotations, derive_frame, LabelRule};
+use crate::dataset::pairs::{read_split, PairLayout};
+use crate::dataset::sequence::Sequence;
+use crate::dataset::Truth;
+use crate::image_io::{read_frame, Frame};
+use crate::preprocess::pad_edge;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+fn one() -> f64 {
+    1.0
+}
+
+/// One dataset of a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DatasetSpec {
+    /// The SIRST layout under `root` (`images/`, `masks/NAME_pixels0.png`).
+    Sirst {
+        /// Dataset folder.
+        root: PathBuf,
+        /// Split file of NAMEs, relative to `root` (None: every image).
+        #[serde(default)]
+        split: Option<PathBuf>,
+        /// Sampling weight.
+        #[serde(default = "one")]
+        weight: f64,
+    },
+    /// Any images + masks folders.
+    Pairs {
+        /// Folder of images.
+        images: PathBuf,
+        /// Folder of masks.
+        masks: PathBuf,
+        /// Appended to an image's NAME to name its mask.
+        #[serde(default)]
+        mask_suffix: String,
+        /// Image and mask extension.
+        #[serde(default = "png")]
+        extension: String,
+        /// Split file of NAMEs (None: every image).
+        #[serde(default)]
+        split: Option<PathBuf>,
+        /// Sampling weight.
+        #[serde(default = "one")]
+        weight: f64,
+    },
+    /// A sequence with point or box annotations.
+    Sequence {
+        /// Sequence folder (`frames/` + `centroids.csv` or `boxes.csv`).
+        dir: PathBuf,
+        /// Sampling weight.
+        #[serde(default = "one")]
+        weight: f64,
+    },
+    /// Target-free frames.
+    Negatives {
+        /// Folder of images.
+        dir: PathBuf,
+        /// Only these file names (one per line), relative to `dir`.
+        #[serde(default)]
+        list: Option<PathBuf>,
+        /// Not these file names (one per line), relative to `dir`: a held-out list.
+        #[serde(default)]
+        exclude: Option<PathBuf>,
+        /// Sampling weight.
+        #[serde(default = "one")]
+        weight: f64,
+    },
+    /// Images for the reconstruction stage only.
+    Unlabeled {
+        /// Folder of images.
+        dir: PathBuf,
+    },
+}
+
+fn png() -> String {
+    "png".into()
+}
+
+/// A run's data: what it trains on and what it validates (selects) on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Training datasets.
+    pub train: Vec<DatasetSpec>,
+    /// Validation sets: checkpoint and operating-point selection only, never training.
+    #[serde(default)]
+    pub validation: Vec<DatasetSpec>,
+}
+
+impl Recipe {
+    /// Reads a recipe file; relative paths become relative to its folder, and every named
+    /// dataset must exist.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading recipe {}", path.display()))?;
+        let mut r: Recipe =
+            serde_json::from_str(&text).with_context(|| format!("recipe {}: not a valid recipe", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for d in r.train.iter_mut().chain(r.validation.iter_mut()) {
+            d.rebase(base);
+        }
+        r.check().with_context(|| format!("recipe {}", path.display()))?;
+        Ok(r)
+    }
+
+    /// Checks that every dataset exists and every weight is usable.
+    pub fn check(&self) -> Result<()> {
+        if !self.train.iter().any(|d| !matches!(d, DatasetSpec::Unlabeled { .. })) {
+            bail!("no labelled or target-free training dataset");
+        }
+        for d in self.train.iter().chain(&self.validation) {
+            d.check()?;
+        }
+        if let Some(d) = self
+            .validation
+            .iter()
+            .find(|d| matches!(d, DatasetSpec::Unlabeled { .. }))
+        {
+            bail!("{}: unlabeled data cannot validate", d.path().display());
+        }
+        Ok(())
+    }
+
+    /// The recipe as JSON (for the run folder and the weights' metadata).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+impl DatasetSpec {
+    /// Parses `KIND:PATH[@WEIGHT]` (`sirst`, `sequence`, `negatives`, `unlabeled`), as
+    /// `--dataset` and `--val` take it.
+    pub fn parse_flag(s: &str) -> Result<Self, String> {
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected KIND:PATH[@WEIGHT]"))?;
+        let (path, weight) = match rest.rsplit_once('@') {
+            Some((p, w)) => match w.parse::<f64>() {
+                Ok(w) if w.is_finite() && w >= 0.0 => (p, w),
+                _ => return Err(format!("`{s}`: weight `{w}` is not a non-negative number")),
+            },
+            None => (rest, 1.0),
+        };
+        if path.is_empty() {
+            return Err(format!("`{s}`: no path"));
+        }
+        let p = PathBuf::from(path);
+        match kind {
+            "sirst" => Ok(Self::Sirst {
+                root: p,
+                split: None,
+                weight,
+            }),
+            "sequence" => Ok(Self::Sequence { dir: p, weight }),
+            "negatives" => Ok(Self::Negatives {
+                dir: p,
+                list: None,
+                exclude: None,
+                weight,
+            }),
+            "unlabeled" => Ok(Self::Unlabeled { dir: p }),
+            other => Err(format!(
+                "`{s}`: unknown kind `{other}`: expected sirst, sequence, negatives or unlabeled"
+            )),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Self::Sirst { root, .. } => root,
+            Self::Pairs { images, .. } => images,
+            Self::Sequence { dir, .. } | Self::Negatives { dir, .. } | Self::Unlabeled { dir } => dir,
+        }
+    }
+
+    fn weight(&self) -> f64 {
+        match self {
+            Self::Sirst { weight, .. }
+            | Self::Pairs { weight, .. }
+            | Self::Sequence { weight, .. }
+            | Self::Negatives { weight, .. } => *weight,
+            Self::Unlabeled { .. } => 1.0,
+        }
+    }
+
+    fn rebase(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match self {
+            Self::Sirst { root, .. } => join(root),
+            Self::Pairs {
+                images, masks, split, ..
+            } => {
+                join(images);
+                join(masks);
+                if let Some(s) = split {
+                    join(s);
+                }
+            }
+            Self::Sequence { dir, .. } | Self::Negatives { dir, .. } | Self::Unlabeled { dir } => join(dir),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let w = self.weight();
+        if !w.is_finite() || w < 0.0 {
+            bail!("{}: weight {w} is not a non-negative number", self.path().display());
+        }
+        if !self.path().is_dir() {
+            bail!("dataset {} does not exist (or is not a folder)", self.path().display());
+        }
+        Ok(())
+    }
+
+    /// A short name for logs and reports.
+    pub fn name(&self) -> String {
+        let kind = match self {
+            Self::Sirst { .. } => "sirst",
+            Self::Pairs { .. } => "pairs",
+            Self::Sequence { .. } => "sequence",
+            Self::Negatives { .. } => "negatives",
+            Self::Unlabeled { .. } => "unlabeled",
+        };
+        format!("{kind} {}", self.path().display())
+    }
+}
+
+/// A group of training samples drawn with one weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The dataset's name.
+    pub name: String,
+    /// Its samples' positions in the training list.
+    pub range: std::ops::Range<usize>,
+    /// Sampling weight.
+    pub weight: f64,
+}
+
+/// One validation input.
+#[derive(Debug, Clone)]
+pub struct ValItem {
+    /// The file it came from.
+    pub name: String,
+    /// At native resolution.
+    pub image: Frame,
+    /// What it is scored against.
+    pub truth: Truth,
+}
+
+/// A validation set: one row of the validation table.
+#[derive(Debug, Clone)]
+pub struct ValSet {
+    /// The dataset's name.
+    pub name: String,
+    /// Its inputs.
+    pub items: Vec<ValItem>,
+}
+
+/// Everything a run loads.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Segmentation samples, at the training size, grouped by dataset.
+    pub seg: Vec<Sample>,
+    /// The groups of `seg`.
+    pub groups: Vec<Group>,
+    /// Images that only the reconstruction stage uses, at the training size.
+    pub recon_only: Vec<Sample>,
+    /// Validation sets at native resolution.
+    pub val: Vec<ValSet>,
+    /// What could not be used, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Loads a recipe's data with `channels` input planes; training samples at `size`×`size`.
+pub fn load(recipe: &Recipe, channels: usize, size: usize, rule: &LabelRule) -> Result<Loaded> {
+    recipe.check()?;
+    let mut out = Loaded::default();
+    for spec in &recipe.train {
+        let (samples, skipped) = training_samples(spec, channels, size, rule)?;
+        out.skipped.extend(skipped);
+        if matches!(spec, DatasetSpec::Unlabeled { .. }) {
+            out.recon_only.extend(samples);
+            continue;
+        }
+        if samples.is_empty() {
+            bail!("{}: no usable sample", spec.name());
+        }
+        let start = out.seg.len();
+        out.seg.extend(samples);
+        out.groups.push(Group {
+            name: spec.name(),
+            range: start..out.seg.len(),
+            weight: spec.weight(),
+        });
+    }
+    for spec in &recipe.validation {
+        let (set, skipped) = validation_set(spec, channels)?;
+        out.skipped.extend(skipped);
+        out.val.push(set);
+    }
+    Ok(out)
+}
+
+fn training_samples(
+    spec: &DatasetSpec,
+    channels: usize,
+    size: usize,
+    rule: &LabelRule,
+) -> Result<(Vec<Sample>, Vec<Skipped>)> {
+    let resized = |v: Vec<Sample>| v.iter().map(|s| resize_sample(s, size)).collect::<Vec<_>>();
+    Ok(match spec {
+        DatasetSpec::Sirst { .. } | DatasetSpec::Pairs { .. } => {
+            let (layout, split) = pair_layout(spec);
+            let (s, k) = load_pairs(&layout, &layout.names(split.as_deref())?, channels);
+            (resized(s), k)
+        }
+        DatasetSpec::Sequence { dir, .. } => {
+            let (frames, skipped) = sequence_frames(dir, channels, rule)?;
+            (frames.iter().flat_map(|s| tiles(s, size)).collect(), skipped)
+        }
+        DatasetSpec::Negatives { dir, list, exclude, .. } => {
+            let (frames, skipped) = negative_frames(dir, list.as_deref(), exclude.as_deref(), channels)?;
+            (frames.iter().flat_map(|s| tiles(s, size)).collect(), skipped)
+        }
+        DatasetSpec::Unlabeled { dir } => {
+            let (s, k) = load_unlabeled(dir, channels)?;
+            (resized(s), k)
+        }
+    })
+}
+
+fn validation_set(spec: &DatasetSpec, channels: usize) -> Result<(ValSet, Vec<Skipped>)> {
+    let (items, skipped) = match spec {
+        DatasetSpec::Sirst { .. } | DatasetSpec::Pairs { .. } => {
+            let (layout, split) = pair_layout(spec);
+            let (s, k) = load_pairs(&layout, &layout.names(split.as_deref())?, channels);
+            let items = s
+                .into_iter()
+                .map(|s| ValItem {
+                    truth: Truth::Mask(s.mask.unwrap_or_default().iter().map(|&v| v > 0.5).collect()),
+                    name: s.name,
+                    image: s.image,
+                })
+                .collect();
+            (items, k)
+        }
+        DatasetSpec::Sequence { dir, .. } => {
+            // Scored by the centroid rule on the annotated points (no derived masks).
+            let seq = Sequence::open(dir)?;
+            if !seq.is_annotated() {
+                bail!(
+                    "{}: a validation sequence needs centroids.csv or boxes.csv",
+                    dir.display()
+                );
+            }
+            let mut items = Vec::new();
+            let mut skipped = Vec::new();
+            for f in seq.frames {
+                match read_frame(&f.path, channels) {
+                    Ok(image) => items.push(ValItem {
+                        name: f.path.display().to_string(),
+                        image,
+                        truth: Truth::Points(f.truth.unwrap_or_default()),
+                    }),
+                    Err(e) => skipped.push(Skipped {
+                        name: f.path.display().to_string(),
+                        reason: format!("{e:#}"),
+                    }),
+                }
+            }
+            (items, skipped)
+        }
+        DatasetSpec::Negatives { dir, list, exclude, .. } => {
+            let (frames, skipped) = negative_frames(dir, list.as_deref(), exclude.as_deref(), channels)?;
+            let items = frames
+                .into_iter()
+                .map(|s| ValItem {
+                    name: s.name,
+                    image: s.image,
+                    truth: Truth::Points(vec![]),
+                })
+                .collect();
+            (items, skipped)
+        }
+        DatasetSpec::Unlabeled { dir } => bail!("{}: unlabeled data cannot validate", dir.display()),
+    };
+    if items.is_empty() {
+        bail!("validation set {}: no usable input", spec.name());
+    }
+    Ok((
+        ValSet {
+            name: spec.name(),
+            items,
+        },
+        skipped,
+    ))
+}
+
+fn pair_layout(spec: &DatasetSpec) -> (PairLayout, Option<PathBuf>) {
+    match spec {
+        DatasetSpec::Sirst { root, split, .. } => (PairLayout::sirst(root), split.as_ref().map(|s| root.join(s))),
+        DatasetSpec::Pairs {
+            images,
+            masks,
+            mask_suffix,
+            extension,
+            split,
+            ..
+        } => (
+            PairLayout {
+                images: images.clone(),
+                masks: masks.clone(),
+                mask_suffix: mask_suffix.clone(),
+                extension: extension.clone(),
+            },
+            split.clone(),
+        ),
+        _ => unreachable!("pair_layout is only called for pair datasets"),
+    }
+}
+
+/// A sequence's frames with derived masks; a frame with a target whose mask cannot be derived
+/// is skipped whole.
+fn sequence_frames(dir: &Path, channels: usize, rule: &LabelRule) -> Result<(Vec<Sample>, Vec<Skipped>)> {
+    let seq = Sequence::open(dir)?;
+    if !seq.is_annotated() {
+        bail!(
+            "{}: a training sequence needs centroids.csv or boxes.csv",
+            dir.display()
+        );
+    }
+    let (mut out, mut skipped) = (Vec::new(), Vec::new());
+    for f in &seq.frames {
+        let name = f.path.display().to_string();
+        let frame = match read_frame(&f.path, channels) {
+            Ok(fr) => fr,
+            Err(e) => {
+                skipped.push(Skipped {
+                    name,
+                    reason: format!("{e:#}"),
+                });
+                continue;
+            }
+        };
+        // The label rule reads gray: the first plane (gray frames are replicated into RGB).
+        let labels = derive_frame(frame.plane(0), frame.width, frame.height, &annotations(f), rule);
+        if let Some((k, why)) = labels.skipped.first() {
+            skipped.push(Skipped {
+                name,
+                reason: format!("target {}: {why} (frame left out: its mask would be incomplete)", k + 1),
+            });
+            continue;
+        }
+        out.push(Sample {
+            name,
+            mask: Some(labels.mask.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect()),
+            image: frame,
+        });
+    }
+    Ok((out, skipped))
+}
+
+/// Target-free frames of `dir`, restricted to `list` and without `exclude` (file names).
+fn negative_frames(
+    dir: &Path,
+    list: Option<&Path>,
+    exclude: Option<&Path>,
+    channels: usize,
+) -> Result<(Vec<Sample>, Vec<Skipped>)> {
+    let names = |p: &Path| -> Result<Vec<String>> {
+        let names = read_split(&dir.join(p))?;
+        if names.is_empty() {
+            bail!("{} lists no names", dir.join(p).display());
+        }
+        Ok(names)
+    };
+    let keep = list.map(names).transpose()?;
+    let drop = exclude.map(names).transpose()?.unwrap_or_default();
+    let files = list_images(dir)?;
+    let file_name = |p: &Path| p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    if let Some(keep) = &keep {
+        if let Some(missing) = keep.iter().find(|n| !files.iter().any(|f| &file_name(f) == *n)) {
+            bail!("{}: `{missing}` is listed but not in the folder", dir.display());
+        }
+    }
+    let (mut out, mut skipped) = (Vec::new(), Vec::new());
+    for f in files {
+        let n = file_name(&f);
+        if keep.as_ref().is_some_and(|k| !k.contains(&n)) || drop.contains(&n) {
+            continue;
+        }
+        match read_frame(&f, channels) {
+            Ok(image) => out.push(Sample {
+                name: f.display().to_string(),
+                mask: Some(vec![0.0; image.width * image.height]),
+                image,
+            }),
+            Err(e) => skipped.push(Skipped {
+                name: f.display().to_string(),
+                reason: format!("{e:#}"),
+            }),
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// Cuts a sample into `size`×`size` tiles at native resolution that cover it (the last row
+/// and column of tiles are aligned to the far edges); a side smaller than `size` is padded by
+/// repeating its edge pixels.
+pub fn tiles(s: &Sample, size: usize) -> Vec<Sample> {
+    let (w, h) = (s.image.width, s.image.height);
+    let (pw, ph) = (w.max(size), h.max(size));
+    let pad = |plane: &[f32]| {
+        if (pw, ph) == (w, h) {
+            plane.to_vec()
+        } else {
+            pad_edge(plane, w, h, pw, ph)
+        }
+    };
+    let planes: Vec<Vec<f32>> = (0..s.image.channels).map(|c| pad(s.image.plane(c))).collect();
+    let mask = s.mask.as_ref().map(|m| pad(m));
+    let starts = |n: usize| -> Vec<usize> {
+        let mut v: Vec<usize> = (0..=n - size).step_by(size).collect();
+        if v.last() != Some(&(n - size)) {
+            v.push(n - size);
+        }
+        v
+    };
+    let cut = |src: &[f32], x0: usize, y0: usize| -> Vec<f32> {
+        (0..size)
+            .flat_map(|y| src[(y0 + y) * pw + x0..][..size].iter().copied())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for &y0 in &starts(ph) {
+        for &x0 in &starts(pw) {
+            out.push(Sample {
+                name: format!("{}@{x0},{y0}", s.name),
+                image: Frame {
+                    width: size,
+                    height: size,
+                    channels: s.image.channels,
+                    data: planes.iter().flat_map(|p| cut(p, x0, y0)).collect(),
+                },
+                mask: mask.as_ref().map(|m| cut(m, x0, y0)),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_files_parse_into_one_recipe() {
+        assert_eq!(
+            DatasetSpec::parse_flag("negatives:bg@0.5"),
+            Ok(DatasetSpec::Negatives {
+                dir: "bg".into(),
+                list: None,
+                exclude: None,
+                weight: 0.5
+            })
+        );
+        assert!(DatasetSpec::parse_flag("sequence:a@-1").is_err());
+        assert!(DatasetSpec::parse_flag("masks:a").unwrap_err().contains("unknown kind"));
+        let r: Recipe = serde_json::from_str(r#"{"train":[{"kind":"sequence","dir":"s"}]}"#).unwrap();
+        assert_eq!(
+            r.train,
+            vec![DatasetSpec::Sequence {
+                dir: "s".into(),
+                weight: 1.0
+            }]
+        );
+        assert!(serde_json::from_str::<Recipe>(r#"{"train":[{"kind":"sequence","dri":"s"}]}"#).is_err());
+    }
+
+    #[test]
+    fn tiles_cover_the_frame_at_native_resolution() {
+        let (w, h) = (10, 7);
+        let s = Sample {
+            name: "f".into(),
+            image: Frame::new(w, h, 1, (0..w * h).map(|v| v as f32).collect()).unwrap(),
+            mask: Some(vec![0.0; w * h]),
+        };
+        let t = tiles(&s, 4);
+        assert_eq!(t.len(), 3 * 2, "x starts 0,4,6; y starts 0,3");
+        assert_eq!(
+            t[2].image.data[0], 6.0,
+            "the last column of tiles is aligned to the edge"
+        );
+        assert_eq!(t[3].image.data[0], 30.0);
+        let small = tiles(&s, 16);
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0].image.data[15], 9.0, "padded by repeating the edge");
+    }
+}

@@ -1,0 +1,169 @@
+//! Mixed training sets: one run draws from a derived-mask sequence and target-free frames
+//! with a weight each, validates on both kinds, and records the recipe.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn srsnet(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_srsnet"))
+        .args(args)
+        .output()
+        .expect("run srsnet");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("srsnet-recipe-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A small 1-channel model, so a training run takes seconds.
+fn small_preset(dir: &Path) -> PathBuf {
+    let net = serde_json::json!({ "stem": 8, "widths": [8, 8, 8, 8], "blocks": [1, 1, 1, 1] });
+    let cfg = serde_json::json!({
+        "name": "test-small", "in_channels": 1, "recon_out_channels": 1, "dpconv_kernel": 3,
+        "recon": net, "seg": net,
+    });
+    let p = dir.join("small.json");
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    p
+}
+
+fn synth(out: &Path, targets: &str, seed: &str, count: &str) {
+    let (code, err) = srsnet(&[
+        "synth",
+        "--out",
+        s(out),
+        "--count",
+        count,
+        "--size",
+        "80x64",
+        "--targets",
+        targets,
+        "--seed",
+        seed,
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_recipe_run_trains_on_mixed_data_and_records_it() {
+    let d = tmp("mixed");
+    synth(&d.join("seq"), "2", "3", "6");
+    synth(&d.join("seq-val"), "2", "4", "3");
+    // Target-free frames: synthetic scenes without targets, in a plain folder.
+    synth(&d.join("neg"), "0", "5", "4");
+    let recipe = serde_json::json!({
+        "train": [
+            { "kind": "sequence", "dir": "seq/", "weight": 1.0 },
+            { "kind": "negatives", "dir": "neg/frames", "exclude": "../../held-out.txt", "weight": 0.5 }
+        ],
+        "validation": [
+            { "kind": "sequence", "dir": "seq-val" },
+            { "kind": "negatives", "dir": "neg/frames", "list": "../../held-out.txt" }
+        ]
+    });
+    std::fs::write(d.join("held-out.txt"), "synthetic_0003.png\n").unwrap();
+    std::fs::write(d.join("recipe.json"), recipe.to_string()).unwrap();
+    let out = d.join("run");
+    let (code, err) = srsnet(&[
+        "train",
+        "all",
+        "--recipe",
+        s(&d.join("recipe.json")),
+        "--preset",
+        s(&small_preset(&d)),
+        "--size",
+        "32",
+        "--batch",
+        "4",
+        "--epochs",
+        "1",
+        "--recon-epochs",
+        "1",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // 6 frames of 80×64 in 32-px tiles (3×2 each) and 3 target-free frames at weight 0.5.
+    assert!(
+        err.contains("train: sequence") && err.contains("(36 samples, weight 1)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("train: negatives") && err.contains("(18 samples, weight 0.5)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("validate: negatives") && err.contains("(1 inputs)"),
+        "{err}"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("recipe.json")).unwrap()).unwrap();
+    assert_eq!(saved["train"].as_array().unwrap().len(), 2);
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let seg: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["stage"] == "seg")
+        .unwrap();
+    let sets = seg["val"]["sets"].as_array().unwrap();
+    assert_eq!(sets.len(), 2, "{seg}");
+    assert!(
+        sets[1]["metrics"]["false_targets_per_frame"].as_f64().is_some(),
+        "{seg}"
+    );
+    let file = srsnet::model::weights_file::WeightsFile::open(&out.join("srsnet.safetensors")).unwrap();
+    assert_eq!(
+        file.info["recipe"]["validation"].as_array().unwrap().len(),
+        2,
+        "{}",
+        file.info
+    );
+}
+
+#[test]
+fn bad_recipes_are_refused_with_the_reason() {
+    let d = tmp("bad");
+    let write = |v: serde_json::Value| {
+        let p = d.join("r.json");
+        std::fs::write(&p, v.to_string()).unwrap();
+        p
+    };
+    let cases = [
+        (
+            serde_json::json!({"train": [{"kind": "sequence", "dir": "nowhere"}]}),
+            "nowhere",
+        ),
+        (
+            serde_json::json!({"train": [{"kind": "sequence", "dri": "x"}]}),
+            "not a valid recipe",
+        ),
+        (
+            serde_json::json!({"train": [{"kind": "negatives", "dir": ".", "weight": -1}]}),
+            "weight",
+        ),
+        (
+            serde_json::json!({"train": [{"kind": "unlabeled", "dir": "."}]}),
+            "no labelled",
+        ),
+    ];
+    for (recipe, needle) in cases {
+        let p = write(recipe);
+        let (code, err) = srsnet(&["train", "all", "--recipe", s(&p), "--out", s(&d.join("o"))]);
+        assert_ne!(code, 0);
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let (code, err) = srsnet(&["train", "all", "--dataset", "masks:x", "--out", s(&d.join("o"))]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown kind"), "{err}");
+}
