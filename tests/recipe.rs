@@ -65,11 +65,11 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
     let recipe = serde_json::json!({
         "train": [
             { "kind": "sequence", "dir": "seq/", "weight": 1.0 },
-            { "kind": "negatives", "dir": "neg/frames", "exclude": "../../held-out.txt", "weight": 0.5 }
+            { "kind": "negatives", "dir": "neg/frames", "exclude": "held-out.txt", "weight": 0.5 }
         ],
         "validation": [
             { "kind": "sequence", "dir": "seq-val" },
-            { "kind": "negatives", "dir": "neg/frames", "list": "../../held-out.txt" }
+            { "kind": "negatives", "dir": "neg/frames", "list": "held-out.txt" }
         ]
     });
     std::fs::write(d.join("held-out.txt"), "synthetic_0003.png\n").unwrap();

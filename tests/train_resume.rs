@@ -72,6 +72,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         sgd: SgdConfig::default(),
         seed: 9,
         augment: AugmentConfig {
+            synthesis: srsnet::train::augment::Synthesis::default(),
             crop: Some(16),
             target_bias: 0.5,
             rotate_flip: true,

@@ -10,6 +10,7 @@ use crate::device::DeviceSpec;
 use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
 use crate::image_io::{read_frame, Frame};
 use crate::infer::Segmenter;
+use crate::train::recipe;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,12 @@ pub struct EvalArgs {
     /// A sequence folder with frames/ and centroids.csv (Pd/Fa by the 3-pixel centroid rule).
     #[arg(long)]
     pub sequence: Option<PathBuf>,
+    /// A folder of target-free frames: false targets per frame and Fa.
+    #[arg(long, conflicts_with_all = ["data", "pred", "sequence"])]
+    pub negatives: Option<PathBuf>,
+    /// A recipe file: score each of its validation sets, one table row per set (and threshold).
+    #[arg(long, conflicts_with_all = ["data", "pred", "sequence", "negatives"])]
+    pub recipe: Option<PathBuf>,
     /// Probability threshold (default: the weights' recorded operating point, else 0.5).
     #[arg(long, value_parser = parse_threshold, conflicts_with = "sweep")]
     pub threshold: Option<f32>,
@@ -77,6 +84,22 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else {
         args.sweep.clone()
     };
+    let sets = match (&args.recipe, &args.negatives) {
+        (Some(path), _) => Some(recipe::Recipe::from_file(path)?),
+        (None, Some(dir)) => Some(recipe::Recipe {
+            train: vec![],
+            validation: vec![recipe::DatasetSpec::Negatives {
+                dir: dir.clone(),
+                list: None,
+                exclude: None,
+                weight: 1.0,
+            }],
+        }),
+        _ => None,
+    };
+    if let Some(r) = sets {
+        return eval_sets(&seg, &r, &thresholds, args.json);
+    }
     let (rows, failed, points_only) = match (&args.data, &args.sequence) {
         (Some(root), _) => {
             let (rows, failed) = sweep_model(&seg, &PairLayout::sirst(root), args.split.as_deref(), &thresholds)?;
@@ -86,11 +109,96 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let (rows, failed) = sweep_sequence(&seg, dir, &thresholds)?;
             (rows, failed, true)
         }
-        _ => bail!("give --data DIR, --sequence DIR, or --pred DIR --gt DIR"),
+        _ => bail!("give --data DIR, --sequence DIR, --negatives DIR, --recipe FILE, or --pred DIR --gt DIR"),
     };
     let labelled: Vec<(Option<f32>, Metrics)> = thresholds.iter().map(|&t| Some(t)).zip(rows).collect();
     print_rows(&seg.name(), &labelled, points_only, args.json, failed);
     finish(&labelled[0].1, failed)
+}
+
+/// Scores every validation set of `recipe` at every threshold and prints one table: a row per
+/// set and threshold with IoU, nIoU and F1 (mask-labelled sets), Pd, Fa and false targets per
+/// frame.
+fn eval_sets(seg: &Segmenter, recipe: &recipe::Recipe, thresholds: &[f32], json: bool) -> Result<()> {
+    let (sets, skipped) = recipe::load_validation(recipe, seg.channels())?;
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.name, s.reason);
+    }
+    let mut failed = skipped.len();
+    let mut rows = Vec::new();
+    for set in &sets {
+        let inputs = set
+            .items
+            .iter()
+            .map(|i| (i.name.clone(), Ok((i.image.clone(), i.truth.clone()))));
+        let (metrics, f) = score_all(seg, inputs, thresholds);
+        failed += f;
+        let masks = set.items.iter().all(|i| matches!(i.truth, Truth::Mask(_)));
+        for (t, m) in thresholds.iter().zip(metrics) {
+            rows.push((set.name.clone(), *t, masks, m));
+        }
+    }
+    if json {
+        for (name, t, masks, m) in &rows {
+            let rule = if *masks { "mask" } else { "centroid" };
+            println!(
+                "{}",
+                serde_json::json!({ "model": seg.name(), "set": name, "threshold": t, "rule": rule, "metrics": m })
+            );
+        }
+    } else {
+        println!("{}", sets_table(&seg.name(), &rows));
+    }
+    if failed > 0 {
+        bail!("{failed} inputs could not be scored (see above)");
+    }
+    Ok(())
+}
+
+/// The validation table: one row per (set, threshold).
+pub fn sets_table(model: &str, rows: &[(String, f32, bool, Metrics)]) -> String {
+    let mut out = format!(
+        "{model}\n{:<48} {:>5} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
+        "set", "thr", "images", "IoU", "nIoU", "F1", "Pd", "hits", "Fa×1e-6", "FT/frame"
+    );
+    for (name, t, masks, m) in rows {
+        let (iou, niou, f1) = if *masks {
+            (
+                format!("{:.4}", m.iou),
+                format!("{:.4}", m.niou),
+                format!("{:.4}", m.f1),
+            )
+        } else {
+            ("-".into(), "-".into(), "-".into())
+        };
+        let pd = if m.targets > 0 {
+            format!("{:.4}", m.pd)
+        } else {
+            "-".into()
+        };
+        let name: String = if name.chars().count() > 48 {
+            format!(
+                "…{}",
+                name.chars()
+                    .rev()
+                    .take(47)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+            )
+        } else {
+            name.clone()
+        };
+        out.push_str(&format!(
+            "{name:<48} {t:>5.2} {:>6} {iou:>7} {niou:>7} {f1:>7} {pd:>7} {:>7} {:>9.2} {:>8.3}\n",
+            m.images,
+            format!("{}/{}", m.hits, m.targets),
+            m.fa * 1e6,
+            m.false_targets_per_frame
+        ));
+    }
+    out
 }
 
 /// A non-zero exit when something could not be scored, or nothing was.

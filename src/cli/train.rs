@@ -9,7 +9,7 @@ use crate::model::weights_file;
 use crate::model::ModelConfig;
 use crate::preprocess::{Geometry, PreprocessSpec};
 use crate::stream::stop::Stop;
-use crate::train::augment::AugmentConfig;
+use crate::train::augment::{AugmentConfig, Synthesis};
 use crate::train::data::{Sample, Skipped};
 use crate::train::optim::SgdConfig;
 use crate::train::recipe::{self, DatasetSpec, Group, Recipe, ValSet};
@@ -69,6 +69,7 @@ pub struct RunArgs {
 }
 
 fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epochs: usize) -> TrainOptions {
+    // Synthetic targets and artefacts are for the segmentation stage; `train` clears them for R.
     TrainOptions {
         config: config.clone(),
         preprocess: preprocess.clone(),
@@ -177,7 +178,9 @@ pub fn train(which: Which, recipe: &Recipe, run: &RunArgs, recon: Option<&Path>,
                 weight: 1.0,
             });
         }
-        let outcome = trainer::train_recon(&options(run, &config, &preprocess, run.recon_epochs), &data, &stop)?;
+        let mut opts = options(run, &config, &preprocess, run.recon_epochs);
+        opts.augment.synthesis = Synthesis::default();
+        let outcome = trainer::train_recon(&opts, &data, &stop)?;
         if outcome == Outcome::Interrupted {
             return report_skipped(&loaded.skipped);
         }
@@ -262,7 +265,7 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "recipe": recipe,
         "epochs": run.epochs, "recon_epochs": run.recon_epochs, "batch": run.batch, "lr": run.sgd.lr,
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
-        "crop": run.augment.crop,
+        "crop": run.augment.crop, "synthesis": run.augment.synthesis,
     })
 }
 
@@ -392,6 +395,14 @@ pub struct TrainArgs {
     /// Disable the random rot90 and flips.
     #[arg(long)]
     pub no_augment: bool,
+    /// Probability that a segmentation crop gets 1–3 synthetic targets pasted in (point and
+    /// extended, signal-to-clutter 2–8, some smeared), with exact masks.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
+    pub synthetic_targets: f64,
+    /// Probability that a segmentation crop gets a sensor artefact (dead/hot row or column,
+    /// stripe noise) that must stay background.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
+    pub artefacts: f64,
     /// Validate every this many epochs (and after the last).
     #[arg(long, default_value_t = 1, value_parser = parse_at_least_one)]
     pub val_every: usize,
@@ -485,6 +496,10 @@ impl TrainArgs {
                 crop: self.crop,
                 target_bias: self.target_bias,
                 rotate_flip: !self.no_augment,
+                synthesis: Synthesis {
+                    targets: self.synthetic_targets,
+                    artefacts: self.artefacts,
+                },
             },
             val_every: self.val_every,
             out: self.out,

@@ -19,8 +19,8 @@
 //! }
 //! ```
 //!
-//! Relative paths are relative to the recipe file's folder; a split, list or exclude file is
-//! relative to its dataset's folder. Kinds:
+//! Relative paths are relative to the recipe file's folder, except a SIRST `split`, which is
+//! relative to its dataset's root (as `splits/train.txt` is). Kinds:
 //! - `sirst`/`pairs`: images with masks, resized to the training size (the reference's recipe);
 //! - `sequence`: frames with `centroids.csv` or `boxes.csv`, masks derived by the label rule
 //!   ([`crate::dataset::labels`]); a frame with a target whose mask cannot be derived is left
@@ -95,10 +95,10 @@ pub enum DatasetSpec {
     Negatives {
         /// Folder of images.
         dir: PathBuf,
-        /// Only these file names (one per line), relative to `dir`.
+        /// Only these file names (a file with one per line).
         #[serde(default)]
         list: Option<PathBuf>,
-        /// Not these file names (one per line), relative to `dir`: a held-out list.
+        /// Not these file names (a file with one per line): a held-out list.
         #[serde(default)]
         exclude: Option<PathBuf>,
         /// Sampling weight.
@@ -239,7 +239,11 @@ impl DatasetSpec {
                     join(s);
                 }
             }
-            Self::Sequence { dir, .. } | Self::Negatives { dir, .. } | Self::Unlabeled { dir } => join(dir),
+            Self::Negatives { dir, list, exclude, .. } => {
+                join(dir);
+                list.iter_mut().chain(exclude.iter_mut()).for_each(join);
+            }
+            Self::Sequence { dir, .. } | Self::Unlabeled { dir } => join(dir),
         }
     }
 
@@ -369,6 +373,21 @@ fn training_samples(
             (resized(s), k)
         }
     })
+}
+
+/// Loads only a recipe's validation sets (for `srsnet eval --recipe`).
+pub fn load_validation(recipe: &Recipe, channels: usize) -> Result<(Vec<ValSet>, Vec<Skipped>)> {
+    if recipe.validation.is_empty() {
+        bail!("the recipe has no validation sets");
+    }
+    let (mut sets, mut skipped) = (Vec::new(), Vec::new());
+    for spec in &recipe.validation {
+        spec.check()?;
+        let (set, k) = validation_set(spec, channels)?;
+        sets.push(set);
+        skipped.extend(k);
+    }
+    Ok((sets, skipped))
 }
 
 fn validation_set(spec: &DatasetSpec, channels: usize) -> Result<(ValSet, Vec<Skipped>)> {
@@ -510,9 +529,9 @@ fn negative_frames(
     channels: usize,
 ) -> Result<(Vec<Sample>, Vec<Skipped>)> {
     let names = |p: &Path| -> Result<Vec<String>> {
-        let names = read_split(&dir.join(p))?;
+        let names = read_split(p)?;
         if names.is_empty() {
-            bail!("{} lists no names", dir.join(p).display());
+            bail!("{} lists no names", p.display());
         }
         Ok(names)
     };

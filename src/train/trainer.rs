@@ -2,7 +2,7 @@
 //! per-epoch checkpoints with the optimiser state (exact `--resume`); a checkpoint on Ctrl-C;
 //! a JSON Lines log; the best checkpoint kept by a named score.
 
-use super::augment::{augment, sample_rng, AugmentConfig};
+use super::augment::{augment, sample_rng, synthesize, AugmentConfig};
 use super::checkpoint::{self, Checkpoint, RunState};
 use super::data::Sample;
 use super::optim::{Sgd, SgdConfig};
@@ -226,7 +226,8 @@ fn make_batch(
     let mut side = 0;
     for (k, &i) in idx.iter().enumerate() {
         let mut rng = sample_rng(opts.seed, epoch, b * opts.batch + k);
-        let (img, mask) = augment(&data[i], &opts.augment, &mut rng);
+        let (mut img, mut mask) = augment(&data[i], &opts.augment, &mut rng);
+        synthesize(&mut img, &mut mask, &opts.augment.synthesis, &mut rng);
         side = img.width;
         let c = img.channels;
         for ch in 0..c {
