@@ -486,3 +486,54 @@ fn a_synthetic_sequence_on_disk_holds_the_frames_the_stream_source_makes() {
         }
     }
 }
+
+/// A fixed camera: a still scene with a warm static blob (clutter) and a target moving 2 px
+/// per frame, as a sequence with the target's centroids.
+fn still_scene_with_clutter(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("frames")).unwrap();
+    let mut csv = String::from("frame,x,y\n");
+    for i in 0..12u32 {
+        let mut img = image::GrayImage::from_fn(96, 64, |x, y| image::Luma([60 + ((x * 7 + y * 3) % 5) as u8]));
+        for (cx, cy) in [(20u32, 40u32), (10 + 2 * i, 12 + i)] {
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    img.put_pixel(cx + dx, cy + dy, image::Luma([200]));
+                }
+            }
+        }
+        let name = format!("f{i:02}.png");
+        img.save(dir.join("frames").join(&name)).unwrap();
+        csv.push_str(&format!("{name},{:.1},{:.1}\n", 10.5 + 2.0 * i as f64, 12.5 + i as f64));
+    }
+    std::fs::write(dir.join("centroids.csv"), csv).unwrap();
+}
+
+#[test]
+fn static_clutter_rejection_keeps_the_mover_and_drops_the_static_blob() {
+    use srsnet::stream::postprocess::StaticClutter;
+    let dir = tmp("static");
+    still_scene_with_clutter(&dir);
+    let run_with = |clutter: Option<StaticClutter>| {
+        let sink = Capture::default();
+        let report = go(
+            Box::new(FolderSource::new(&dir, None, false).unwrap()),
+            &sink,
+            PipelineConfig {
+                static_clutter: clutter,
+                ..Default::default()
+            },
+        );
+        (report.stats.score.finish(), report.stats.clutter)
+    };
+    let (plain, none) = run_with(None);
+    let (filtered, rejected) = run_with(Some(StaticClutter::new(3, 2.0, 0.01).unwrap()));
+    assert_eq!(none, 0);
+    assert_eq!((plain.pd, filtered.pd), (1.0, 1.0), "the mover is kept");
+    assert!((plain.false_targets_per_frame - 1.0).abs() < 1e-9, "{plain:?}");
+    // The blob is reported in its first 3 frames, then rejected in the other 9.
+    assert_eq!(rejected, 9);
+    assert!(
+        (filtered.false_targets_per_frame - 3.0 / 12.0).abs() < 1e-9,
+        "{filtered:?}"
+    );
+}

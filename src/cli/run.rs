@@ -6,7 +6,7 @@ use crate::calibration::Profile;
 use crate::device::DeviceSpec;
 use crate::infer::Segmenter;
 use crate::stream::pipeline::{self, PipelineConfig};
-use crate::stream::postprocess::{parse_confirm_window, AreaLimits, Confirmer};
+use crate::stream::postprocess::{parse_confirm_window, AreaLimits, Confirmer, StaticClutter};
 use crate::stream::preprocess::{Preprocessor, Stretch};
 use crate::stream::sinks::Sinks;
 use crate::stream::sources::{self, PixelFormat, SourceOptions, SourceSpec};
@@ -91,6 +91,17 @@ pub struct RunArgs {
     /// Temporal confirmation M/N: keep targets seen in M of the last N frames.
     #[arg(long, value_parser = parse_confirm_window)]
     pub confirm: Option<(usize, usize)>,
+    /// Static-clutter rejection for fixed cameras: a detection that stays within
+    /// --static-radius px for more than N frames while the scene is still is clutter.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub static_clutter: Option<u64>,
+    /// Radius (px) within which a detection counts as static.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_non_negative)]
+    pub static_radius: f64,
+    /// The scene is still while consecutive frames differ by less than this (mean absolute
+    /// difference, intensity units in [0, 1]).
+    #[arg(long, default_value_t = 0.01, value_parser = parse_non_negative)]
+    pub still_below: f64,
     /// Radius (px) for temporal confirmation.
     #[arg(long, default_value_t = 3.0, value_parser = parse_non_negative)]
     pub confirm_radius: f64,
@@ -147,6 +158,10 @@ impl RunArgs {
 /// A reader that closes the JSON Lines pipe (`| head`) ends the run normally.
 pub fn run(args: RunArgs) -> Result<serde_json::Value> {
     let area = AreaLimits::new(args.min_area, args.max_area)?;
+    let static_clutter = args
+        .static_clutter
+        .map(|n| StaticClutter::new(n as usize, args.static_radius, args.still_below as f32))
+        .transpose()?;
     let confirm = args
         .confirm
         .map(|(m, n)| Confirmer::new(m, n, args.confirm_radius))
@@ -179,6 +194,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         batch: args.batch,
         area,
         confirm,
+        static_clutter,
         stats_every: args.stats_every,
         queue: 4,
     };

@@ -16,7 +16,7 @@
 //! and reported, and the others go on.
 
 use super::frame::RawFrame;
-use super::postprocess::{AreaLimits, Confirmer};
+use super::postprocess::{AreaLimits, Confirmer, StaticClutter};
 use super::preprocess::Preprocessor;
 use super::sinks::{SinkError, Sinks};
 use super::sources::{FrameSource, SourceError};
@@ -39,6 +39,8 @@ pub struct PipelineConfig {
     pub area: AreaLimits,
     /// Temporal confirmation, when asked for.
     pub confirm: Option<Confirmer>,
+    /// Static-clutter rejection (fixed cameras), when asked for.
+    pub static_clutter: Option<StaticClutter>,
     /// Print statistics every this many frames (to stderr).
     pub stats_every: Option<u64>,
     /// Queue length between stages.
@@ -52,6 +54,7 @@ impl Default for PipelineConfig {
             batch: 1,
             area: AreaLimits::default(),
             confirm: None,
+            static_clutter: None,
             stats_every: None,
             queue: 4,
         }
@@ -98,6 +101,7 @@ struct Counters {
     dropped: AtomicU64,
     source_errors: AtomicU64,
     discarded: AtomicU64,
+    clutter: AtomicU64,
 }
 
 /// Runs `source` through the pipeline until it ends, `stop` is requested, or an output fails.
@@ -119,7 +123,11 @@ pub fn run(
     let (post_tx, post_rx) = bounded::<Detected>(q);
     let (err_tx, err_rx) = crossbeam_channel::unbounded::<String>();
     let (threshold, batch) = (cfg.threshold, cfg.batch.max(1));
-    let (area, confirm) = (cfg.area, cfg.confirm.take());
+    let post = Post {
+        area: cfg.area,
+        confirm: cfg.confirm.take(),
+        clutter: cfg.static_clutter.take(),
+    };
 
     let counters = &counters;
     let segmenter = &segmenter;
@@ -130,7 +138,7 @@ pub fn run(
         s.spawn(move || preprocess(cap_rx, pre_tx, pre, e, stop, counters));
         let e = err_tx.clone();
         s.spawn(move || infer(pre_rx, inf_tx, segmenter, threshold, batch, e, stop, counters));
-        s.spawn(move || postprocess(inf_rx, post_tx, area, confirm, stop, counters));
+        s.spawn(move || postprocess(inf_rx, post_tx, post, stop, counters));
         drop(err_tx);
         let mut report = emit(post_rx, err_rx, sinks, &cfg, live, stop, started, counters);
         report.source_failure = capture
@@ -140,6 +148,7 @@ pub fn run(
         report.stats.dropped = counters.dropped.load(Ordering::Relaxed);
         report.stats.source_errors = counters.source_errors.load(Ordering::Relaxed);
         report.stats.discarded = counters.discarded.load(Ordering::Relaxed);
+        report.stats.clutter = counters.clutter.load(Ordering::Relaxed);
         report.stats.wall = started.elapsed();
         report
     })
@@ -288,30 +297,34 @@ fn infer(
     }
 }
 
-/// Postprocess: area limits, then temporal confirmation.
-fn postprocess(
-    rx: Receiver<Detected>,
-    tx: Sender<Detected>,
+/// What the postprocess stage applies, in order.
+struct Post {
     area: AreaLimits,
-    mut confirm: Option<Confirmer>,
-    stop: &Stop,
-    counters: &Counters,
-) {
+    confirm: Option<Confirmer>,
+    clutter: Option<StaticClutter>,
+}
+
+/// Postprocess: area limits, then static-clutter rejection, then temporal confirmation.
+fn postprocess(rx: Receiver<Detected>, tx: Sender<Detected>, mut post: Post, stop: &Stop, counters: &Counters) {
     for mut item in rx.iter() {
         if stop.is_aborted() {
             discard(counters);
             continue;
         }
         let t0 = Instant::now();
-        let det = &mut item.detection;
-        let mut targets: Vec<_> = std::mem::take(&mut det.targets)
+        let mut targets: Vec<_> = std::mem::take(&mut item.detection.targets)
             .into_iter()
-            .filter(|t| area.keep(t))
+            .filter(|t| post.area.keep(t))
             .collect();
-        if let Some(c) = confirm.as_mut() {
+        if let Some(c) = post.clutter.as_mut() {
+            let before = c.rejected;
+            targets = c.filter(&item.frame, targets);
+            counters.clutter.fetch_add(c.rejected - before, Ordering::Relaxed);
+        }
+        if let Some(c) = post.confirm.as_mut() {
             targets = c.confirm(targets);
         }
-        det.targets = targets;
+        item.detection.targets = targets;
         item.times.postprocess = t0.elapsed().as_secs_f64();
         if tx.send(item).is_err() {
             return;

@@ -83,6 +83,91 @@ impl Confirmer {
     }
 }
 
+/// Static-clutter rejection for fixed cameras: a detection that stays within `radius` px of the
+/// same place for more than `frames` consecutive frames while the scene is still is clutter
+/// (a warm chimney, a glint on a rail), not a target. The scene counts as still while the mean
+/// absolute difference between consecutive frames (sampled every 4th pixel of the first plane)
+/// stays below `still_below` intensity units; any larger change (pan, zoom, gain change) starts
+/// every track afresh, so a moving camera never rejects anything.
+#[derive(Debug, Clone)]
+pub struct StaticClutter {
+    frames: usize,
+    radius: f64,
+    still_below: f32,
+    tracks: Vec<(f64, f64, usize)>,
+    previous: Option<(usize, usize, Vec<f32>)>,
+    /// Detections rejected as clutter so far.
+    pub rejected: u64,
+    /// Frames judged still so far (of all frames seen).
+    pub still_frames: u64,
+}
+
+impl StaticClutter {
+    /// Rejects detections static for more than `frames` frames within `radius` px.
+    pub fn new(frames: usize, radius: f64, still_below: f32) -> Result<Self> {
+        if frames == 0 {
+            bail!("--static-clutter needs at least 1 frame");
+        }
+        if !radius.is_finite() || radius < 0.0 || !still_below.is_finite() || still_below < 0.0 {
+            bail!("static-clutter radius and stillness threshold must be non-negative numbers");
+        }
+        Ok(Self {
+            frames,
+            radius,
+            still_below,
+            tracks: Vec::new(),
+            previous: None,
+            rejected: 0,
+            still_frames: 0,
+        })
+    }
+
+    /// The targets of `frame` that are not static clutter.
+    pub fn filter(&mut self, frame: &crate::image_io::Frame, targets: Vec<Target>) -> Vec<Target> {
+        let sample: Vec<f32> = frame.plane(0).iter().step_by(4).copied().collect();
+        let still = match &self.previous {
+            Some((w, h, prev)) if (*w, *h) == (frame.width, frame.height) => {
+                let diff =
+                    prev.iter().zip(&sample).map(|(a, b)| (a - b).abs()).sum::<f32>() / sample.len().max(1) as f32;
+                diff < self.still_below
+            }
+            _ => false,
+        };
+        self.previous = Some((frame.width, frame.height, sample));
+        if !still {
+            self.tracks = targets.iter().map(|t| (t.x, t.y, 1)).collect();
+            return targets;
+        }
+        self.still_frames += 1;
+        let mut old = std::mem::take(&mut self.tracks);
+        let r2 = self.radius * self.radius;
+        let mut kept = Vec::with_capacity(targets.len());
+        for t in targets {
+            let near = old
+                .iter()
+                .enumerate()
+                .map(|(k, &(x, y, _))| (k, (x - t.x).powi(2) + (y - t.y).powi(2)))
+                .filter(|&(_, d2)| d2 <= r2)
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            // A track keeps its first position, so slow drift still ends it.
+            let (x, y, age) = match near {
+                Some((k, _)) => {
+                    let (x, y, age) = old.swap_remove(k);
+                    (x, y, age + 1)
+                }
+                None => (t.x, t.y, 1),
+            };
+            self.tracks.push((x, y, age));
+            if age > self.frames {
+                self.rejected += 1;
+            } else {
+                kept.push(t);
+            }
+        }
+        kept
+    }
+}
+
 /// Parses `M/N` for `--confirm` (a clap value parser).
 pub fn parse_confirm_window(s: &str) -> Result<(usize, usize), String> {
     let (m, n) = s
@@ -125,6 +210,26 @@ mod tests {
         assert!(c.confirm(vec![t(10.0, 10.0)]).is_empty());
         assert_eq!(c.confirm(vec![t(11.0, 10.0)]).len(), 1, "seen twice within 2 px");
         assert!(c.confirm(vec![t(50.0, 50.0)]).is_empty(), "a new flash elsewhere");
+    }
+
+    #[test]
+    fn static_detections_on_a_still_scene_become_clutter() {
+        let frame = |shift: f32| crate::image_io::Frame::new(8, 8, 1, vec![0.3 + shift; 64]).unwrap();
+        let mut c = StaticClutter::new(2, 1.5, 0.01).unwrap();
+        let mut kept = Vec::new();
+        for _ in 0..5 {
+            kept.push(
+                c.filter(&frame(0.0), vec![t(10.0, 10.0), t(40.0 + kept.len() as f64 * 3.0, 5.0)])
+                    .len(),
+            );
+        }
+        // The static detection is reported in its first 2 frames, then it has stayed for more
+        // than 2 frames and is clutter; the mover (3 px per frame) always stays.
+        assert_eq!(kept, vec![2, 2, 1, 1, 1]);
+        assert_eq!(c.rejected, 3);
+        // The camera moves: everything starts afresh.
+        assert_eq!(c.filter(&frame(0.2), vec![t(10.0, 10.0)]).len(), 1);
+        assert!(StaticClutter::new(0, 1.0, 0.01).is_err());
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct RunStats {
     pub frame_errors: u64,
     /// Frames discarded because the run was aborted (an output failed).
     pub discarded: u64,
+    /// Detections rejected as static clutter (`--static-clutter`).
+    pub clutter: u64,
     /// Detection scoring against the ground truth that rode along, when any did.
     pub score: MetricAccumulator,
     /// Wall time of the run.
@@ -165,6 +167,7 @@ impl RunStats {
             "source_errors": self.source_errors,
             "frame_errors": self.frame_errors,
             "discarded": self.discarded,
+            "static_clutter": self.clutter,
             "wall_s": secs,
             "throughput_fps": if secs > 0.0 { self.frames as f64 / secs } else { 0.0 },
             "latency_ms": stages,
@@ -189,6 +192,9 @@ impl RunStats {
             "frames {}  dropped {}  source errors {}  frame errors {}  throughput {fps:.2} fps over {secs:.1} s\n",
             self.frames, self.dropped, self.source_errors, self.frame_errors,
         );
+        if self.clutter > 0 {
+            out.push_str(&format!("detections rejected as static clutter: {}\n", self.clutter));
+        }
         if self.discarded > 0 {
             out.push_str(&format!("discarded after an output failure: {}\n", self.discarded));
         }
