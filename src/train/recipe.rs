@@ -225,7 +225,7 @@ impl DatasetSpec {
     fn rebase(&mut self, base: &Path) {
         let join = |p: &mut PathBuf| {
             if p.is_relative() {
-                *p = base.join(&*p);
+                *p = normalise(&base.join(&*p));
             }
         };
         match self {
@@ -269,6 +269,25 @@ impl DatasetSpec {
         };
         format!("{kind} {}", self.path().display())
     }
+}
+
+/// `a/b/../c` → `a/c`, lexically (so names in logs and tables stay short); leading `..` stay.
+fn normalise(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }
 
 /// A group of training samples drawn with one weight.
@@ -636,6 +655,12 @@ mod tests {
             }]
         );
         assert!(serde_json::from_str::<Recipe>(r#"{"train":[{"kind":"sequence","dri":"s"}]}"#).is_err());
+    }
+
+    #[test]
+    fn paths_are_normalised_lexically() {
+        assert_eq!(normalise(Path::new("models/recipes/../../../shared/x")), PathBuf::from("../shared/x"));
+        assert_eq!(normalise(Path::new("./a/./b")), PathBuf::from("a/b"));
     }
 
     #[test]
