@@ -3,7 +3,7 @@
 //! training will learn from.
 
 use super::{parse_non_negative, refuse_overwrite};
-use crate::dataset::labels::{annotations, derive_frame, Annotation, LabelRule};
+use crate::dataset::labels::{derive_frame, Annotation, LabelRule};
 use crate::dataset::sequence::Sequence;
 use crate::image_io::{read_frame, write_mask_png, write_rgb_png};
 use anyhow::{bail, Context, Result};
@@ -78,7 +78,7 @@ pub fn run(args: LabelArgs) -> Result<()> {
     let (mut targets, mut skipped, mut failed) = (0usize, 0usize, 0usize);
     let mut areas = Vec::new();
     for f in &seq.frames {
-        let anns = annotations(f);
+        let anns = f.annotations();
         let done = (|| -> Result<(usize, Vec<usize>)> {
             let img = read_frame(&f.path, 1)?;
             let labels = derive_frame(&img.data, img.width, img.height, &anns, &rule);

@@ -156,15 +156,6 @@ pub fn derive_frame(img: &[f32], w: usize, h: usize, anns: &[Annotation], rule: 
     FrameLabels { mask, skipped, areas }
 }
 
-/// A sequence frame's annotations: its boxes when it has them, else its points.
-pub fn annotations(frame: &crate::dataset::sequence::SequenceFrame) -> Vec<Annotation> {
-    match (&frame.boxes, &frame.truth) {
-        (Some(b), _) => b.iter().map(|&b| Annotation::Box(b)).collect(),
-        (None, Some(p)) => p.iter().map(|&(x, y)| Annotation::Point(x, y)).collect(),
-        (None, None) => vec![],
-    }
-}
-
 /// The part of the frame an annotation is measured in.
 struct Window {
     x0: usize,

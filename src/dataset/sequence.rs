@@ -10,6 +10,7 @@
 //! a frame that is not in `frames/` is an error.
 
 use super::folder::list_images;
+use super::labels::Annotation;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,17 @@ pub struct SequenceFrame {
     pub truth: Option<Vec<(f64, f64)>>,
     /// Target boxes `[x0, y0, x1, y1]` (inclusive), when the annotations are boxes.
     pub boxes: Option<Vec<[f64; 4]>>,
+}
+
+impl SequenceFrame {
+    /// The frame's annotations for deriving masks: its boxes when it has them, else its points.
+    pub fn annotations(&self) -> Vec<Annotation> {
+        match (&self.boxes, &self.truth) {
+            (Some(b), _) => b.iter().map(|&b| Annotation::Box(b)).collect(),
+            (None, Some(p)) => p.iter().map(|&(x, y)| Annotation::Point(x, y)).collect(),
+            (None, None) => vec![],
+        }
+    }
 }
 
 /// A sequence folder: its frames in order, each with its annotations.

@@ -35,7 +35,7 @@
 
 use super::data::{load_pairs, load_unlabeled, resize_sample, Sample, Skipped};
 use crate::dataset::folder::list_images;
-use crate::dataset::labels::{annotations, derive_frame, LabelRule};
+use crate::dataset::labels::{derive_frame, LabelRule};
 use crate::dataset::pairs::{read_split, PairLayout};
 use crate::dataset::sequence::Sequence;
 use crate::dataset::Truth;
@@ -523,7 +523,7 @@ fn sequence_frames(dir: &Path, channels: usize, rule: &LabelRule) -> Result<(Vec
             }
         };
         // The label rule reads gray: the first plane (gray frames are replicated into RGB).
-        let labels = derive_frame(frame.plane(0), frame.width, frame.height, &annotations(f), rule);
+        let labels = derive_frame(frame.plane(0), frame.width, frame.height, &f.annotations(), rule);
         if let Some((k, why)) = labels.skipped.first() {
             skipped.push(Skipped {
                 name,
@@ -659,7 +659,10 @@ mod tests {
 
     #[test]
     fn paths_are_normalised_lexically() {
-        assert_eq!(normalise(Path::new("models/recipes/../../../shared/x")), PathBuf::from("../shared/x"));
+        assert_eq!(
+            normalise(Path::new("models/recipes/../../../shared/x")),
+            PathBuf::from("../shared/x")
+        );
         assert_eq!(normalise(Path::new("./a/./b")), PathBuf::from("a/b"));
     }
 
