@@ -102,6 +102,7 @@ struct Counters {
     source_errors: AtomicU64,
     discarded: AtomicU64,
     clutter: AtomicU64,
+    still: AtomicU64,
 }
 
 /// Runs `source` through the pipeline until it ends, `stop` is requested, or an output fails.
@@ -149,6 +150,7 @@ pub fn run(
         report.stats.source_errors = counters.source_errors.load(Ordering::Relaxed);
         report.stats.discarded = counters.discarded.load(Ordering::Relaxed);
         report.stats.clutter = counters.clutter.load(Ordering::Relaxed);
+        report.stats.still_frames = counters.still.load(Ordering::Relaxed);
         report.stats.wall = started.elapsed();
         report
     })
@@ -317,9 +319,10 @@ fn postprocess(rx: Receiver<Detected>, tx: Sender<Detected>, mut post: Post, sto
             .filter(|t| post.area.keep(t))
             .collect();
         if let Some(c) = post.clutter.as_mut() {
-            let before = c.rejected;
+            let (rejected, still) = (c.rejected, c.still_frames);
             targets = c.filter(&item.frame, targets);
-            counters.clutter.fetch_add(c.rejected - before, Ordering::Relaxed);
+            counters.clutter.fetch_add(c.rejected - rejected, Ordering::Relaxed);
+            counters.still.fetch_add(c.still_frames - still, Ordering::Relaxed);
         }
         if let Some(c) = post.confirm.as_mut() {
             targets = c.confirm(targets);

@@ -132,6 +132,8 @@ pub struct RunStats {
     pub discarded: u64,
     /// Detections rejected as static clutter (`--static-clutter`).
     pub clutter: u64,
+    /// Frames the static-clutter filter judged still (the only ones where it rejects).
+    pub still_frames: u64,
     /// Detection scoring against the ground truth that rode along, when any did.
     pub score: MetricAccumulator,
     /// Wall time of the run.
@@ -168,6 +170,7 @@ impl RunStats {
             "frame_errors": self.frame_errors,
             "discarded": self.discarded,
             "static_clutter": self.clutter,
+            "still_frames": self.still_frames,
             "wall_s": secs,
             "throughput_fps": if secs > 0.0 { self.frames as f64 / secs } else { 0.0 },
             "latency_ms": stages,
@@ -193,7 +196,10 @@ impl RunStats {
             self.frames, self.dropped, self.source_errors, self.frame_errors,
         );
         if self.clutter > 0 {
-            out.push_str(&format!("detections rejected as static clutter: {}\n", self.clutter));
+            out.push_str(&format!(
+                "detections rejected as static clutter: {} ({} of {} frames still)\n",
+                self.clutter, self.still_frames, self.frames
+            ));
         }
         if self.discarded > 0 {
             out.push_str(&format!("discarded after an output failure: {}\n", self.discarded));
