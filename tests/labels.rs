@@ -83,6 +83,19 @@ fn srsnet(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `srsnet label --source SEQ --out OUT EXTRA...`.
+fn label(seq: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec![
+        "label",
+        "--source",
+        seq.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    srsnet(&args)
+}
+
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("srsnet-labels-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -111,13 +124,7 @@ fn srsnet_label_writes_masks_and_overlays_and_counts_skips() {
     csv.push_str("synthetic_0001.png,5,5\n");
     std::fs::write(seq.join("centroids.csv"), csv).unwrap();
     let out = d.join("out");
-    let (code, err) = srsnet(&[
-        "label",
-        "--source",
-        seq.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, err) = label(&seq, &out, &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("derived 6 of 7 target masks in 3 frames (1 skipped"),
@@ -154,47 +161,26 @@ fn srsnet_label_names_bad_annotation_lines_and_missing_frames() {
         "frame,x,y\nsynthetic_0000.png,1,2\nsynthetic_0001.png,x,2\n",
     )
     .unwrap();
-    let (code, err) = srsnet(&[
-        "label",
-        "--source",
-        seq.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, err) = label(&seq, &out, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("centroids.csv") && err.contains("line 3"), "{err}");
     std::fs::write(seq.join("centroids.csv"), "frame,x,y\nsynthetic_0009.png,1,2\n").unwrap();
-    let (code, err) = srsnet(&[
-        "label",
-        "--source",
-        seq.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, err) = label(&seq, &out, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("line 2") && err.contains("not in"), "{err}");
     std::fs::remove_file(seq.join("centroids.csv")).unwrap();
     std::fs::write(seq.join("boxes.csv"), "frame,x0,y0,x1,y1\nsynthetic_0000.png,9,9,3,3\n").unwrap();
-    let (code, err) = srsnet(&[
-        "label",
-        "--source",
-        seq.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, err) = label(&seq, &out, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("boxes.csv") && err.contains("line 2"), "{err}");
-    // Labelling into the source's own frames folder is refused.
-    std::fs::write(seq.join("boxes.csv"), "frame,x0,y0,x1,y1\n").unwrap();
-    let (code, err) = srsnet(&[
-        "label",
-        "--source",
-        seq.to_str().unwrap(),
-        "--out",
-        seq.to_str().unwrap(),
-        "--window",
-        "2",
-    ]);
+    // A window below the rule's range is refused when parsed.
+    std::fs::write(
+        seq.join("boxes.csv"),
+        "frame,x0,y0,x1,y1
+",
+    )
+    .unwrap();
+    let (code, err) = label(&seq, &out, &["--window", "2"]);
     assert_ne!(code, 0);
     assert!(err.contains("--window"), "{err}");
 }

@@ -262,6 +262,8 @@ fn d04_a_huge_image_is_refused_and_the_images_after_it_are_processed() {
     png_header_only(&huge, 16000, 16000);
     gray_png(&good, 40, 32, 90);
     let out = d.join("out");
+    let direct = format!("{:#}", srsnet::image_io::read_frame(&huge, 1).unwrap_err());
+    assert!(direct.contains("huge.png") && direct.contains("16000"), "{direct}");
     let (code, stdout, err) = srsnet(&["infer", "--out", s(&out), s(&huge), s(&good)]);
     assert_eq!(code, 1);
     assert!(err.contains("huge.png") && err.contains("16000"), "{err}");

@@ -12,7 +12,7 @@ use crate::stream::stop::Stop;
 use crate::train::augment::{AugmentConfig, Synthesis};
 use crate::train::data::{Sample, Skipped};
 use crate::train::optim::SgdConfig;
-use crate::train::recipe::{self, DatasetSpec, Group, Recipe, ValSet};
+use crate::train::recipe::{self, DatasetSpec, Group, Recipe};
 use crate::train::trainer::{self, best_path, Outcome, TrainData, TrainOptions};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
@@ -164,7 +164,7 @@ pub fn train(which: Which, recipe: &Recipe, run: &RunArgs, recon: Option<&Path>,
         serde_json::to_string_pretty(&recipe.to_json())?.as_bytes(),
     )?;
     let stop = stop_signal();
-    let val = loaded.val;
+    let mut val = loaded.val;
     if which != Which::Seg {
         // R trains on every image: the labelled and target-free ones and the unlabeled extras.
         let mut images = loaded.seg.clone();
@@ -180,79 +180,37 @@ pub fn train(which: Which, recipe: &Recipe, run: &RunArgs, recon: Option<&Path>,
         }
         let mut opts = options(run, &config, &preprocess, run.recon_epochs);
         opts.augment.synthesis = Synthesis::default();
-        let outcome = trainer::train_recon(&opts, &data, &stop)?;
-        if outcome == Outcome::Interrupted {
+        if trainer::train_recon(&opts, &data, &stop)? == Outcome::Interrupted {
             return report_skipped(&loaded.skipped);
         }
-        return seg_stage(
-            which,
-            loaded.seg,
-            loaded.groups,
-            data.val,
-            recipe,
-            run,
-            &config,
-            &preprocess,
-            &recon_ckpt,
-            weights_out,
-            &stop,
-            &loaded.skipped,
-        );
+        val = data.val;
     }
-    seg_stage(
-        which,
-        loaded.seg,
-        loaded.groups,
-        val,
-        recipe,
-        run,
-        &config,
-        &preprocess,
-        &recon_ckpt,
-        weights_out,
-        &stop,
-        &loaded.skipped,
-    )
-}
-
-/// Stage 2 (unless only stage 1 was asked for), then the weights file.
-#[allow(clippy::too_many_arguments)]
-fn seg_stage(
-    which: Which,
-    seg: Vec<Sample>,
-    groups: Vec<Group>,
-    val: Vec<ValSet>,
-    recipe: &Recipe,
-    run: &RunArgs,
-    config: &ModelConfig,
-    preprocess: &PreprocessSpec,
-    recon_ckpt: &Path,
-    weights_out: &Path,
-    stop: &Stop,
-    skipped: &[Skipped],
-) -> Result<()> {
     if which == Which::Recon {
-        return report_skipped(skipped);
+        return report_skipped(&loaded.skipped);
     }
     let data = TrainData {
-        train: seg,
-        groups,
+        train: loaded.seg,
+        groups: loaded.groups,
         val,
     };
-    if trainer::train_seg(&options(run, config, preprocess, run.epochs), &data, recon_ckpt, stop)?
-        == Outcome::Interrupted
+    if trainer::train_seg(
+        &options(run, &config, &preprocess, run.epochs),
+        &data,
+        &recon_ckpt,
+        &stop,
+    )? == Outcome::Interrupted
     {
-        return report_skipped(skipped);
+        return report_skipped(&loaded.skipped);
     }
     export(
-        recon_ckpt,
+        &recon_ckpt,
         &best_path(&run.out, "seg"),
-        config,
-        preprocess,
+        &config,
+        &preprocess,
         data_summary(recipe.to_json(), run),
         weights_out,
     )?;
-    report_skipped(skipped)
+    report_skipped(&loaded.skipped)
 }
 
 fn report_skipped(skipped: &[Skipped]) -> Result<()> {
