@@ -15,6 +15,7 @@ pub mod infer;
 pub mod limits;
 pub mod model;
 pub mod preprocess;
+pub mod progress;
 pub mod stream;
 pub mod synthetic;
 pub mod train;

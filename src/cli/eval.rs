@@ -10,6 +10,7 @@ use crate::device::DeviceSpec;
 use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
 use crate::image_io::{read_frame, Frame};
 use crate::infer::Segmenter;
+use crate::progress::Progress;
 use crate::train::recipe;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -237,12 +238,14 @@ fn print_rows(label: &str, rows: &[(Option<f32>, Metrics)], points_only: bool, j
 /// an input that cannot be read or run is reported and counted.
 fn score_all(
     seg: &Segmenter,
-    inputs: impl Iterator<Item = (String, Result<(Frame, Truth)>)>,
+    inputs: impl ExactSizeIterator<Item = (String, Result<(Frame, Truth)>)>,
     thresholds: &[f32],
 ) -> (Vec<Metrics>, usize) {
     let mut accs = vec![MetricAccumulator::default(); thresholds.len()];
     let mut failed = 0;
+    let mut progress = Progress::new("eval", inputs.len() as u64);
     for (name, input) in inputs {
+        progress.inc();
         let scored = input.and_then(|(frame, truth)| {
             let det = seg.detect(&frame, thresholds[0])?;
             for (acc, &t) in accs.iter_mut().zip(thresholds) {
@@ -255,6 +258,7 @@ fn score_all(
             eprintln!("skipped {name}: {e:#}");
         }
     }
+    progress.finish();
     (accs.iter().map(MetricAccumulator::finish).collect(), failed)
 }
 

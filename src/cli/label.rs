@@ -6,6 +6,7 @@ use super::{parse_non_negative, refuse_overwrite};
 use crate::dataset::labels::{derive_frame, Annotation, LabelRule};
 use crate::dataset::sequence::Sequence;
 use crate::image_io::{read_frame, write_mask_png, write_rgb_png};
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -77,7 +78,9 @@ pub fn run(args: LabelArgs) -> Result<()> {
     let rule = args.rule();
     let (mut targets, mut skipped, mut failed) = (0usize, 0usize, 0usize);
     let mut areas = Vec::new();
+    let mut progress = Progress::new("label", seq.frames.len() as u64);
     for f in &seq.frames {
+        progress.inc();
         let anns = f.annotations();
         let done = (|| -> Result<(usize, Vec<usize>)> {
             let img = read_frame(&f.path, 1)?;
@@ -106,6 +109,7 @@ pub fn run(args: LabelArgs) -> Result<()> {
             }
         }
     }
+    progress.finish();
     areas.sort_unstable();
     let area = |q: f64| {
         areas
