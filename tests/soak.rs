@@ -57,11 +57,12 @@ impl CaptureDevice for JitterCamera {
     }
 }
 
-/// Counts lines and samples the resident set size at line 1000.
+/// Counts lines and samples the resident set size at line 1000 and at every 1000th line after.
 #[derive(Clone, Default)]
 struct Meter {
     lines: Arc<AtomicU64>,
     rss_at_1000: Arc<Mutex<Option<u64>>>,
+    rss_latest: Arc<Mutex<Option<u64>>>,
 }
 
 impl Write for Meter {
@@ -70,6 +71,9 @@ impl Write for Meter {
         let before = self.lines.fetch_add(n, Ordering::SeqCst);
         if before < 1000 && before + n >= 1000 {
             *self.rss_at_1000.lock().unwrap() = rss_bytes();
+        }
+        if before / 1000 != (before + n) / 1000 {
+            *self.rss_latest.lock().unwrap() = rss_bytes();
         }
         Ok(buf.len())
     }
@@ -130,11 +134,13 @@ fn ten_thousand_live_frames_with_a_disappearance_are_all_accounted_for() {
     assert_eq!(s.captured, s.frames + s.dropped, "frames in = frames out + dropped");
     assert_eq!(meter.lines.load(Ordering::SeqCst), s.frames);
     assert!(report.source_failure.is_none() && report.sink_failure.is_none());
-    let early = *meter.rss_at_1000.lock().unwrap();
-    if let (Some(early), Some(late)) = (early, rss_bytes()) {
+    // Measured while the pipeline runs (at the last 1000th line), not after its threads ended.
+    let (early, late) = (*meter.rss_at_1000.lock().unwrap(), *meter.rss_latest.lock().unwrap());
+    if let (Some(early), Some(late)) = (early, late) {
         eprintln!(
-            "RSS at frame 1000: {:.1} MB, at the end: {:.1} MB",
+            "RSS at frame 1000: {:.2} MB, at frame {}: {:.2} MB",
             early as f64 / 1e6,
+            s.frames / 1000 * 1000,
             late as f64 / 1e6
         );
         assert!(
