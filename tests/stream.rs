@@ -479,7 +479,11 @@ fn a_synthetic_sequence_on_disk_holds_the_frames_the_stream_source_makes() {
             disk.next_frame(&stop).unwrap().unwrap(),
         );
         assert_eq!(a.pixels, b.pixels);
-        let (ta, tb) = (a.truth.unwrap(), b.truth.unwrap());
+        let points = |t: Option<srsnet::dataset::Truth>| match t {
+            Some(srsnet::dataset::Truth::Points(p)) => p,
+            other => panic!("expected points, got {other:?}"),
+        };
+        let (ta, tb) = (points(a.truth), points(b.truth));
         assert_eq!(ta.len(), tb.len());
         for (p, q) in ta.iter().zip(&tb) {
             assert!((p.0 - q.0).abs() < 1e-3 && (p.1 - q.1).abs() < 1e-3, "{p:?} vs {q:?}");
@@ -535,5 +539,106 @@ fn static_clutter_rejection_keeps_the_mover_and_drops_the_static_blob() {
     assert!(
         (filtered.false_targets_per_frame - 3.0 / 12.0).abs() < 1e-9,
         "{filtered:?}"
+    );
+}
+
+/// A labelled set in the SIRST layout (or, with `kbt`, the NUDT-KBT19 layout) made of synthetic
+/// frames and their exact masks.
+fn labelled_set(dir: &std::path::Path, kbt: bool) {
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::create_dir_all(dir.join("masks")).unwrap();
+    let mut scene = srsnet::synthetic::Scene::new(SceneConfig {
+        width: 96,
+        height: 80,
+        targets: 3,
+        seed: 21,
+        contrast: 0.3,
+        noise: 0.01,
+    });
+    for i in 0..5 {
+        let (img, _, masks) = scene.frame_with_masks(i * 3);
+        let px: Vec<u8> = img.iter().map(|v| (v * 255.0).round() as u8).collect();
+        let mut m = vec![0u8; 96 * 80];
+        masks.iter().flatten().for_each(|&k| m[k] = 255);
+        let (image, mask) = if kbt {
+            (format!("{i}.bmp"), format!("{i}.bmp"))
+        } else {
+            (format!("img{i}.png"), format!("img{i}_pixels0.png"))
+        };
+        image::GrayImage::from_raw(96, 80, px)
+            .unwrap()
+            .save(dir.join("images").join(image))
+            .unwrap();
+        image::GrayImage::from_raw(96, 80, m)
+            .unwrap()
+            .save(dir.join("masks").join(mask))
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_labelled_set_replays_with_its_masks_and_scores_as_eval_does() {
+    let dir = tmp("labelled");
+    labelled_set(&dir, false);
+    let sink = Capture::default();
+    let report = go(
+        Box::new(FolderSource::new(&dir, None, false).unwrap()),
+        &sink,
+        PipelineConfig::default(),
+    );
+    let s = &report.stats;
+    assert_eq!((s.frames, s.source_errors), (5, 0));
+    assert!(s.mask_scored);
+    let streamed = s.score.finish();
+    let layout = srsnet::dataset::pairs::PairLayout::sirst(&dir);
+    let (evaluated, failed) = srsnet::cli::eval::eval_model(&tophat(), &layout, None, 0.5).unwrap();
+    assert_eq!(failed, 0);
+    assert_eq!(
+        (streamed.iou, streamed.niou, streamed.pd, streamed.fa),
+        (evaluated.iou, evaluated.niou, evaluated.pd, evaluated.fa)
+    );
+    assert!(streamed.iou > 0.2 && streamed.targets == 15, "{streamed:?}");
+    let json = s.to_json();
+    assert_eq!(json["iou"], streamed.iou);
+    // A split restricts the replay.
+    let split = dir.join("two.txt");
+    std::fs::write(&split, "img1\nimg3\n").unwrap();
+    let two = FolderSource::with_split(&dir, Some(&split), None, false).unwrap();
+    assert_eq!(two.len(), 2);
+    std::fs::write(&split, "img9\n").unwrap();
+    let e = FolderSource::with_split(&dir, Some(&split), None, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("img9"), "{e}");
+}
+
+#[test]
+fn a_kbt_layout_set_whose_masks_do_not_match_is_reported_per_frame() {
+    let dir = tmp("kbt");
+    labelled_set(&dir, true);
+    image::GrayImage::new(50, 50).save(dir.join("masks/2.bmp")).unwrap();
+    let sink = Capture::default();
+    let report = go(
+        Box::new(FolderSource::new(&dir, None, false).unwrap()),
+        &sink,
+        PipelineConfig::default(),
+    );
+    assert_eq!((report.stats.frames, report.stats.source_errors), (4, 1));
+    assert_eq!(
+        report.stats.score.finish().targets,
+        12,
+        "the other four frames were scored"
+    );
+    let mut src = FolderSource::new(&dir, None, false).unwrap();
+    let stop = Stop::new();
+    let errors: Vec<String> = std::iter::from_fn(|| src.next_frame(&stop))
+        .filter_map(|f| f.err().map(|e| e.to_string()))
+        .collect();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].contains("2.bmp") && errors[0].contains("50×50") && errors[0].contains("96×80"),
+        "{}",
+        errors[0]
     );
 }

@@ -30,7 +30,8 @@ pub enum StretchMode {
 /// Arguments of `srsnet run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// synthetic | DIR | folder:DIR (a sequence: frames/ + centroids.csv) | raw:FILE | v4l:/dev/videoN
+    /// synthetic | DIR | folder:DIR (a sequence: frames/ + centroids.csv; a labelled set: images/ + masks/) |
+    /// raw:FILE | v4l:/dev/videoN
     #[arg(long, default_value = "synthetic")]
     pub source: SourceSpec,
     /// Weights file (default: the shipped weights).
@@ -52,6 +53,9 @@ pub struct RunArgs {
     /// Replay rate in frames per second (default: as fast as possible); camera: requested rate.
     #[arg(long, value_parser = parse_positive)]
     pub fps: Option<f64>,
+    /// A labelled set (images/ + masks/) replays only the NAMEs of this split file.
+    #[arg(long)]
+    pub split: Option<PathBuf>,
     /// Repeat a folder or raw recording for ever.
     #[arg(long = "loop")]
     pub looping: bool,
@@ -134,6 +138,7 @@ impl RunArgs {
             bits: self.bits,
             targets: self.targets as usize,
             reconnect: self.reconnect,
+            split: self.split.clone(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::dataset::Truth;
 pub use crate::image_io::Pixels;
 
 /// A frame from a source.
@@ -22,6 +23,6 @@ pub struct RawFrame {
     pub pixels: Pixels,
     /// Where it came from (file name, device), for messages.
     pub origin: String,
-    /// Ground-truth target positions (x = column, y = row), when the source knows them.
-    pub truth: Option<Vec<(f64, f64)>>,
+    /// Ground truth, when the source knows it: target centres (x = column, y = row) or a mask.
+    pub truth: Option<Truth>,
 }

@@ -22,6 +22,7 @@ use super::sinks::{SinkError, Sinks};
 use super::sources::{FrameSource, SourceError};
 use super::stats::{RunStats, StageTimes};
 use super::stop::Stop;
+use crate::dataset::Truth;
 use crate::image_io::Frame;
 use crate::infer::{Detection, Segmenter};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -372,12 +373,22 @@ fn emit(
             "latency_ms": raw.captured_at.elapsed().as_secs_f64() * 1e3,
             "targets": det.targets,
         });
-        if let Some(truth) = &raw.truth {
-            record["truth"] = json!(truth.iter().map(|(x, y)| json!({"x": x, "y": y})).collect::<Vec<_>>());
-            let blobs: Vec<_> = det.targets.iter().map(|t| t.blob()).collect();
-            stats.score.add_blobs(&blobs, truth, raw.width, raw.height);
-        }
         let mask = det.mask(cfg.threshold);
+        match &raw.truth {
+            Some(Truth::Points(truth)) => {
+                record["truth"] = json!(truth.iter().map(|(x, y)| json!({"x": x, "y": y})).collect::<Vec<_>>());
+                let blobs: Vec<_> = det.targets.iter().map(|t| t.blob()).collect();
+                stats.score.add_blobs(&blobs, truth, raw.width, raw.height);
+            }
+            Some(Truth::Mask(gt)) => {
+                // Mask-labelled sets are scored as `srsnet eval --data` scores them: the
+                // thresholded probability map against the mask.
+                record["truth_pixels"] = json!(gt.iter().filter(|&&g| g).count());
+                stats.score.add_mask(&mask, gt, raw.width, raw.height);
+                stats.mask_scored = true;
+            }
+            None => {}
+        }
         if let Err(e) = sinks.emit(&record, &item.frame, raw.index, &mask, &det.targets, live) {
             failure = Some(e);
             stop.abort();

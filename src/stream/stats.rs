@@ -136,6 +136,8 @@ pub struct RunStats {
     pub still_frames: u64,
     /// Detection scoring against the ground truth that rode along, when any did.
     pub score: MetricAccumulator,
+    /// True when the truth included masks (IoU, nIoU and F1 are then meaningful).
+    pub mask_scored: bool,
     /// Wall time of the run.
     pub wall: Duration,
 }
@@ -183,6 +185,11 @@ impl RunStats {
             v["targets"] = json!(m.targets);
             v["hits"] = json!(m.hits);
             v["false_targets_per_frame"] = json!(m.false_targets_per_frame);
+            if self.mask_scored {
+                v["iou"] = json!(m.iou);
+                v["niou"] = json!(m.niou);
+                v["f1"] = json!(m.f1);
+            }
         }
         v
     }
@@ -231,6 +238,9 @@ impl RunStats {
                 m.fa * 1e6,
                 m.false_targets_per_frame
             ));
+            if self.mask_scored {
+                out.push_str(&format!("IoU {:.4}  nIoU {:.4}  F1 {:.4}\n", m.iou, m.niou, m.f1));
+            }
         }
         out
     }

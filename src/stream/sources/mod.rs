@@ -43,7 +43,8 @@ pub trait FrameSource: Send {
 pub enum SourceSpec {
     /// `synthetic`: the built-in generator.
     Synthetic,
-    /// `DIR` or `folder:DIR`: sorted images, or a sequence (`frames/` + `centroids.csv`).
+    /// `DIR` or `folder:DIR`: sorted images, a sequence (`frames/` + `centroids.csv`), or a
+    /// labelled set (`images/` + `masks/`, SIRST or NUDT-KBT19 layout).
     Folder(PathBuf),
     /// `raw:FILE`: a headerless Y8/Y16 recording (needs the frame size).
     Raw(PathBuf),
@@ -111,6 +112,8 @@ pub struct SourceOptions {
     pub targets: usize,
     /// Keep retrying a camera that disappears.
     pub reconnect: bool,
+    /// A labelled set replays only the NAMEs of this split file.
+    pub split: Option<PathBuf>,
 }
 
 impl Default for SourceOptions {
@@ -125,6 +128,7 @@ impl Default for SourceOptions {
             bits: BitDepth::Eight,
             targets: 2,
             reconnect: false,
+            split: None,
         }
     }
 }
@@ -170,7 +174,12 @@ pub fn open(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn FrameSour
                     dir.display()
                 );
             }
-            Ok(Box::new(folder::FolderSource::new(dir, opts.fps, opts.looping)?))
+            Ok(Box::new(folder::FolderSource::with_split(
+                dir,
+                opts.split.as_deref(),
+                opts.fps,
+                opts.looping,
+            )?))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `--source synthetic`: the project's generator of IR-like frames with known targets.
 
 use super::{FrameSource, Pacer, SourceError};
+use crate::dataset::Truth;
 use crate::limits::check_frame_size;
 use crate::stream::frame::RawFrame;
 use crate::stream::stop::Stop;
@@ -57,7 +58,7 @@ impl FrameSource for SyntheticSource {
             height: cfg.height,
             pixels: quantise(&img, self.bits),
             origin: format!("synthetic#{}", self.next),
-            truth: Some(truth.iter().map(|t| (t.x, t.y)).collect()),
+            truth: Some(Truth::Points(truth.iter().map(|t| (t.x, t.y)).collect())),
         };
         self.next += 1;
         Some(Ok(frame))
