@@ -225,7 +225,7 @@ impl DatasetSpec {
     fn rebase(&mut self, base: &Path) {
         let join = |p: &mut PathBuf| {
             if p.is_relative() {
-                *p = normalise(&base.join(&*p));
+                *p = base.join(&*p);
             }
         };
         match self {
@@ -267,11 +267,12 @@ impl DatasetSpec {
             Self::Negatives { .. } => "negatives",
             Self::Unlabeled { .. } => "unlabeled",
         };
-        format!("{kind} {}", self.path().display())
+        format!("{kind} {}", normalise(self.path()).display())
     }
 }
 
-/// `a/b/../c` → `a/c`, lexically (so names in logs and tables stay short); leading `..` stay.
+/// `a/b/../c` → `a/c`, lexically, for names in logs and tables only (files are opened by the
+/// path as written, which the OS resolves through any symlinked folder); leading `..` stay.
 fn normalise(p: &Path) -> PathBuf {
     use std::path::Component;
     let mut out: Vec<Component> = Vec::new();
