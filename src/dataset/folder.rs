@@ -13,6 +13,15 @@ pub fn is_image(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// A path's file name as a string ("" when it has none or it is not UTF-8): how annotation
+/// and list files name frames.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The image files of `dir`, sorted by name; an error when the folder cannot be read or
 /// holds no image.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -29,15 +29,10 @@ impl PairLayout {
         }
     }
 
-    /// Names listed in a split file (one per line), or every image in the folder when none.
-    /// A split file that lists nothing is an error, not an empty set.
+    /// Names listed in a split file (see [`read_split`]), or every image in the folder when none.
     pub fn names(&self, split: Option<&Path>) -> Result<Vec<String>> {
         if let Some(split) = split {
-            let names = read_split(split)?;
-            if names.is_empty() {
-                bail!("split file {} lists no names", split.display());
-            }
-            return Ok(names);
+            return read_split(split);
         }
         let mut names: Vec<String> = std::fs::read_dir(&self.images)
             .with_context(|| format!("reading image folder {}", self.images.display()))?
@@ -65,15 +60,20 @@ impl PairLayout {
     }
 }
 
-/// The NAMEs of a split file: one per line, blank lines ignored.
+/// The NAMEs of a split (or list) file: one per line, blank lines ignored. A file that lists
+/// nothing is an error, not an empty set.
 pub fn read_split(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading split file {}", path.display()))?;
-    Ok(text
+    let names: Vec<String> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(String::from)
-        .collect())
+        .collect();
+    if names.is_empty() {
+        bail!("split file {} lists no names", path.display());
+    }
+    Ok(names)
 }
 
 /// A mask file as 0/1 values (gray value > 127).

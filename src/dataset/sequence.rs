@@ -9,7 +9,7 @@
 //! frame without a line has no target (any detection on it is a false alarm). A line naming
 //! a frame that is not in `frames/` is an error.
 
-use super::folder::list_images;
+use super::folder::{file_name, list_images};
 use super::labels::Annotation;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -72,11 +72,7 @@ impl Sequence {
         };
         let mut frames = Vec::with_capacity(files.len());
         for path in files {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
+            let name = file_name(&path);
             let here = rows
                 .as_mut()
                 .map(|r| r.remove(&name).map(|(_, v)| v).unwrap_or_default());

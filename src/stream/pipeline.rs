@@ -268,11 +268,12 @@ fn infer(
             continue;
         }
         let t0 = Instant::now();
-        let frames: Vec<Frame> = items.iter().map(|i| i.frame.clone()).collect();
+        // Split the frames off their metadata (no copy), so the batch borrows them as one slice.
+        let (meta, frames): (Vec<_>, Vec<Frame>) = items.into_iter().map(|i| ((i.raw, i.times), i.frame)).unzip();
         match segmenter.detect_batch(&frames, threshold) {
             Ok(dets) => {
-                let per = t0.elapsed().as_secs_f64() / items.len() as f64;
-                for (Prepared { raw, frame, mut times }, detection) in items.into_iter().zip(dets) {
+                let per = t0.elapsed().as_secs_f64() / frames.len() as f64;
+                for (((raw, mut times), frame), detection) in meta.into_iter().zip(frames).zip(dets) {
                     times.inference = per;
                     if tx
                         .send(Detected {
@@ -288,11 +289,8 @@ fn infer(
                 }
             }
             Err(e) => {
-                for item in items {
-                    let msg = format!(
-                        "frame {} ({}): inference failed: {e:#}",
-                        item.raw.index, item.raw.origin
-                    );
+                for (raw, _) in &meta {
+                    let msg = format!("frame {} ({}): inference failed: {e:#}", raw.index, raw.origin);
                     let _ = errors.send(msg);
                 }
             }

@@ -34,7 +34,7 @@
 //! once; 0.5: a different half each epoch; 2: each twice).
 
 use super::data::{load_pairs, load_unlabeled, resize_sample, Sample, Skipped};
-use crate::dataset::folder::list_images;
+use crate::dataset::folder::{file_name, list_images};
 use crate::dataset::labels::{derive_frame, LabelRule};
 use crate::dataset::pairs::{read_split, PairLayout};
 use crate::dataset::sequence::Sequence;
@@ -548,17 +548,9 @@ fn negative_frames(
     exclude: Option<&Path>,
     channels: usize,
 ) -> Result<(Vec<Sample>, Vec<Skipped>)> {
-    let names = |p: &Path| -> Result<Vec<String>> {
-        let names = read_split(p)?;
-        if names.is_empty() {
-            bail!("{} lists no names", p.display());
-        }
-        Ok(names)
-    };
-    let keep = list.map(names).transpose()?;
-    let drop = exclude.map(names).transpose()?.unwrap_or_default();
+    let keep = list.map(read_split).transpose()?;
+    let drop = exclude.map(read_split).transpose()?.unwrap_or_default();
     let files = list_images(dir)?;
-    let file_name = |p: &Path| p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
     if let Some(keep) = &keep {
         if let Some(missing) = keep.iter().find(|n| !files.iter().any(|f| &file_name(f) == *n)) {
             bail!("{}: `{missing}` is listed but not in the folder", dir.display());

@@ -8,7 +8,7 @@
 //! - any other folder of images: no truth.
 
 use super::{FrameSource, Pacer, SourceError};
-use crate::dataset::folder::list_images;
+use crate::dataset::folder::{file_name, list_images};
 use crate::dataset::pairs::{read_mask, read_split};
 use crate::dataset::sequence::{Sequence, SequenceFrame};
 use crate::dataset::Truth;
@@ -54,11 +54,7 @@ impl FolderSource {
             list_images(dir)?
                 .into_iter()
                 .map(|path| SequenceFrame {
-                    name: path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or_default()
-                        .to_string(),
+                    name: file_name(&path),
                     path,
                     truth: None,
                     boxes: None,
@@ -102,9 +98,6 @@ fn labelled_set(dir: &Path, split: Option<&Path>) -> Result<(Vec<SequenceFrame>,
     let mut files = list_images(&dir.join("images"))?;
     if let Some(split) = split {
         let names = read_split(split)?;
-        if names.is_empty() {
-            bail!("split file {} lists no names", split.display());
-        }
         let stem = |p: &PathBuf| p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
         if let Some(missing) = names.iter().find(|n| !files.iter().any(|f| &stem(f) == *n)) {
             bail!(
@@ -118,11 +111,7 @@ fn labelled_set(dir: &Path, split: Option<&Path>) -> Result<(Vec<SequenceFrame>,
     let mut frames = Vec::with_capacity(files.len());
     let mut masks = Vec::with_capacity(files.len());
     for path in files {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let name = file_name(&path);
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("png");
         let sirst = dir.join("masks").join(format!("{stem}_pixels0.{ext}"));
