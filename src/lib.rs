@@ -9,6 +9,7 @@ pub mod compare;
 pub mod dataset;
 pub mod detect;
 pub mod device;
+pub mod engine;
 pub mod eval;
 pub mod image_io;
 pub mod infer;

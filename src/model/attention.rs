@@ -9,8 +9,8 @@ use candle_nn::ops::sigmoid;
 /// The hidden width is C/8: the reference ignores its `ratio=16` argument and hard-wires //8.
 #[derive(Debug, Clone)]
 pub struct ChannelAttention {
-    fc1: Tensor,
-    fc2: Tensor,
+    pub(crate) fc1: Tensor,
+    pub(crate) fc2: Tensor,
 }
 
 impl ChannelAttention {
@@ -35,7 +35,7 @@ impl ChannelAttention {
 /// CBAM spatial attention: `sigmoid(conv7x7([mean_c x, max_c x]))`, shape (B, 1, H, W).
 #[derive(Debug, Clone)]
 pub struct SpatialAttention {
-    conv: Conv2d,
+    pub(crate) conv: Conv2d,
 }
 
 impl SpatialAttention {
@@ -60,7 +60,7 @@ impl SpatialAttention {
 /// pool first: C sigmoids instead of C·H·W.
 #[derive(Debug, Clone)]
 pub struct Eca {
-    conv: Tensor, // (1, 1, 3)
+    pub(crate) conv: Tensor, // (1, 1, 3)
 }
 
 impl Eca {

@@ -10,11 +10,11 @@ use candle_core::{Module, Result, Tensor};
 /// State-dict names: `conv1`/`bn1` (cin→cout), `CONV`/`bn2` (cout→cout), `ca`, `sa`, `shortcut.{0,1}`.
 #[derive(Debug, Clone)]
 pub struct ResCbamBlock {
-    conv1: ConvBn,
-    conv2: ConvBn,
-    ca: ChannelAttention,
-    sa: SpatialAttention,
-    shortcut: Option<ConvBn>,
+    pub(crate) conv1: ConvBn,
+    pub(crate) conv2: ConvBn,
+    pub(crate) ca: ChannelAttention,
+    pub(crate) sa: SpatialAttention,
+    pub(crate) shortcut: Option<ConvBn>,
 }
 
 impl ResCbamBlock {
@@ -53,7 +53,7 @@ impl Module for ResCbamBlock {
 /// `Block(cin, cout)` followed by `n − 1` copies of `Block(cout, cout)`, named `0..n`.
 #[derive(Debug, Clone)]
 pub struct Layer {
-    blocks: Vec<ResCbamBlock>,
+    pub(crate) blocks: Vec<ResCbamBlock>,
 }
 
 impl Layer {

@@ -22,16 +22,16 @@ use candle_core::{Result, Tensor};
 #[derive(Debug, Clone)]
 /// Dynamic-parameter convolution: the per-frame kernel generated from R's deepest feature, applied to S's.
 pub struct DpConv {
-    ca: ChannelAttention,
-    sa: SpatialAttention,
+    pub(crate) ca: ChannelAttention,
+    pub(crate) sa: SpatialAttention,
     /// `Conv.0`: the 1×1 conv z → z applied before pooling (we pool first; equal by linearity).
-    info_weight: Tensor, // (z, z)
-    info_bias: Tensor, // (z)
+    pub(crate) info_weight: Tensor, // (z, z)
+    pub(crate) info_bias: Tensor, // (z)
     /// `Conv.2`: the grouped generator, viewed as (z, G).
-    gen_weight: Tensor,
-    gen_bias: Tensor,
-    channels: usize,
-    kernel: usize,
+    pub(crate) gen_weight: Tensor,
+    pub(crate) gen_bias: Tensor,
+    pub(crate) channels: usize,
+    pub(crate) kernel: usize,
 }
 
 impl DpConv {

@@ -10,7 +10,7 @@ use candle_nn::ops::{pixel_shuffle, sigmoid};
 /// `relu(BN(conv3x3(pixel_shuffle(x, 2))))`: (B, cin, H, W) → (B, cout, 2H, 2W).
 #[derive(Debug, Clone)]
 pub struct Spu {
-    conv: ConvBn,
+    pub(crate) conv: ConvBn,
 }
 
 impl Spu {
@@ -34,10 +34,10 @@ impl Module for Spu {
 /// Unlike the TIP figure, the code has no sigmoid on the bottom-up branch, and neither do we.
 #[derive(Debug, Clone)]
 pub struct Blam {
-    bottom_up1: ConvBn,
-    bottom_up2: ConvBn,
-    eca: Eca,
-    fuse: ConvBn,
+    pub(crate) bottom_up1: ConvBn,
+    pub(crate) bottom_up2: ConvBn,
+    pub(crate) eca: Eca,
+    pub(crate) fuse: ConvBn,
 }
 
 impl Blam {

@@ -188,8 +188,8 @@ impl BatchNorm {
 /// A convolution followed by a BatchNorm, stored separately or folded into one convolution.
 #[derive(Debug, Clone)]
 pub struct ConvBn {
-    conv: Conv2d,
-    bn: Option<BatchNorm>,
+    pub(crate) conv: Conv2d,
+    pub(crate) bn: Option<BatchNorm>,
 }
 
 impl ConvBn {

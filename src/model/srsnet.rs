@@ -14,7 +14,7 @@ use candle_core::{bail, Result, Tensor};
 pub struct ReconNet {
     /// R's encoder, whose deepest feature generates DPConv's kernels.
     pub encoder: Encoder,
-    decoder: Decoder,
+    pub(crate) decoder: Decoder,
 }
 
 impl ReconNet {
@@ -46,9 +46,9 @@ pub struct SegTrace {
 /// The segmentation net S with its DPConv at the bottleneck.
 #[derive(Debug, Clone)]
 pub struct SegNet {
-    encoder: Encoder,
-    dpconv: DpConv,
-    decoder: Decoder,
+    pub(crate) encoder: Encoder,
+    pub(crate) dpconv: DpConv,
+    pub(crate) decoder: Decoder,
 }
 
 impl SegNet {
@@ -108,8 +108,8 @@ impl SegNet {
 pub struct Srsnet {
     /// The model's sizes.
     pub config: ModelConfig,
-    recon_encoder: Encoder,
-    seg: SegNet,
+    pub(crate) recon_encoder: Encoder,
+    pub(crate) seg: SegNet,
 }
 
 impl Srsnet {

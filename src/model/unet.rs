@@ -19,8 +19,8 @@ pub struct EncoderFeatures {
 /// Stem (`conv1`: conv3×3 + BN + ReLU) and the four encoder layers `conv0_0 … conv3_0`.
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    stem: ConvBn,
-    levels: [Layer; 4],
+    pub(crate) stem: ConvBn,
+    pub(crate) levels: [Layer; 4],
 }
 
 impl Encoder {
@@ -50,22 +50,22 @@ impl Encoder {
 /// The dense decoder nodes, the BLAM/Spu fusion path, `finalconv` and the 1×1 head.
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    conv0_1: Layer,
-    conv1_1: Layer,
-    conv2_1: Layer,
-    conv0_2: Layer,
-    conv1_2: Layer,
-    conv0_3: Layer,
+    pub(crate) conv0_1: Layer,
+    pub(crate) conv1_1: Layer,
+    pub(crate) conv2_1: Layer,
+    pub(crate) conv0_2: Layer,
+    pub(crate) conv1_2: Layer,
+    pub(crate) conv0_3: Layer,
     /// `fup{l}`: Spu from level l to level l−1 (chosen by level, so any widths work).
-    fup: [Spu; 3],
+    pub(crate) fup: [Spu; 3],
     /// `bottomuplocal_fpn_{l}` for levels 0, 1, 2.
-    blam: [Blam; 3],
+    pub(crate) blam: [Blam; 3],
     /// `IPATR{l}` for levels 0, 1, 2 (R only; S builds them but never calls them).
     ipatr: Option<[Ipatr; 3]>,
     /// `conv0_1_1x1` (level-1 width → level-0) and `conv0_2_1x1` (level 2 → level 0).
-    side: [Conv2d; 2],
-    finalconv: Layer,
-    head: Conv2d,
+    pub(crate) side: [Conv2d; 2],
+    pub(crate) finalconv: Layer,
+    pub(crate) head: Conv2d,
 }
 
 impl Decoder {

@@ -1,0 +1,717 @@
+//! The inference plan: R's encoder and S for one input size, as a fixed list of fused steps
+//! over buffers assigned once. Built from the BatchNorm-folded network; running a frame
+//! allocates nothing.
+
+use super::buffers::{Act, Arena, Buffers, Cat, Geom};
+use super::kernels::attention::{channel_gate, channel_stats, gate_residual, gated_mean, spatial_pool};
+use super::kernels::conv::{conv, ConvWeights, Epilogue};
+use super::kernels::resample::{max_pool, pixel_shuffle, upsample, Taps};
+use super::kernels::sigmoid;
+use super::simd::Isa;
+use super::threads::ThreadPool;
+use crate::model::attention::{ChannelAttention, SpatialAttention};
+use crate::model::block::{Layer, ResCbamBlock};
+use crate::model::fusion::{Blam, Spu};
+use crate::model::layers::{Conv2d, ConvBn};
+use crate::model::unet::{Decoder, Encoder};
+use crate::model::Srsnet;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor};
+use std::time::Instant;
+
+/// Largest activation memory one plan may take. A 640×512 lite plan takes about 60 MiB and
+/// an official one at 4096×2048 about 3.5 GiB; beyond this a frame is refused, not attempted.
+pub const PLAN_MEMORY_LIMIT: usize = 4 << 30;
+
+/// One step of the plan, named after the layer it computes (`S.conv0_1.0`, `R.stem`, …).
+#[derive(Debug)]
+struct Step {
+    name: String,
+    op: Op,
+}
+
+#[derive(Debug)]
+enum Op {
+    Conv(ConvOp),
+    Block(Box<BlockOp>),
+    Pool { src: Act, dst: Act },
+    Upsample { src: Act, dst: Act, th: Taps, tw: Taps },
+    PixelShuffle { src: Act, dst: Act },
+    Blam(Box<BlamOp>),
+    DpConv(Box<DpOp>),
+}
+
+#[derive(Debug)]
+struct ConvOp {
+    src: Cat,
+    w: ConvWeights,
+    dst: Act,
+    relu: bool,
+}
+
+/// Channel attention's weights and its per-frame scratch.
+#[derive(Debug)]
+struct ChannelGate {
+    fc1: Vec<f32>,
+    fc2: Vec<f32>,
+    avg: Vec<f32>,
+    max: Vec<f32>,
+    hidden: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+/// Spatial attention's 7×7 convolution and its buffers: the 2-plane pooled map and the gate.
+#[derive(Debug)]
+struct SpatialGate {
+    conv: ConvWeights,
+    pooled: Act,
+    gate: Act,
+}
+
+/// A Res-CBAM block: `relu(t·CA(t)·SA(t·CA(t)) + shortcut(x))`, `t = BN2(conv2(relu(BN1(conv1 x))))`.
+#[derive(Debug)]
+struct BlockOp {
+    src: Cat,
+    conv1: ConvWeights,
+    conv2: ConvWeights,
+    shortcut: Option<(ConvWeights, Act)>,
+    ca: ChannelGate,
+    sa: SpatialGate,
+    t1: Act,
+    t2: Act,
+    dst: Act,
+}
+
+/// BLAM with ECA folded into the fusion convolution's weights (one scale per input channel).
+#[derive(Debug)]
+struct BlamOp {
+    low: Act,
+    high: Act,
+    bottom_up: [ConvWeights; 2],
+    eca: [f32; 3],
+    fuse_base: ConvWeights,
+    fuse: ConvWeights,
+    a: [Act; 2],
+    dst: Act,
+    avg: Vec<f32>,
+    max: Vec<f32>,
+    gate: Vec<f32>,
+}
+
+/// DPConv: the info branch on R's `x3_0`, the kernel generated into `conv`'s packed layout,
+/// the convolution, and the residual add into S's `x3_0`.
+#[derive(Debug)]
+struct DpOp {
+    pre: Act,
+    y: Act,
+    ca: ChannelGate,
+    sa: SpatialGate,
+    info_w: Vec<f32>,
+    info_b: Vec<f32>,
+    gen_w: Vec<f32>,
+    gen_b: Vec<f32>,
+    group: usize,
+    conv: ConvWeights,
+    out: Act,
+    dst: Act,
+    gap: Vec<f32>,
+    p: Vec<f32>,
+}
+
+/// A built plan for one input size.
+#[derive(Debug)]
+pub struct Plan {
+    /// Input height and width.
+    pub size: (usize, usize),
+    /// Input channels.
+    pub channels: usize,
+    isa: Isa,
+    steps: Vec<Step>,
+    bufs: Buffers,
+    input: Act,
+    logits: Act,
+    recon_x3: Act,
+    dpconv_out: Act,
+    weight_bytes: usize,
+}
+
+impl Plan {
+    /// Builds the plan of `model` for `h × w` frames, running its kernels with `isa`.
+    pub fn build(model: &Srsnet, h: usize, w: usize, isa: Isa) -> Result<Self> {
+        check_size(h, w)?;
+        let mut b = Builder {
+            arena: Arena::default(),
+            steps: Vec::new(),
+            h,
+            w,
+        };
+        let cin = model.config.in_channels;
+        let input = b.alloc(0, cin);
+        let r = b.encoder(&model.recon_encoder, input, "R", false)?;
+        let s = b.encoder(&model.seg.encoder, input, "S", true)?;
+        let (x3, dpconv_out) = b.dpconv(model, s[3], r[3])?;
+        let logits = b.decoder(&model.seg.decoder, [s[0], s[1], s[2], x3])?;
+        let bytes = b.arena.bytes();
+        if bytes > PLAN_MEMORY_LIMIT {
+            bail!(
+                "frame {w}×{h}: the inference plan's buffers would take {} MiB, over the limit of {} MiB",
+                bytes >> 20,
+                PLAN_MEMORY_LIMIT >> 20
+            );
+        }
+        let weight_bytes = b.steps.iter().map(|s| s.op.weight_bytes()).sum();
+        Ok(Self {
+            size: (h, w),
+            channels: cin,
+            isa,
+            steps: b.steps,
+            bufs: b.arena.into_buffers(),
+            input,
+            logits,
+            recon_x3: r[3],
+            dpconv_out,
+            weight_bytes,
+        })
+    }
+
+    /// Bytes of activation buffers and of packed weights the plan holds.
+    pub fn memory(&self) -> (usize, usize) {
+        (self.bufs.bytes(), self.weight_bytes)
+    }
+
+    /// The steps' names, in order.
+    pub fn step_names(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.name.as_str())
+    }
+
+    /// Runs one frame: `input` is (channels, h, w) row-major, `logits` receives (h, w).
+    pub fn run(&mut self, pool: &ThreadPool, input: &[f32], logits: &mut [f32]) -> Result<()> {
+        self.run_timed(pool, input, logits, None)
+    }
+
+    /// As [`Plan::run`], adding each step's wall time in seconds to `times[step]`.
+    pub fn run_timed(
+        &mut self,
+        pool: &ThreadPool,
+        input: &[f32],
+        logits: &mut [f32],
+        mut times: Option<&mut [f64]>,
+    ) -> Result<()> {
+        let (h, w) = self.size;
+        if input.len() != self.channels * h * w || logits.len() != h * w {
+            bail!(
+                "plan for {}×{}×{h}×{w}: got {} input and {} output values",
+                self.channels,
+                h * w,
+                input.len(),
+                logits.len()
+            );
+        }
+        self.write_input(input);
+        for (i, step) in self.steps.iter_mut().enumerate() {
+            let start = Instant::now();
+            step.op.run(self.isa, pool, &mut self.bufs);
+            if let Some(t) = times.as_deref_mut() {
+                t[i] += start.elapsed().as_secs_f64();
+            }
+        }
+        self.read_interior(self.logits, logits);
+        Ok(())
+    }
+
+    fn write_input(&mut self, input: &[f32]) {
+        let (h, w) = self.size;
+        let g = self.bufs.geom(self.input.buf);
+        let mut data = self.bufs.take(self.input.buf);
+        for c in 0..self.channels {
+            for y in 0..h {
+                let at = c * g.plane() + g.at(y, 0);
+                data[at..at + w].copy_from_slice(&input[(c * h + y) * w..][..w]);
+            }
+        }
+        self.bufs.put(self.input.buf, data);
+    }
+
+    fn read_interior(&self, a: Act, out: &mut [f32]) {
+        let v = self.bufs.view(a);
+        let g = v.g;
+        for c in 0..a.n {
+            for y in 0..g.h {
+                out[(c * g.h + y) * g.w..][..g.w].copy_from_slice(&v.plane(c)[g.at(y, 0)..][..g.w]);
+            }
+        }
+    }
+
+    /// R's `x3_0` and DPConv's output (before the residual add) of the last frame, as
+    /// (channels, h/8, w/8) row-major: what the parity fixtures check besides the logits.
+    pub fn trace(&self) -> (Vec<f32>, Vec<f32>) {
+        let read = |a: Act| {
+            let g = self.bufs.geom(a.buf);
+            let mut v = vec![0.0; a.n * g.h * g.w];
+            self.read_interior(a, &mut v);
+            v
+        };
+        (read(self.recon_x3), read(self.dpconv_out))
+    }
+}
+
+/// Refuses sizes the network cannot take, before anything is allocated.
+pub fn check_size(h: usize, w: usize) -> Result<()> {
+    if h == 0 || w == 0 || h % 8 != 0 || w % 8 != 0 {
+        bail!("frame {w}×{h}: the network needs a width and height that are non-zero multiples of 8 (three 2×2 poolings)");
+    }
+    crate::limits::check_frame_size("network input", w, h)?;
+    Ok(())
+}
+
+struct Builder {
+    arena: Arena,
+    steps: Vec<Step>,
+    h: usize,
+    w: usize,
+}
+
+fn floats(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn conv_weights(c: &Conv2d) -> Result<ConvWeights> {
+    let (cout, cin, k, k2) = c.weight.dims4()?;
+    if k != k2 || !matches!(k, 1 | 3 | 5 | 7) || c.dilation != 1 || c.padding != k / 2 {
+        bail!("the CPU plan has no kernel for a {k}×{k2} convolution with dilation {}", c.dilation);
+    }
+    let bias = c.bias.as_ref().map(floats).transpose()?;
+    Ok(ConvWeights::new(&floats(&c.weight)?, bias.as_deref(), cout, cin, k))
+}
+
+fn folded(c: &ConvBn) -> Result<ConvWeights> {
+    conv_weights(&c.folded()?.conv)
+}
+
+fn channel_gate_of(ca: &ChannelAttention, c: usize) -> Result<ChannelGate> {
+    let fc1 = floats(&ca.fc1)?;
+    let h = fc1.len() / c;
+    Ok(ChannelGate {
+        fc1,
+        fc2: floats(&ca.fc2)?,
+        avg: vec![0.0; c],
+        max: vec![0.0; c],
+        hidden: vec![0.0; 2 * h],
+        scale: vec![0.0; c],
+    })
+}
+
+impl Builder {
+    fn geom(&self, level: usize, pad: usize) -> Geom {
+        Geom {
+            h: self.h >> level,
+            w: self.w >> level,
+            pad,
+        }
+    }
+
+    fn alloc(&mut self, level: usize, n: usize) -> Act {
+        let g = self.geom(level, 1);
+        self.arena.alloc(g, n)
+    }
+
+    fn push(&mut self, name: impl Into<String>, op: Op) {
+        self.steps.push(Step { name: name.into(), op });
+    }
+
+    fn spatial_gate(&mut self, sa: &SpatialAttention, level: usize) -> Result<SpatialGate> {
+        let (pg, gg) = (self.geom(level, 3), self.geom(level, 0));
+        Ok(SpatialGate {
+            conv: conv_weights(&sa.conv)?,
+            pooled: self.arena.alloc(pg, 2),
+            gate: self.arena.alloc(gg, 1),
+        })
+    }
+
+    fn free_gate(&mut self, g: &SpatialGate) {
+        self.arena.free(g.pooled);
+        self.arena.free(g.gate);
+    }
+
+    fn conv(&mut self, name: String, c: ConvWeights, src: Cat, level: usize, relu: bool) -> Act {
+        let dst = self.alloc(level, c.cout);
+        self.push(name, Op::Conv(ConvOp { src, w: c, dst, relu }));
+        dst
+    }
+
+    fn pool(&mut self, name: String, src: Act, level: usize) -> Act {
+        let dst = self.alloc(level + 1, src.n);
+        self.push(name, Op::Pool { src, dst });
+        dst
+    }
+
+    fn upsample(&mut self, name: String, src: Act, from: usize, to: usize) -> Act {
+        let dst = self.alloc(to, src.n);
+        let (a, b) = (self.geom(from, 1), self.geom(to, 1));
+        let op = Op::Upsample {
+            src,
+            dst,
+            th: Taps::new(a.h, b.h),
+            tw: Taps::new(a.w, b.w),
+        };
+        self.push(name, op);
+        dst
+    }
+
+    fn block(&mut self, blk: &ResCbamBlock, src: Cat, level: usize, name: String) -> Result<Act> {
+        let conv1 = folded(&blk.conv1)?;
+        let cout = conv1.cout;
+        let shortcut = match &blk.shortcut {
+            Some(s) => Some(folded(s)?),
+            None if src.len > 1 || src.channels() != cout => {
+                bail!("{name}: identity shortcut needs one input of {cout} channels")
+            }
+            None => None,
+        };
+        let dst = self.alloc(level, cout);
+        let t1 = self.alloc(level, cout);
+        let t2 = self.alloc(level, cout);
+        let shortcut = shortcut.map(|w| (w, self.alloc(level, cout)));
+        let sa = self.spatial_gate(&blk.sa, level)?;
+        let op = BlockOp {
+            src,
+            conv1,
+            conv2: folded(&blk.conv2)?,
+            ca: channel_gate_of(&blk.ca, cout)?,
+            shortcut,
+            sa,
+            t1,
+            t2,
+            dst,
+        };
+        for a in [t1, t2].into_iter().chain(op.shortcut.as_ref().map(|s| s.1)) {
+            self.arena.free(a);
+        }
+        self.free_gate(&op.sa);
+        self.push(name, Op::Block(Box::new(op)));
+        Ok(dst)
+    }
+
+    fn layer(&mut self, l: &Layer, src: Cat, level: usize, name: &str) -> Result<Act> {
+        let mut input = src;
+        let mut prev: Option<Act> = None;
+        for (i, blk) in l.blocks.iter().enumerate() {
+            let out = self.block(blk, input, level, format!("{name}.{i}"))?;
+            if let Some(p) = prev {
+                self.arena.free(p);
+            }
+            prev = Some(out);
+            input = Cat::of(&[out]);
+        }
+        prev.context("a layer without blocks")
+    }
+
+    /// Stem and the four encoder levels; with `keep` false only `x3_0` stays allocated.
+    fn encoder(&mut self, e: &Encoder, input: Act, net: &str, keep: bool) -> Result<[Act; 4]> {
+        let s = self.conv(format!("{net}.stem"), folded(&e.stem)?, Cat::of(&[input]), 0, true);
+        let mut x = [s; 4];
+        let mut src = s; // the level's input: the stem's output, then each pooled feature
+        for level in 0..4 {
+            x[level] = self.layer(&e.levels[level], Cat::of(&[src]), level, &format!("{net}.conv{level}_0"))?;
+            self.arena.free(src);
+            if level < 3 {
+                src = self.pool(format!("{net}.pool{level}"), x[level], level);
+                if !keep {
+                    self.arena.free(x[level]);
+                }
+            }
+        }
+        Ok(x)
+    }
+
+    /// DPConv on S's `x3_0` with R's `x3_0`; returns (`x3_0 + DPConv`, DPConv's output).
+    fn dpconv(&mut self, model: &Srsnet, pre: Act, y: Act) -> Result<(Act, Act)> {
+        let d = model.seg.dpconv();
+        let (n, z, k) = (d.channels, y.n, d.kernel);
+        if !matches!(k, 1 | 3 | 5 | 7) {
+            bail!("the CPU plan has no kernel for a {k}×{k} DPConv");
+        }
+        let zeros = vec![0.0; n * n * k * k];
+        let op = DpOp {
+            pre,
+            y,
+            ca: channel_gate_of(&d.ca, z)?,
+            sa: self.spatial_gate(&d.sa, 3)?,
+            info_w: floats(&d.info_weight)?,
+            info_b: floats(&d.info_bias)?,
+            gen_w: floats(&d.gen_weight)?,
+            gen_b: floats(&d.gen_bias)?,
+            group: n * n * k * k / z,
+            conv: ConvWeights::new(&zeros, None, n, n, k),
+            out: self.alloc(3, n),
+            dst: self.alloc(3, n),
+            gap: vec![0.0; z],
+            p: vec![0.0; z],
+        };
+        self.free_gate(&op.sa);
+        // R's x3_0 and DPConv's output are never freed: `Plan::trace` reads them after the
+        // frame (they are 1/8-size, so this costs little).
+        self.arena.free(pre);
+        let (dst, out) = (op.dst, op.out);
+        self.push("S.dpconv", Op::DpConv(Box::new(op)));
+        Ok((dst, out))
+    }
+
+    fn spu(&mut self, s: &Spu, src: Act, level: usize, name: String) -> Result<Act> {
+        let ps = self.alloc(level - 1, src.n / 4);
+        self.push(format!("{name}.shuffle"), Op::PixelShuffle { src, dst: ps });
+        let out = self.conv(name, folded(&s.conv)?, Cat::of(&[ps]), level - 1, true);
+        self.arena.free(ps);
+        Ok(out)
+    }
+
+    fn blam(&mut self, m: &Blam, low: Act, high: Act, level: usize, name: String) -> Result<Act> {
+        let c = low.n;
+        let eca = floats(&m.eca.conv)?;
+        let fuse = folded(&m.fuse)?;
+        let op = BlamOp {
+            low,
+            high,
+            bottom_up: [folded(&m.bottom_up1)?, folded(&m.bottom_up2)?],
+            eca: [eca[0], eca[1], eca[2]],
+            fuse: fuse.clone(),
+            fuse_base: fuse,
+            a: [self.alloc(level, c), self.alloc(level, c)],
+            dst: self.alloc(level, c),
+            avg: vec![0.0; c],
+            max: vec![0.0; c],
+            gate: vec![0.0; c],
+        };
+        self.arena.free(op.a[0]);
+        self.arena.free(op.a[1]);
+        let dst = op.dst;
+        self.push(name, Op::Blam(Box::new(op)));
+        Ok(dst)
+    }
+
+    /// The dense decoder, the fusion path, `finalconv` and the head, in the reference's order.
+    fn decoder(&mut self, d: &Decoder, x: [Act; 4]) -> Result<Act> {
+        let [x0_0, x1_0, x2_0, x3_0] = x;
+        let up = |b: &mut Self, a: Act, from: usize, name: &str| b.upsample(format!("S.{name}.up"), a, from, from - 1);
+
+        let u = up(self, x1_0, 1, "conv0_1");
+        let x0_1 = self.layer(&d.conv0_1, Cat::of(&[x0_0, u]), 0, "S.conv0_1")?;
+        self.arena.free(u);
+
+        let u = up(self, x2_0, 2, "conv1_1");
+        let p = self.pool("S.conv1_1.pool".into(), x0_1, 0);
+        let x1_1 = self.layer(&d.conv1_1, Cat::of(&[x1_0, u, p]), 1, "S.conv1_1")?;
+        self.arena.free(u);
+        self.arena.free(p);
+
+        let u = up(self, x3_0, 3, "conv2_1");
+        let p = self.pool("S.conv2_1.pool".into(), x1_1, 1);
+        let x2_1 = self.layer(&d.conv2_1, Cat::of(&[x2_0, u, p]), 2, "S.conv2_1")?;
+        self.arena.free(u);
+        self.arena.free(p);
+        self.arena.free(x2_0);
+
+        let u = up(self, x1_1, 1, "conv0_2");
+        let x0_2 = self.layer(&d.conv0_2, Cat::of(&[x0_1, u, x0_0]), 0, "S.conv0_2")?;
+        self.arena.free(u);
+
+        let u = up(self, x2_1, 2, "conv1_2");
+        let p = self.pool("S.conv1_2.pool".into(), x0_2, 0);
+        let x1_2 = self.layer(&d.conv1_2, Cat::of(&[x1_1, u, x1_0, p]), 1, "S.conv1_2")?;
+        for a in [u, p, x1_1, x1_0] {
+            self.arena.free(a);
+        }
+
+        let u = up(self, x1_2, 1, "conv0_3");
+        let x0_3 = self.layer(&d.conv0_3, Cat::of(&[x0_2, u, x0_1]), 0, "S.conv0_3")?;
+        for a in [u, x0_2, x0_1, x0_0] {
+            self.arena.free(a);
+        }
+
+        let h3 = self.spu(&d.fup[2], x3_0, 3, "S.fup3".into())?;
+        let f3 = self.blam(&d.blam[2], x2_1, h3, 2, "S.blam3".into())?;
+        self.arena.free(h3);
+        self.arena.free(x2_1);
+        let h2 = self.spu(&d.fup[1], f3, 2, "S.fup2".into())?;
+        let f2 = self.blam(&d.blam[1], x1_2, h2, 1, "S.blam2".into())?;
+        self.arena.free(h2);
+        self.arena.free(x1_2);
+        let h1 = self.spu(&d.fup[0], f2, 1, "S.fup1".into())?;
+        let f1 = self.blam(&d.blam[0], x0_3, h1, 0, "S.blam1".into())?;
+        self.arena.free(h1);
+        self.arena.free(x0_3);
+
+        let s2 = self.conv("S.conv0_1_1x1".into(), conv_weights(&d.side[0])?, Cat::of(&[f2]), 1, false);
+        let side2 = self.upsample("S.conv0_1_1x1.up".into(), s2, 1, 0);
+        let s3 = self.conv("S.conv0_2_1x1".into(), conv_weights(&d.side[1])?, Cat::of(&[f3]), 2, false);
+        let side3 = self.upsample("S.conv0_2_1x1.up".into(), s3, 2, 0);
+        for a in [s2, s3, f2, f3] {
+            self.arena.free(a);
+        }
+        let fused = self.layer(&d.finalconv, Cat::of(&[f1, side2, side3]), 0, "S.finalconv")?;
+        for a in [f1, side2, side3] {
+            self.arena.free(a);
+        }
+        let logits = self.conv("S.head".into(), conv_weights(&d.head)?, Cat::of(&[fused]), 0, false);
+        self.arena.free(fused);
+        Ok(logits)
+    }
+}
+
+impl Op {
+    fn weight_bytes(&self) -> usize {
+        let w = |c: &ConvWeights| c.macs_per_pixel() * 4;
+        match self {
+            Op::Conv(c) => w(&c.w),
+            Op::Block(b) => w(&b.conv1) + w(&b.conv2) + b.shortcut.as_ref().map_or(0, |s| w(&s.0)),
+            Op::Blam(b) => w(&b.bottom_up[0]) + w(&b.bottom_up[1]) + 2 * w(&b.fuse),
+            Op::DpConv(d) => (d.gen_w.len() + d.gen_b.len()) * 4 + w(&d.conv),
+            _ => 0,
+        }
+    }
+
+    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
+        match self {
+            Op::Conv(c) => conv_into(isa, pool, bufs, &c.src, &c.w, c.dst, c.relu, false, None),
+            Op::Block(b) => b.run(isa, pool, bufs),
+            Op::Pool { src, dst } => {
+                let og = bufs.geom(dst.buf);
+                write(bufs, *dst, |out, bufs| max_pool(pool, bufs.view(*src), out, og));
+            }
+            Op::Upsample { src, dst, th, tw } => {
+                let og = bufs.geom(dst.buf);
+                write(bufs, *dst, |out, bufs| upsample(pool, bufs.view(*src), th, tw, out, og));
+            }
+            Op::PixelShuffle { src, dst } => {
+                let og = bufs.geom(dst.buf);
+                write(bufs, *dst, |out, bufs| pixel_shuffle(pool, bufs.view(*src), out, og));
+            }
+            Op::Blam(b) => b.run(isa, pool, bufs),
+            Op::DpConv(d) => d.run(isa, pool, bufs),
+        }
+    }
+}
+
+/// Runs `f` with `dst`'s planes writable and every other buffer readable.
+fn write(bufs: &mut Buffers, dst: Act, f: impl FnOnce(&mut [f32], &Buffers)) {
+    let g = bufs.geom(dst.buf);
+    let mut data = bufs.take(dst.buf);
+    f(&mut data[dst.ch * g.plane()..(dst.ch + dst.n) * g.plane()], bufs);
+    bufs.put(dst.buf, data);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_into(
+    isa: Isa,
+    pool: &ThreadPool,
+    bufs: &mut Buffers,
+    src: &Cat,
+    w: &ConvWeights,
+    dst: Act,
+    relu: bool,
+    sigmoid: bool,
+    residual: Option<Act>,
+) {
+    let og = bufs.geom(dst.buf);
+    write(bufs, dst, |out, bufs| {
+        let (parts, n) = bufs.cat(src);
+        let epi = Epilogue {
+            residual: residual.map(|r| bufs.view(r)),
+            relu,
+            sigmoid,
+        };
+        conv(isa, pool, &parts[..n], w, out, og, &epi);
+    });
+}
+
+impl ChannelGate {
+    fn compute(&mut self, isa: Isa, pool: &ThreadPool, bufs: &Buffers, x: Act) {
+        channel_stats(isa, pool, bufs.view(x), &mut self.avg, &mut self.max);
+        channel_gate(&self.avg, &self.max, &self.fc1, &self.fc2, &mut self.hidden, &mut self.scale);
+    }
+}
+
+impl SpatialGate {
+    /// The gate plane `sigmoid(conv7x7([mean_c, max_c](x·scale)))`.
+    fn compute(&self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, x: Act, scale: &[f32]) {
+        let pg = bufs.geom(self.pooled.buf);
+        write(bufs, self.pooled, |out, bufs| spatial_pool(isa, pool, bufs.view(x), scale, out, pg));
+        conv_into(isa, pool, bufs, &Cat::of(&[self.pooled]), &self.conv, self.gate, false, true, None);
+    }
+}
+
+impl BlockOp {
+    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
+        conv_into(isa, pool, bufs, &self.src, &self.conv1, self.t1, true, false, None);
+        conv_into(isa, pool, bufs, &Cat::of(&[self.t1]), &self.conv2, self.t2, false, false, None);
+        self.ca.compute(isa, pool, bufs, self.t2);
+        self.sa.compute(isa, pool, bufs, self.t2, &self.ca.scale);
+        let residual = match &self.shortcut {
+            Some((w, res)) => {
+                conv_into(isa, pool, bufs, &self.src, w, *res, false, false, None);
+                Cat::of(&[*res])
+            }
+            None => self.src,
+        };
+        let (t2, gate, scale) = (self.t2, self.sa.gate, &self.ca.scale);
+        write(bufs, self.dst, |out, bufs| {
+            let (parts, n) = bufs.cat(&residual);
+            gate_residual(isa, pool, bufs.view(t2), scale, bufs.view(gate), &parts[..n], out);
+        });
+    }
+}
+
+impl BlamOp {
+    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
+        let [a, a2] = self.a;
+        conv_into(isa, pool, bufs, &Cat::of(&[self.low]), &self.bottom_up[0], a, true, false, None);
+        conv_into(isa, pool, bufs, &Cat::of(&[a]), &self.bottom_up[1], a2, true, false, None);
+        // ECA: w = sigmoid(conv1d_k3(sigmoid(GMP(high)))), zero-padded; folded into the fusion
+        // convolution as a scale on its first C input channels (the ECA-gated `high`).
+        channel_stats(isa, pool, bufs.view(self.high), &mut self.avg, &mut self.max);
+        let c = self.max.len();
+        let g = |i: isize| {
+            if (0..c as isize).contains(&i) {
+                sigmoid(self.max[i as usize])
+            } else {
+                0.0
+            }
+        };
+        for i in 0..c {
+            let j = i as isize;
+            self.gate[i] = sigmoid(self.eca[0] * g(j - 1) + self.eca[1] * g(j) + self.eca[2] * g(j + 1));
+        }
+        self.fuse.scale_inputs_from(&self.fuse_base, &self.gate);
+        conv_into(isa, pool, bufs, &Cat::of(&[self.high, a2]), &self.fuse, self.dst, true, false, None);
+    }
+}
+
+impl DpOp {
+    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
+        // Info vector p = A·GAP(Y ⊙ SA(Y ⊙ CA(Y))) + a. The reference's quirk is kept: SA sees
+        // the CA-weighted Y but multiplies the original Y.
+        self.ca.compute(isa, pool, bufs, self.y);
+        self.sa.compute(isa, pool, bufs, self.y, &self.ca.scale);
+        gated_mean(bufs.view(self.y), bufs.view(self.sa.gate), &mut self.gap);
+        let z = self.gap.len();
+        for (o, p) in self.p.iter_mut().enumerate() {
+            *p = self.info_b[o] + (0..z).map(|i| self.info_w[o * z + i] * self.gap[i]).sum::<f32>();
+        }
+        // This frame's kernel, θ[j] = Wg[j]·p[j / G] + Bg[j], written into the packed layout.
+        let (m, kk, g) = (self.conv.cin, self.conv.k * self.conv.k, self.group);
+        let (gw, gb, p) = (&self.gen_w, &self.gen_b, &self.p);
+        self.conv.repack(|o, i, t| {
+            let j = (o * m + i) * kk + t;
+            gw[j] * p[j / g] + gb[j]
+        });
+        conv_into(isa, pool, bufs, &Cat::of(&[self.pre]), &self.conv, self.out, false, false, None);
+        // x3_0 ← x3_0 + DPConv(x3_0, Y): residual, with no BN or activation after it.
+        let (pre, out) = (self.pre, self.out);
+        write(bufs, self.dst, |dst, bufs| {
+            let (a, b) = (bufs.view(pre), bufs.view(out));
+            for ((d, &x), &y) in dst.iter_mut().zip(a.data).zip(b.data) {
+                *d = x + y;
+            }
+        });
+    }
+}

@@ -1,0 +1,74 @@
+//! Parity of the CPU inference plan with the reference fixtures and with the Candle path, on
+//! every instruction set this machine has. Tolerance 1e-4·max(1, max|ref|), as for the Candle
+//! port: f32 rounding over ~100 layers summed in a different order.
+
+mod common;
+use candle_core::{Device, Tensor};
+use common::*;
+use srsnet::engine::{Isa, Plan, ThreadPool};
+use srsnet::model::{ModelConfig, Srsnet};
+use std::path::Path;
+
+const F32_TOL: f32 = 1e-4;
+
+fn vec_tensor(v: Vec<f32>, like: &Tensor) -> Tensor {
+    Tensor::from_vec(v, like.dims(), &Device::Cpu).unwrap()
+}
+
+/// Runs the plan frame by frame on `input` (B, C, H, W): (R.x3_0, DPConv out, logits) stacked.
+fn run_plan(model: &Srsnet, input: &Tensor, isa: Isa, threads: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (b, _, h, w) = input.dims4().unwrap();
+    let pool = ThreadPool::new(threads).unwrap();
+    let mut plan = Plan::build(model, h, w, isa).unwrap();
+    let (mut ys, mut dps, mut logits) = (vec![], vec![], vec![]);
+    for i in 0..b {
+        let x = input.get(i).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut out = vec![0.0; h * w];
+        plan.run(&pool, &x, &mut out).unwrap();
+        let (y, dp) = plan.trace();
+        ys.extend(y);
+        dps.extend(dp);
+        logits.extend(out);
+    }
+    (ys, dps, logits)
+}
+
+fn check_fixture(cfg: &ModelConfig, recon: &Path, seg: &Path, io: &Path) {
+    let model = Srsnet::load(&weights(recon, true), &weights(seg, true), cfg).unwrap();
+    let input = io_tensor(io, "input");
+    for isa in Isa::available() {
+        for threads in [1, 2] {
+            let (y, dp, logits) = run_plan(&model, &input, isa, threads);
+            let label = format!("{} {threads}t", isa.name());
+            let r = io_tensor(io, "recon_x3_0");
+            assert_close(&format!("{label} recon_x3_0"), &vec_tensor(y, &r), &r, F32_TOL);
+            let r = io_tensor(io, "seg_dpconv_out");
+            assert_close(&format!("{label} seg_dpconv_out"), &vec_tensor(dp, &r), &r, F32_TOL);
+            let r = io_tensor(io, "seg_logits");
+            assert_close(&format!("{label} seg_logits"), &vec_tensor(logits, &r), &r, F32_TOL);
+        }
+    }
+}
+
+#[test]
+fn plan_matches_reference_on_the_tiny_fixture() {
+    check_fixture(
+        &tiny_config(),
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        &fixture("tiny_io.safetensors"),
+    );
+}
+
+#[test]
+fn plan_matches_reference_on_the_full_fixture() {
+    let Some(dir) = shared("fixtures/parity") else {
+        return;
+    };
+    check_fixture(
+        &ModelConfig::official(),
+        &dir.join("full_recon.safetensors"),
+        &dir.join("full_seg.safetensors"),
+        &dir.join("full_io.safetensors"),
+    );
+}
