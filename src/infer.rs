@@ -4,6 +4,7 @@
 use crate::detect::find_targets;
 pub use crate::detect::Detection;
 use crate::device::compute_dtype;
+use crate::engine::{CpuEngine, Engine, Isa};
 use crate::image_io::Frame;
 use crate::model::weights_file::WeightsFile;
 use crate::model::Srsnet;
@@ -11,6 +12,25 @@ use crate::preprocess::PreprocessSpec;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use std::path::Path;
+use std::sync::Mutex;
+
+/// How inference runs on the CPU: which engine, on how many kernel threads.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// The fused-kernel plan (default) or the Candle graph.
+    pub engine: Engine,
+    /// Kernel threads (the plan's pool; the Candle path uses rayon's global pool).
+    pub threads: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            engine: Engine::Plan,
+            threads: crate::engine::default_threads(),
+        }
+    }
+}
 
 /// A loaded model ready to run on frames.
 pub struct Detector {
@@ -22,24 +42,57 @@ pub struct Detector {
     pub threshold: f32,
     device: Device,
     dtype: DType,
+    /// The CPU plan engine, when it runs the model (CPU and `Engine::Plan`).
+    plan: Option<Mutex<CpuEngine>>,
 }
 
 impl Detector {
-    /// Loads `path` for inference on `device` (f32 on CPU, f16 on CUDA), BatchNorm folded.
+    /// Loads `path` for inference on `device` (f32 on CPU, f16 on CUDA), BatchNorm folded,
+    /// with the default engine (the plan on the CPU).
     pub fn from_file(path: &Path, device: &Device) -> Result<Self> {
+        Self::load(path, device, EngineOptions::default())
+    }
+
+    /// Loads `path` for inference on `device` with the given CPU engine options.
+    pub fn load(path: &Path, device: &Device, opts: EngineOptions) -> Result<Self> {
         let file = WeightsFile::open(path).with_context(|| format!("loading weights {}", path.display()))?;
         let dtype = compute_dtype(device);
         let model = file
             .load_model(device, dtype, true)
             .with_context(|| format!("loading weights {}", path.display()))?;
         let threshold = file.info["threshold"].as_f64().map(|t| t as f32).unwrap_or(0.5);
+        let plan = match (device, opts.engine) {
+            (Device::Cpu, Engine::Plan) => Some(Mutex::new(CpuEngine::new(opts.threads, Isa::best())?)),
+            _ => None,
+        };
         Ok(Self {
             model,
             preprocess: file.preprocess,
             threshold,
             device: device.clone(),
             dtype,
+            plan,
         })
+    }
+
+    /// `plan` or `candle`, and the plan's kernel threads and instruction set.
+    pub fn engine_name(&self) -> String {
+        match &self.plan {
+            Some(p) => {
+                let p = p.lock().unwrap_or_else(|e| e.into_inner());
+                format!("plan ({} threads, {})", p.threads(), p.isa().name())
+            }
+            None => "candle".into(),
+        }
+    }
+
+    /// One frame through the plan: its logits at the frame's size.
+    fn plan_logits(&self, engine: &Mutex<CpuEngine>, frame: &Frame) -> Result<Vec<f32>> {
+        let (input, (nw, nh), restore) = self.preprocess.prepare_values(frame)?;
+        let mut logits = vec![0.0; nw * nh];
+        let mut engine = engine.lock().unwrap_or_else(|e| e.into_inner());
+        engine.forward(&self.model, &input, nh, nw, &mut logits)?;
+        Ok(restore.apply(&logits, nw, nh, frame.width, frame.height))
     }
 
     /// Channels the model takes (1 gray, 3 RGB).
@@ -55,6 +108,12 @@ impl Detector {
     /// Runs frames of one size as one batch (each frame still gets its own DPConv kernel);
     /// frames of different sizes run one by one.
     pub fn detect_batch(&self, frames: &[Frame], threshold: f32) -> Result<Vec<Detection>> {
+        if let Some(engine) = &self.plan {
+            return frames
+                .iter()
+                .map(|f| Ok(detection(f, &self.plan_logits(engine, f)?, threshold)))
+                .collect();
+        }
         let same_size = frames
             .windows(2)
             .all(|p| (p[0].width, p[0].height) == (p[1].width, p[1].height));
@@ -79,16 +138,21 @@ impl Detector {
                 let plane = logits.get(b)?.flatten_all()?.to_vec1::<f32>()?;
                 // Map logits (not probabilities) back, then squash: resizing is linear, sigmoid is not.
                 let z = restore.apply(&plane, ow, oh, frame.width, frame.height);
-                let prob: Vec<f32> = z.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
-                let targets = find_targets(&prob, frame.width, frame.height, threshold);
-                Ok(Detection {
-                    width: frame.width,
-                    height: frame.height,
-                    prob,
-                    targets,
-                })
+                Ok(detection(frame, &z, threshold))
             })
             .collect()
+    }
+}
+
+/// Probabilities and targets from a frame's logits.
+fn detection(frame: &Frame, logits: &[f32], threshold: f32) -> Detection {
+    let prob: Vec<f32> = logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
+    let targets = find_targets(&prob, frame.width, frame.height, threshold);
+    Detection {
+        width: frame.width,
+        height: frame.height,
+        prob,
+        targets,
     }
 }
 
@@ -103,10 +167,10 @@ pub enum Segmenter {
 impl Segmenter {
     /// `model`: `net` (with `weights`), `tophat` (default parameters) or
     /// `tophat:SE:K[:MIN_CONTRAST]` (structuring element side, threshold in std, minimum response).
-    pub fn new(model: &str, weights: &Path, device: &Device) -> Result<Self> {
+    pub fn new(model: &str, weights: &Path, device: &Device, opts: EngineOptions) -> Result<Self> {
         let mut parts = model.split(':');
         match parts.next().unwrap_or_default() {
-            "net" | "srsnet" => Ok(Self::Net(Box::new(Detector::from_file(weights, device)?))),
+            "net" | "srsnet" => Ok(Self::Net(Box::new(Detector::load(weights, device, opts)?))),
             "tophat" => {
                 let mut t = crate::eval::tophat::TopHat::default();
                 let bad = || anyhow::anyhow!("model `{model}`: expected tophat:SE:K[:MIN_CONTRAST], e.g. tophat:11:6");

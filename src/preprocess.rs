@@ -99,6 +99,16 @@ impl PreprocessSpec {
 
     /// The network input (1, C, H', W') for `frame`, and how to map outputs back.
     pub fn prepare(&self, frame: &Frame, dtype: DType, device: &Device) -> Result<(Tensor, Restore)> {
+        let (data, (nw, nh), restore) = self.prepare_values(frame)?;
+        let t = Tensor::from_vec(data, (1, self.channels, nh, nw), &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(device)?;
+        Ok((t, restore))
+    }
+
+    /// The network input as (channels, height, width) row-major f32 values, its size
+    /// (width, height), and how to map the output back.
+    pub fn prepare_values(&self, frame: &Frame) -> Result<(Vec<f32>, (usize, usize), Restore)> {
         if frame.channels != self.channels {
             bail!(
                 "frame has {} channels, the model's preprocessing expects {}",
@@ -123,10 +133,7 @@ impl PreprocessSpec {
             };
             data.extend(self.normalise(c, &plane));
         }
-        let t = Tensor::from_vec(data, (1, self.channels, nh, nw), &Device::Cpu)?
-            .to_dtype(dtype)?
-            .to_device(device)?;
-        Ok((t, restore))
+        Ok((data, (nw, nh), restore))
     }
 }
 

@@ -72,3 +72,57 @@ fn plan_matches_reference_on_the_full_fixture() {
         &dir.join("full_io.safetensors"),
     );
 }
+
+/// An untrained model of `cfg` (PyTorch's default initialisation, seeded).
+fn untrained(cfg: &ModelConfig, seed: u64) -> Srsnet {
+    use srsnet::model::weights::VarSource;
+    use srsnet::model::Weights;
+    let d = Device::Cpu;
+    let r = Weights::from_vars(VarSource::new(None, seed), candle_core::DType::F32, &d);
+    let s = Weights::from_vars(VarSource::new(None, seed + 1), candle_core::DType::F32, &d);
+    Srsnet::load(&r, &s, cfg).unwrap()
+}
+
+/// The plan equals the Candle path on random inputs of several sizes: the smallest legal 8×8
+/// (1×1 at the bottleneck, where every row is a vector tail), non-square, and 640×512.
+#[test]
+fn plan_equals_candle_on_random_inputs_of_several_sizes() {
+    let cases = [
+        (ModelConfig::lite(), 8, 8),
+        (ModelConfig::lite(), 24, 40),
+        (ModelConfig::lite(), 512, 640),
+        (tiny_config(), 40, 24),
+        (ModelConfig::official(), 16, 72),
+    ];
+    for (i, (cfg, h, w)) in cases.into_iter().enumerate() {
+        let model = untrained(&cfg, 10 + i as u64);
+        let x = Tensor::randn(0f32, 1.0, (2, cfg.in_channels, h, w), &Device::Cpu).unwrap();
+        let (ry, trace) = model.trace(&x).unwrap();
+        for isa in Isa::available() {
+            let (y, dp, logits) = run_plan(&model, &x, isa, 2);
+            let label = format!("{} {h}x{w} {}", cfg.name, isa.name());
+            assert_close(&format!("{label} recon_x3_0"), &vec_tensor(y, &ry), &ry, F32_TOL);
+            let r = &trace.dpconv_out;
+            assert_close(&format!("{label} dpconv_out"), &vec_tensor(dp, r), r, F32_TOL);
+            let r = &trace.logits;
+            assert_close(&format!("{label} logits"), &vec_tensor(logits, r), r, F32_TOL);
+        }
+    }
+}
+
+/// Sizes the network cannot take are errors naming the size, before anything is allocated.
+#[test]
+fn sizes_the_network_cannot_take_are_refused_with_the_size_named() {
+    let model = untrained(&ModelConfig::lite(), 3);
+    for (h, w) in [(0, 64), (64, 0), (12, 64), (64, 100)] {
+        let err = Plan::build(&model, h, w, Isa::Scalar).unwrap_err().to_string();
+        assert!(err.contains(&format!("{w}×{h}")) && err.contains("multiples of 8"), "{err}");
+    }
+    let err = Plan::build(&model, 16384, 16384, Isa::Scalar).unwrap_err().to_string();
+    assert!(err.contains("16384×16384") && err.contains("largest frame"), "{err}");
+    // A plan refuses a frame of the wrong size rather than reading past it.
+    let pool = ThreadPool::new(1).unwrap();
+    let mut plan = Plan::build(&model, 16, 16, Isa::Scalar).unwrap();
+    let err = plan.run(&pool, &[0.0; 100], &mut [0.0; 256]).unwrap_err().to_string();
+    assert!(err.contains("got 100 input"), "{err}");
+}

@@ -3,6 +3,7 @@
 
 use super::{parse_at_least_one, parse_batch};
 use crate::device::{compute_dtype, DeviceSpec};
+use crate::engine::{Engine, Isa, Plan, ThreadPool};
 use crate::limits::check_frame_size;
 use crate::model::weights_file::WeightsFile;
 use anyhow::{bail, Result};
@@ -46,6 +47,23 @@ pub struct BenchArgs {
     /// Batch size for --train.
     #[arg(long, default_value_t = 8, value_parser = parse_batch)]
     pub batch: usize,
+    /// CPU engine options.
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
+    /// Also print each plan step's mean time (the per-layer breakdown; plan engine only).
+    #[arg(long)]
+    pub layers: bool,
+    /// Instruction set for the plan's kernels (scalar, avx2, avx512, neon; default: the best this CPU has).
+    #[arg(long, value_parser = parse_isa)]
+    pub isa: Option<Isa>,
+}
+
+/// `--isa`: an instruction set this CPU has.
+fn parse_isa(s: &str) -> Result<Isa, String> {
+    Isa::by_name(s).ok_or_else(|| {
+        let have: Vec<_> = Isa::available().iter().map(|i| i.name()).collect();
+        format!("`{s}`: this CPU runs {}", have.join(", "))
+    })
 }
 
 /// `N` or `WxH`, both sides positive multiples of 8 within the frame limits.
@@ -82,18 +100,66 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let device = args.device.open()?;
-    let r = match &args.weights {
-        Some(p) => forward_latency(p, &device, (w, h), args.warmup, args.iters)?,
+    let tmp;
+    let weights = match &args.weights {
+        Some(p) => p.as_path(),
         None => {
-            let tmp = TempWeights::new(&args.preset)?;
-            forward_latency(&tmp.0, &device, (w, h), args.warmup, args.iters)?
+            tmp = TempWeights::new(&args.preset)?;
+            tmp.0.as_path()
         }
     };
+    let mut setup = BenchSetup {
+        warmup: args.warmup,
+        iters: args.iters,
+        engine: args.engine.options().engine,
+        threads: args.engine.options().threads,
+        isa: args.isa.unwrap_or_else(Isa::best),
+        layers: args.layers,
+    };
+    if !matches!(device, Device::Cpu) {
+        setup.engine = Engine::Candle;
+    }
+    let r = forward_latency(weights, &device, (w, h), &setup)?;
+    let engine = match setup.engine {
+        Engine::Plan => format!("plan, {} threads, {}", setup.threads, setup.isa.name()),
+        Engine::Candle => "candle".into(),
+    };
     println!(
-        "{} {w}x{h} on {device:?}: mean {:.1} ms, p50 {:.1} ms, min {:.1} ms, max {:.1} ms over {} runs",
-        r.preset, r.mean_ms, r.p50_ms, r.min_ms, r.max_ms, r.iters
+        "{} {w}x{h} on {device:?} ({engine}): p50 {:.2} ms, min {:.2} ms, max {:.2} ms, mean {:.2} ms over {} runs",
+        r.preset, r.p50_ms, r.min_ms, r.max_ms, r.mean_ms, r.iters
     );
+    if let Some((act, weights)) = r.plan_memory {
+        println!(
+            "plan memory: {:.1} MiB activations + {:.1} MiB packed weights",
+            act as f64 / (1 << 20) as f64,
+            weights as f64 / (1 << 20) as f64
+        );
+    }
+    if !r.layers.is_empty() {
+        let total: f64 = r.layers.iter().map(|l| l.1).sum();
+        println!("{:<28} {:>9} {:>6}", "step", "ms", "%");
+        for (name, ms) in &r.layers {
+            println!("{name:<28} {ms:>9.3} {:>5.1}%", 100.0 * ms / total);
+        }
+    }
     Ok(())
+}
+
+/// How `forward_latency` runs.
+#[derive(Debug, Clone)]
+pub struct BenchSetup {
+    /// Untimed runs first.
+    pub warmup: usize,
+    /// Timed runs.
+    pub iters: usize,
+    /// Plan or Candle (CUDA always runs Candle).
+    pub engine: Engine,
+    /// The plan's kernel threads.
+    pub threads: usize,
+    /// The plan's instruction set.
+    pub isa: Isa,
+    /// Time every plan step.
+    pub layers: bool,
 }
 
 /// An untrained weights file this command wrote itself, removed when dropped (and only it:
@@ -133,6 +199,10 @@ pub struct BenchResult {
     pub min_ms: f64,
     /// Slowest run.
     pub max_ms: f64,
+    /// The plan's activation and packed-weight bytes (plan engine).
+    pub plan_memory: Option<(usize, usize)>,
+    /// Mean milliseconds of each plan step (with `layers`).
+    pub layers: Vec<(String, f64)>,
 }
 
 /// Times `iters` forward passes on a random frame of `(width, height)` after `warmup` untimed ones.
@@ -140,38 +210,66 @@ pub fn forward_latency(
     weights: &Path,
     device: &Device,
     (width, height): (usize, usize),
-    warmup: usize,
-    iters: usize,
+    setup: &BenchSetup,
 ) -> Result<BenchResult> {
-    if iters == 0 {
+    if setup.iters == 0 {
         bail!("bench needs at least one timed run");
     }
     let file = WeightsFile::open(weights)?;
     let dtype = compute_dtype(device);
     let model = file.load_model(device, dtype, true)?;
     let x = Tensor::randn(0f32, 1.0, (1, file.config.in_channels, height, width), device)?.to_dtype(dtype)?;
-    let mut times = Vec::with_capacity(iters);
-    for i in 0..warmup + iters {
-        let t0 = Instant::now();
-        let y = model.forward(&x)?;
-        // Reading a value back waits for asynchronous (CUDA) work to finish.
-        let _ = y
-            .flatten_all()?
-            .get(0)?
-            .to_dtype(candle_core::DType::F32)?
-            .to_scalar::<f32>()?;
-        if i >= warmup {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+    let mut times = Vec::with_capacity(setup.iters);
+    let mut plan_memory = None;
+    let mut layers = Vec::new();
+    match setup.engine {
+        Engine::Plan if matches!(device, Device::Cpu) => {
+            let pool = ThreadPool::new(setup.threads)?;
+            let mut plan = Plan::build(&model, height, width, setup.isa)?;
+            let input = x.flatten_all()?.to_vec1::<f32>()?;
+            let mut logits = vec![0.0; width * height];
+            let mut step_s = vec![0.0; plan.step_names().count()];
+            for i in 0..setup.warmup + setup.iters {
+                let timed = i >= setup.warmup;
+                let t0 = Instant::now();
+                let per_step = (timed && setup.layers).then_some(step_s.as_mut_slice());
+                plan.run_timed(&pool, &input, &mut logits, per_step)?;
+                if timed {
+                    times.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            plan_memory = Some(plan.memory());
+            if setup.layers {
+                let n = setup.iters as f64;
+                layers = plan.step_names().zip(&step_s).map(|(s, t)| (s.to_string(), t * 1e3 / n)).collect();
+            }
+        }
+        _ => {
+            for i in 0..setup.warmup + setup.iters {
+                let t0 = Instant::now();
+                let y = model.forward(&x)?;
+                // Reading a value back waits for asynchronous (CUDA) work to finish.
+                let _ = y
+                    .flatten_all()?
+                    .get(0)?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_scalar::<f32>()?;
+                if i >= setup.warmup {
+                    times.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            }
         }
     }
     times.sort_by(|a, b| a.total_cmp(b));
     Ok(BenchResult {
         preset: file.config.name.clone(),
-        iters,
+        iters: setup.iters,
         mean_ms: times.iter().sum::<f64>() / times.len() as f64,
         p50_ms: times[times.len() / 2],
         min_ms: times[0],
         max_ms: times[times.len() - 1],
+        plan_memory,
+        layers,
     })
 }
 

@@ -57,6 +57,9 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// CPU engine options.
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -79,6 +82,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &args.model,
         &args.weights.clone().unwrap_or_else(default_weights),
         &args.device.open()?,
+        args.engine.options(),
     )?;
     let thresholds = if args.sweep.is_empty() {
         vec![args.threshold.unwrap_or(seg.default_threshold())]

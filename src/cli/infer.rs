@@ -19,6 +19,9 @@ pub struct InferArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// CPU engine options.
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// Pixels with target probability above this are target (default: the weights' recorded
     /// operating point, else 0.5).
     #[arg(long, value_parser = parse_threshold)]
@@ -35,9 +38,10 @@ pub struct InferArgs {
 /// reported and skipped, and the command fails at the end if any was.
 pub fn run(args: InferArgs) -> Result<()> {
     let outputs = output_names(&args.images, &args.out)?;
-    let detector = Detector::from_file(
+    let detector = Detector::load(
         &args.weights.clone().unwrap_or_else(default_weights),
         &args.device.open()?,
+        args.engine.options(),
     )?;
     let threshold = args.threshold.unwrap_or(detector.threshold);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;

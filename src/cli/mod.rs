@@ -156,6 +156,44 @@ pub fn parse_at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// How the network runs on the CPU: shared by `run`, `infer`, `eval` and `bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// CPU implementation: `plan` (fused kernels) or `candle` (the graph training uses, for comparison).
+    #[arg(long, value_enum, default_value = "plan")]
+    pub engine: crate::engine::Engine,
+    /// Kernel threads (default: the physical cores). The stream's capture, pre- and
+    /// post-processing threads are separate from these.
+    #[arg(long, value_parser = parse_threads)]
+    pub threads: Option<usize>,
+}
+
+impl EngineArgs {
+    /// The library's options. For `--engine candle`, `--threads` sizes rayon's global pool.
+    pub fn options(&self) -> crate::infer::EngineOptions {
+        let threads = self.threads.unwrap_or_else(crate::engine::default_threads);
+        if self.engine == crate::engine::Engine::Candle && self.threads.is_some() {
+            // Fails only if the global pool already exists, in which case it keeps its size.
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        }
+        crate::infer::EngineOptions {
+            engine: self.engine,
+            threads,
+        }
+    }
+}
+
+/// Most kernel threads `--threads` takes.
+pub const MAX_THREADS: usize = 256;
+
+/// Parses `--threads`: 1 to [`MAX_THREADS`].
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}`: expected a thread count from 1 to {MAX_THREADS}")),
+    }
+}
+
 /// Storage dtype of a weights file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreDtype {

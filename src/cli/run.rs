@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// CPU engine options.
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// Frame size WxH: required for raw files; requested from cameras; synthetic frame size
     /// (default 320x256).
     #[arg(long, value_parser = parse_size)]
@@ -180,7 +183,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         super::refuse_overwrite(args.inputs(), out)?;
     }
     let weights = args.weights.clone().unwrap_or_else(default_weights);
-    let segmenter = Segmenter::new(&args.model, &weights, &args.device.open()?)?;
+    let segmenter = Segmenter::new(&args.model, &weights, &args.device.open()?, args.engine.options())?;
     let threshold = args.threshold.unwrap_or(segmenter.default_threshold());
     let calibration = match &args.calibration {
         Some(p) => Some(Profile::load(p).with_context(|| format!("loading calibration profile {}", p.display()))?),
