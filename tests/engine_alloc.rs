@@ -49,7 +49,12 @@ fn a_frame_allocates_nothing_in_the_steady_state() {
                 plan.run(&pool, &input, &mut logits).unwrap();
             }
             let allocs = ALLOCATIONS.load(Ordering::SeqCst) - before;
-            assert_eq!(allocs, 0, "{threads} threads, {}: {allocs} allocations in 5 frames", isa.name());
+            assert_eq!(
+                allocs,
+                0,
+                "{threads} threads, {}: {allocs} allocations in 5 frames",
+                isa.name()
+            );
             assert!(logits.iter().all(|v| v.is_finite()) && logits.iter().any(|&v| v != logits[0]));
         }
     }

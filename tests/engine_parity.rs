@@ -116,7 +116,10 @@ fn sizes_the_network_cannot_take_are_refused_with_the_size_named() {
     let model = untrained(&ModelConfig::lite(), 3);
     for (h, w) in [(0, 64), (64, 0), (12, 64), (64, 100)] {
         let err = Plan::build(&model, h, w, Isa::Scalar).unwrap_err().to_string();
-        assert!(err.contains(&format!("{w}×{h}")) && err.contains("multiples of 8"), "{err}");
+        assert!(
+            err.contains(&format!("{w}×{h}")) && err.contains("multiples of 8"),
+            "{err}"
+        );
     }
     let err = Plan::build(&model, 16384, 16384, Isa::Scalar).unwrap_err().to_string();
     assert!(err.contains("16384×16384") && err.contains("largest frame"), "{err}");

@@ -241,7 +241,11 @@ pub fn forward_latency(
             plan_memory = Some(plan.memory());
             if setup.layers {
                 let n = setup.iters as f64;
-                layers = plan.step_names().zip(&step_s).map(|(s, t)| (s.to_string(), t * 1e3 / n)).collect();
+                layers = plan
+                    .step_names()
+                    .zip(&step_s)
+                    .map(|(s, t)| (s.to_string(), t * 1e3 / n))
+                    .collect();
             }
         }
         _ => {

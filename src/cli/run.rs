@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// Frames per inference call (1 = lowest latency).
     #[arg(long, default_value_t = 1, value_parser = parse_batch)]
     pub batch: usize,
+    /// Frames each queue between two stages holds. Fewer bound memory and latency (each
+    /// waiting frame carries its pixels and probability map: 2.6 MB at 640×512); more absorb jitter.
+    #[arg(long, default_value_t = 4, value_parser = parse_queue)]
+    pub queue: usize,
     /// Drop targets smaller than this many pixels.
     #[arg(long)]
     pub min_area: Option<usize>,
@@ -161,6 +165,14 @@ impl RunArgs {
     }
 }
 
+/// `--queue`: 1 to 64 frames.
+fn parse_queue(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}`: expected a queue length from 1 to 64 frames")),
+    }
+}
+
 /// Runs the pipeline and prints the summary to stderr. Returns the statistics; an error when a
 /// frame could not be processed, an output failed, the source failed, or nothing was processed.
 /// A reader that closes the JSON Lines pipe (`| head`) ends the run normally.
@@ -204,7 +216,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         confirm,
         static_clutter,
         stats_every: args.stats_every,
-        queue: 4,
+        queue: args.queue,
     };
     let stop = Stop::new();
     stop.on_ctrl_c("stopping: draining the frames already captured");

@@ -80,7 +80,10 @@ impl Cat {
         assert!((1..=4).contains(&parts.len()), "a concatenation has 1 to 4 parts");
         let mut p = [parts[0]; 4];
         p[..parts.len()].copy_from_slice(parts);
-        Self { parts: p, len: parts.len() }
+        Self {
+            parts: p,
+            len: parts.len(),
+        }
     }
 
     /// Total channels.
@@ -94,7 +97,7 @@ impl Cat {
     }
 }
 
-/// All activation buffers of a plan.
+/// All activation buffers of a plan: one per geometry.
 #[derive(Debug, Default)]
 pub struct Buffers {
     data: Vec<Vec<f32>>,
@@ -118,67 +121,125 @@ impl Buffers {
         }
     }
 
+    /// Runs `f` with `dst`'s planes writable and every other value readable through the
+    /// [`Reader`]; reading planes that overlap `dst` is a plan-building bug and panics.
+    pub fn write<R>(&mut self, dst: Act, f: impl FnOnce(&mut [f32], &Reader) -> R) -> R {
+        let g = self.geoms[dst.buf];
+        let p = g.plane();
+        let (left, rest) = self.data.split_at_mut(dst.buf);
+        let (mid, right) = rest.split_first_mut().expect("buffer index");
+        let (before, rest) = mid.split_at_mut(dst.ch * p);
+        let (out, after) = rest.split_at_mut(dst.n * p);
+        let reader = Reader {
+            left,
+            right,
+            buf: dst.buf,
+            before,
+            after,
+            after_ch: dst.ch + dst.n,
+            geoms: &self.geoms,
+        };
+        f(out, &reader)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.iter().map(|d| d.len() * 4).sum()
+    }
+}
+
+/// Read access to every value but the one being written (see [`Buffers::write`]).
+pub struct Reader<'a> {
+    left: &'a [Vec<f32>],
+    right: &'a [Vec<f32>],
+    buf: usize,
+    before: &'a [f32],
+    after: &'a [f32],
+    after_ch: usize,
+    geoms: &'a [Geom],
+}
+
+impl Reader<'_> {
+    /// A view of `a`.
+    pub fn view(&self, a: Act) -> Planes<'_> {
+        let g = self.geoms[a.buf];
+        let p = g.plane();
+        let data: &[f32] = match a.buf.cmp(&self.buf) {
+            std::cmp::Ordering::Less => &self.left[a.buf][a.ch * p..(a.ch + a.n) * p],
+            std::cmp::Ordering::Greater => &self.right[a.buf - self.buf - 1][a.ch * p..(a.ch + a.n) * p],
+            std::cmp::Ordering::Equal if (a.ch + a.n) * p <= self.before.len() => {
+                &self.before[a.ch * p..(a.ch + a.n) * p]
+            }
+            std::cmp::Ordering::Equal if a.ch >= self.after_ch => {
+                let at = (a.ch - self.after_ch) * p;
+                &self.after[at..at + a.n * p]
+            }
+            std::cmp::Ordering::Equal => panic!("a plan step reads the planes it writes"),
+        };
+        Planes { data, g, n: a.n }
+    }
+
     /// Views of a concatenation's parts, on the stack.
     pub fn cat(&self, c: &Cat) -> ([Planes<'_>; 4], usize) {
         let v = |i: usize| self.view(c.parts[i.min(c.len - 1)]);
         ([v(0), v(1), v(2), v(3)], c.len)
     }
-
-    /// Takes buffer `b` out so it can be written while others are read; give it back with [`Buffers::put`].
-    pub fn take(&mut self, b: usize) -> Vec<f32> {
-        std::mem::take(&mut self.data[b])
-    }
-
-    /// Returns a buffer taken with [`Buffers::take`].
-    pub fn put(&mut self, b: usize, data: Vec<f32>) {
-        self.data[b] = data;
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.data.iter().map(|d| d.capacity() * 4).sum()
-    }
 }
 
-/// Build-time assignment of values to buffers: a value gets a free buffer of its geometry
-/// (grown if needed) or a new one; freeing a value makes its buffer reusable.
+/// Build-time assignment of values to planes: one buffer per geometry, in which a value
+/// takes the first run of free planes long enough (the buffer grows when none is); freeing
+/// a value returns its planes. The buffer's size is the peak of the live values' planes
+/// (plus fragmentation), not the sum of every value in the network.
 #[derive(Debug, Default)]
 pub struct Arena {
     geoms: Vec<Geom>,
-    channels: Vec<usize>,
-    free: Vec<bool>,
+    /// Per buffer: the planes in use, as sorted (start, len) runs.
+    used: Vec<Vec<(usize, usize)>>,
+    extent: Vec<usize>,
 }
 
 impl Arena {
-    /// A buffer for `n` channels of geometry `g`.
+    /// `n` planes of geometry `g`.
     pub fn alloc(&mut self, g: Geom, n: usize) -> Act {
-        let reuse = (0..self.geoms.len())
-            .filter(|&b| self.free[b] && self.geoms[b] == g)
-            .max_by_key(|&b| self.channels[b].min(n) * 1_000_000 - self.channels[b].saturating_sub(n));
-        let buf = match reuse {
-            Some(b) => {
-                self.channels[b] = self.channels[b].max(n);
-                self.free[b] = false;
-                b
-            }
+        let buf = match self.geoms.iter().position(|&x| x == g) {
+            Some(b) => b,
             None => {
                 self.geoms.push(g);
-                self.channels.push(n);
-                self.free.push(false);
+                self.used.push(Vec::new());
+                self.extent.push(0);
                 self.geoms.len() - 1
             }
         };
-        Act { buf, ch: 0, n }
+        let used = &mut self.used[buf];
+        let mut start = 0;
+        let mut at = used.len();
+        for (i, &(s, len)) in used.iter().enumerate() {
+            if s >= start + n {
+                at = i;
+                break;
+            }
+            start = s + len;
+        }
+        used.insert(at, (start, n));
+        self.extent[buf] = self.extent[buf].max(start + n);
+        Act { buf, ch: start, n }
     }
 
-    /// Marks `a`'s buffer reusable.
+    /// Returns `a`'s planes.
     pub fn free(&mut self, a: Act) {
-        self.free[a.buf] = true;
+        let used = &mut self.used[a.buf];
+        if let Some(i) = used.iter().position(|&(s, _)| s == a.ch) {
+            used.remove(i);
+        }
     }
 
     /// Bytes the buffers will take.
     pub fn bytes(&self) -> usize {
-        self.geoms.iter().zip(&self.channels).map(|(g, &n)| g.plane() * n * 4).sum()
+        self.geoms
+            .iter()
+            .zip(&self.extent)
+            .map(|(g, &n)| g.plane() * n * 4)
+            .sum()
     }
 
     /// Allocates the zeroed buffers.
@@ -187,7 +248,7 @@ impl Arena {
             data: self
                 .geoms
                 .iter()
-                .zip(&self.channels)
+                .zip(&self.extent)
                 .map(|(g, &n)| vec![0.0; g.plane() * n])
                 .collect(),
             geoms: self.geoms,
@@ -200,18 +261,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_freed_buffer_is_reused_for_the_same_geometry_only() {
+    fn freed_planes_are_reused_first_fit_and_the_buffer_is_the_peak() {
         let g = Geom { h: 4, w: 4, pad: 1 };
         let g2 = Geom { h: 2, w: 2, pad: 1 };
         let mut a = Arena::default();
         let x = a.alloc(g, 3);
+        let y = a.alloc(g, 2);
+        assert_eq!((x.ch, y.ch), (0, 3));
         a.free(x);
-        let y = a.alloc(g2, 3);
-        assert_ne!(x.buf, y.buf);
-        let z = a.alloc(g, 5);
-        assert_eq!(z.buf, x.buf);
-        assert_eq!(a.bytes(), (36 * 5 + 16 * 3) * 4);
-        let b = a.into_buffers();
-        assert_eq!(b.view(z).data.len(), 36 * 5);
+        let z = a.alloc(g, 2); // fits in x's old planes
+        assert_eq!((z.buf, z.ch), (x.buf, 0));
+        let big = a.alloc(g, 4); // does not fit in the 1-plane gap: goes after y
+        assert_eq!(big.ch, 5);
+        let other = a.alloc(g2, 1);
+        assert_ne!(other.buf, x.buf);
+        assert_eq!(a.bytes(), (36 * 9 + 16) * 4);
+        let mut b = a.into_buffers();
+        b.write(y, |out, r| {
+            assert_eq!(out.len(), 2 * 36);
+            assert_eq!(r.view(z).data.len(), 2 * 36);
+            assert_eq!(r.view(big).data.len(), 4 * 36);
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "reads the planes it writes")]
+    fn reading_the_planes_being_written_is_caught() {
+        let g = Geom { h: 2, w: 2, pad: 0 };
+        let mut a = Arena::default();
+        let x = a.alloc(g, 2);
+        let mut b = a.into_buffers();
+        b.write(Act { n: 1, ..x }, |_, r| {
+            r.view(x);
+        });
     }
 }

@@ -2,7 +2,7 @@
 //! over buffers assigned once. Built from the BatchNorm-folded network; running a frame
 //! allocates nothing.
 
-use super::buffers::{Act, Arena, Buffers, Cat, Geom};
+use super::buffers::{Act, Arena, Buffers, Cat, Geom, Reader};
 use super::kernels::attention::{channel_gate, channel_stats, gate_residual, gated_mean, spatial_pool};
 use super::kernels::conv::{conv, ConvWeights, Epilogue};
 use super::kernels::resample::{max_pool, pixel_shuffle, upsample, Taps};
@@ -74,12 +74,13 @@ struct BlockOp {
     src: Cat,
     conv1: ConvWeights,
     conv2: ConvWeights,
-    shortcut: Option<(ConvWeights, Act)>,
+    /// The 1×1 projection when the width changes; it writes into `t1`, dead by then.
+    shortcut: Option<ConvWeights>,
     ca: ChannelGate,
     sa: SpatialGate,
     t1: Act,
+    /// conv2's output, gated in place into the block's output.
     t2: Act,
-    dst: Act,
 }
 
 /// BLAM with ECA folded into the fusion convolution's weights (one scale per input channel).
@@ -149,6 +150,9 @@ impl Plan {
         let input = b.alloc(0, cin);
         let r = b.encoder(&model.recon_encoder, input, "R", false)?;
         let s = b.encoder(&model.seg.encoder, input, "S", true)?;
+        // The input planes may hold other values once both stems have read them; the next
+        // frame's input is written when every value of this one is dead.
+        b.arena.free(input);
         let (x3, dpconv_out) = b.dpconv(model, s[3], r[3])?;
         let logits = b.decoder(&model.seg.decoder, [s[0], s[1], s[2], x3])?;
         let bytes = b.arena.bytes();
@@ -222,14 +226,15 @@ impl Plan {
     fn write_input(&mut self, input: &[f32]) {
         let (h, w) = self.size;
         let g = self.bufs.geom(self.input.buf);
-        let mut data = self.bufs.take(self.input.buf);
-        for c in 0..self.channels {
-            for y in 0..h {
-                let at = c * g.plane() + g.at(y, 0);
-                data[at..at + w].copy_from_slice(&input[(c * h + y) * w..][..w]);
+        let channels = self.channels;
+        self.bufs.write(self.input, |data, _| {
+            for c in 0..channels {
+                for y in 0..h {
+                    let at = c * g.plane() + g.at(y, 0);
+                    data[at..at + w].copy_from_slice(&input[(c * h + y) * w..][..w]);
+                }
             }
-        }
-        self.bufs.put(self.input.buf, data);
+        });
     }
 
     fn read_interior(&self, a: Act, out: &mut [f32]) {
@@ -257,8 +262,10 @@ impl Plan {
 
 /// Refuses sizes the network cannot take, before anything is allocated.
 pub fn check_size(h: usize, w: usize) -> Result<()> {
-    if h == 0 || w == 0 || h % 8 != 0 || w % 8 != 0 {
-        bail!("frame {w}×{h}: the network needs a width and height that are non-zero multiples of 8 (three 2×2 poolings)");
+    if h == 0 || w == 0 || !h.is_multiple_of(8) || !w.is_multiple_of(8) {
+        bail!(
+            "frame {w}×{h}: the network needs a width and height that are non-zero multiples of 8 (three 2×2 poolings)"
+        );
     }
     crate::limits::check_frame_size("network input", w, h)?;
     Ok(())
@@ -278,7 +285,10 @@ fn floats(t: &Tensor) -> Result<Vec<f32>> {
 fn conv_weights(c: &Conv2d) -> Result<ConvWeights> {
     let (cout, cin, k, k2) = c.weight.dims4()?;
     if k != k2 || !matches!(k, 1 | 3 | 5 | 7) || c.dilation != 1 || c.padding != k / 2 {
-        bail!("the CPU plan has no kernel for a {k}×{k2} convolution with dilation {}", c.dilation);
+        bail!(
+            "the CPU plan has no kernel for a {k}×{k2} convolution with dilation {}",
+            c.dilation
+        );
     }
     let bias = c.bias.as_ref().map(floats).transpose()?;
     Ok(ConvWeights::new(&floats(&c.weight)?, bias.as_deref(), cout, cin, k))
@@ -368,10 +378,8 @@ impl Builder {
             }
             None => None,
         };
-        let dst = self.alloc(level, cout);
         let t1 = self.alloc(level, cout);
         let t2 = self.alloc(level, cout);
-        let shortcut = shortcut.map(|w| (w, self.alloc(level, cout)));
         let sa = self.spatial_gate(&blk.sa, level)?;
         let op = BlockOp {
             src,
@@ -382,14 +390,11 @@ impl Builder {
             sa,
             t1,
             t2,
-            dst,
         };
-        for a in [t1, t2].into_iter().chain(op.shortcut.as_ref().map(|s| s.1)) {
-            self.arena.free(a);
-        }
+        self.arena.free(t1);
         self.free_gate(&op.sa);
         self.push(name, Op::Block(Box::new(op)));
-        Ok(dst)
+        Ok(t2)
     }
 
     fn layer(&mut self, l: &Layer, src: Cat, level: usize, name: &str) -> Result<Act> {
@@ -411,8 +416,8 @@ impl Builder {
         let s = self.conv(format!("{net}.stem"), folded(&e.stem)?, Cat::of(&[input]), 0, true);
         let mut x = [s; 4];
         let mut src = s; // the level's input: the stem's output, then each pooled feature
-        for level in 0..4 {
-            x[level] = self.layer(&e.levels[level], Cat::of(&[src]), level, &format!("{net}.conv{level}_0"))?;
+        for (level, layer) in e.levels.iter().enumerate() {
+            x[level] = self.layer(layer, Cat::of(&[src]), level, &format!("{net}.conv{level}_0"))?;
             self.arena.free(src);
             if level < 3 {
                 src = self.pool(format!("{net}.pool{level}"), x[level], level);
@@ -514,6 +519,7 @@ impl Builder {
         let u = up(self, x1_1, 1, "conv0_2");
         let x0_2 = self.layer(&d.conv0_2, Cat::of(&[x0_1, u, x0_0]), 0, "S.conv0_2")?;
         self.arena.free(u);
+        self.arena.free(x0_0);
 
         let u = up(self, x2_1, 2, "conv1_2");
         let p = self.pool("S.conv1_2.pool".into(), x0_2, 0);
@@ -524,7 +530,7 @@ impl Builder {
 
         let u = up(self, x1_2, 1, "conv0_3");
         let x0_3 = self.layer(&d.conv0_3, Cat::of(&[x0_2, u, x0_1]), 0, "S.conv0_3")?;
-        for a in [u, x0_2, x0_1, x0_0] {
+        for a in [u, x0_2, x0_1] {
             self.arena.free(a);
         }
 
@@ -541,9 +547,21 @@ impl Builder {
         self.arena.free(h1);
         self.arena.free(x0_3);
 
-        let s2 = self.conv("S.conv0_1_1x1".into(), conv_weights(&d.side[0])?, Cat::of(&[f2]), 1, false);
+        let s2 = self.conv(
+            "S.conv0_1_1x1".into(),
+            conv_weights(&d.side[0])?,
+            Cat::of(&[f2]),
+            1,
+            false,
+        );
         let side2 = self.upsample("S.conv0_1_1x1.up".into(), s2, 1, 0);
-        let s3 = self.conv("S.conv0_2_1x1".into(), conv_weights(&d.side[1])?, Cat::of(&[f3]), 2, false);
+        let s3 = self.conv(
+            "S.conv0_2_1x1".into(),
+            conv_weights(&d.side[1])?,
+            Cat::of(&[f3]),
+            2,
+            false,
+        );
         let side3 = self.upsample("S.conv0_2_1x1.up".into(), s3, 2, 0);
         for a in [s2, s3, f2, f3] {
             self.arena.free(a);
@@ -563,7 +581,7 @@ impl Op {
         let w = |c: &ConvWeights| c.macs_per_pixel() * 4;
         match self {
             Op::Conv(c) => w(&c.w),
-            Op::Block(b) => w(&b.conv1) + w(&b.conv2) + b.shortcut.as_ref().map_or(0, |s| w(&s.0)),
+            Op::Block(b) => w(&b.conv1) + w(&b.conv2) + b.shortcut.as_ref().map_or(0, w),
             Op::Blam(b) => w(&b.bottom_up[0]) + w(&b.bottom_up[1]) + 2 * w(&b.fuse),
             Op::DpConv(d) => (d.gen_w.len() + d.gen_b.len()) * 4 + w(&d.conv),
             _ => 0,
@@ -592,12 +610,9 @@ impl Op {
     }
 }
 
-/// Runs `f` with `dst`'s planes writable and every other buffer readable.
-fn write(bufs: &mut Buffers, dst: Act, f: impl FnOnce(&mut [f32], &Buffers)) {
-    let g = bufs.geom(dst.buf);
-    let mut data = bufs.take(dst.buf);
-    f(&mut data[dst.ch * g.plane()..(dst.ch + dst.n) * g.plane()], bufs);
-    bufs.put(dst.buf, data);
+/// Runs `f` with `dst`'s planes writable and every other value readable.
+fn write(bufs: &mut Buffers, dst: Act, f: impl FnOnce(&mut [f32], &Reader)) {
+    bufs.write(dst, f)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -627,7 +642,14 @@ fn conv_into(
 impl ChannelGate {
     fn compute(&mut self, isa: Isa, pool: &ThreadPool, bufs: &Buffers, x: Act) {
         channel_stats(isa, pool, bufs.view(x), &mut self.avg, &mut self.max);
-        channel_gate(&self.avg, &self.max, &self.fc1, &self.fc2, &mut self.hidden, &mut self.scale);
+        channel_gate(
+            &self.avg,
+            &self.max,
+            &self.fc1,
+            &self.fc2,
+            &mut self.hidden,
+            &mut self.scale,
+        );
     }
 }
 
@@ -635,28 +657,50 @@ impl SpatialGate {
     /// The gate plane `sigmoid(conv7x7([mean_c, max_c](x·scale)))`.
     fn compute(&self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, x: Act, scale: &[f32]) {
         let pg = bufs.geom(self.pooled.buf);
-        write(bufs, self.pooled, |out, bufs| spatial_pool(isa, pool, bufs.view(x), scale, out, pg));
-        conv_into(isa, pool, bufs, &Cat::of(&[self.pooled]), &self.conv, self.gate, false, true, None);
+        write(bufs, self.pooled, |out, bufs| {
+            spatial_pool(isa, pool, bufs.view(x), scale, out, pg)
+        });
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.pooled]),
+            &self.conv,
+            self.gate,
+            false,
+            true,
+            None,
+        );
     }
 }
 
 impl BlockOp {
     fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
         conv_into(isa, pool, bufs, &self.src, &self.conv1, self.t1, true, false, None);
-        conv_into(isa, pool, bufs, &Cat::of(&[self.t1]), &self.conv2, self.t2, false, false, None);
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.t1]),
+            &self.conv2,
+            self.t2,
+            false,
+            false,
+            None,
+        );
         self.ca.compute(isa, pool, bufs, self.t2);
         self.sa.compute(isa, pool, bufs, self.t2, &self.ca.scale);
         let residual = match &self.shortcut {
-            Some((w, res)) => {
-                conv_into(isa, pool, bufs, &self.src, w, *res, false, false, None);
-                Cat::of(&[*res])
+            Some(w) => {
+                conv_into(isa, pool, bufs, &self.src, w, self.t1, false, false, None);
+                Cat::of(&[self.t1])
             }
             None => self.src,
         };
-        let (t2, gate, scale) = (self.t2, self.sa.gate, &self.ca.scale);
-        write(bufs, self.dst, |out, bufs| {
-            let (parts, n) = bufs.cat(&residual);
-            gate_residual(isa, pool, bufs.view(t2), scale, bufs.view(gate), &parts[..n], out);
+        let (gate, scale, g, n) = (self.sa.gate, &self.ca.scale, bufs.geom(self.t2.buf), self.t2.n);
+        write(bufs, self.t2, |out, bufs| {
+            let (parts, k) = bufs.cat(&residual);
+            gate_residual(isa, pool, out, g, n, scale, bufs.view(gate), &parts[..k]);
         });
     }
 }
@@ -664,8 +708,28 @@ impl BlockOp {
 impl BlamOp {
     fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
         let [a, a2] = self.a;
-        conv_into(isa, pool, bufs, &Cat::of(&[self.low]), &self.bottom_up[0], a, true, false, None);
-        conv_into(isa, pool, bufs, &Cat::of(&[a]), &self.bottom_up[1], a2, true, false, None);
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.low]),
+            &self.bottom_up[0],
+            a,
+            true,
+            false,
+            None,
+        );
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[a]),
+            &self.bottom_up[1],
+            a2,
+            true,
+            false,
+            None,
+        );
         // ECA: w = sigmoid(conv1d_k3(sigmoid(GMP(high)))), zero-padded; folded into the fusion
         // convolution as a scale on its first C input channels (the ECA-gated `high`).
         channel_stats(isa, pool, bufs.view(self.high), &mut self.avg, &mut self.max);
@@ -682,7 +746,17 @@ impl BlamOp {
             self.gate[i] = sigmoid(self.eca[0] * g(j - 1) + self.eca[1] * g(j) + self.eca[2] * g(j + 1));
         }
         self.fuse.scale_inputs_from(&self.fuse_base, &self.gate);
-        conv_into(isa, pool, bufs, &Cat::of(&[self.high, a2]), &self.fuse, self.dst, true, false, None);
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.high, a2]),
+            &self.fuse,
+            self.dst,
+            true,
+            false,
+            None,
+        );
     }
 }
 
@@ -704,7 +778,17 @@ impl DpOp {
             let j = (o * m + i) * kk + t;
             gw[j] * p[j / g] + gb[j]
         });
-        conv_into(isa, pool, bufs, &Cat::of(&[self.pre]), &self.conv, self.out, false, false, None);
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.pre]),
+            &self.conv,
+            self.out,
+            false,
+            false,
+            None,
+        );
         // x3_0 ← x3_0 + DPConv(x3_0, Y): residual, with no BN or activation after it.
         let (pre, out) = (self.pre, self.out);
         write(bufs, self.dst, |dst, bufs| {

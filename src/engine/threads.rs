@@ -214,7 +214,10 @@ mod tests {
                 pool.run(tasks, &|i| {
                     hits[i].fetch_add(1, Ordering::SeqCst);
                 });
-                assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1), "{threads} threads, {tasks} tasks");
+                assert!(
+                    hits.iter().all(|h| h.load(Ordering::SeqCst) == 1),
+                    "{threads} threads, {tasks} tasks"
+                );
             }
         }
     }

@@ -19,7 +19,10 @@ pub fn channel_stats(isa: Isa, pool: &ThreadPool, x: Planes, mean: &mut [f32], m
     assert!(mean.len() >= x.n && max.len() >= x.n);
     let (mp, xp) = (SharedOut(mean.as_mut_ptr()), SharedOut(max.as_mut_ptr()));
     pool.run(x.n, &|c| {
-        let (m, mx) = isa.dispatch(Stats { plane: x.plane(c), g: x.g });
+        let (m, mx) = isa.dispatch(Stats {
+            plane: x.plane(c),
+            g: x.g,
+        });
         // SAFETY: each task writes only its own channel's entry.
         unsafe {
             *mp.ptr().add(c) = m;
@@ -93,7 +96,13 @@ pub fn spatial_pool(isa: Isa, pool: &ThreadPool, x: Planes, scale: &[f32], out: 
     let bands = bands(pool, 1, og.h);
     pool.run(bands.count, &|b| {
         for y in bands.rows(b, og.h) {
-            isa.dispatch(SpatialPoolRow { x, scale, y, out: outp, og });
+            isa.dispatch(SpatialPoolRow {
+                x,
+                scale,
+                y,
+                out: outp,
+                og,
+            });
         }
     });
 }
@@ -136,32 +145,34 @@ impl WithSimd for SpatialPoolRow<'_> {
     }
 }
 
-/// `out[c] = relu(x[c]·s_c·a + residual[c])` (all interiors; `a` one plane).
+/// `x[c] ← relu(x[c]·s_c·a + residual[c])` in place (all interiors of `n` planes of geometry
+/// `g`; `a` one plane). In place because each pixel is read and then written by one task,
+/// which saves the block a third full-resolution buffer.
+#[allow(clippy::too_many_arguments)]
 pub fn gate_residual(
     isa: Isa,
     pool: &ThreadPool,
-    x: Planes,
+    x: &mut [f32],
+    g: Geom,
+    n: usize,
     scale: &[f32],
     a: Planes,
     residual: &[Planes],
-    out: &mut [f32],
 ) {
-    let g = x.g;
-    assert!(a.g.h == g.h && a.g.w == g.w && out.len() >= x.n * g.plane());
-    assert_eq!(residual.iter().map(|p| p.n).sum::<usize>(), x.n, "residual channels");
-    let outp = SharedOut(out.as_mut_ptr());
-    let bands = bands(pool, x.n, g.h);
-    pool.run(x.n * bands.count, &|task| {
+    assert!(a.g.h == g.h && a.g.w == g.w && x.len() >= n * g.plane());
+    assert_eq!(residual.iter().map(|p| p.n).sum::<usize>(), n, "residual channels");
+    let xp = SharedOut(x.as_mut_ptr());
+    let bands = bands(pool, n, g.h);
+    pool.run(n * bands.count, &|task| {
         let (c, b) = (task / bands.count, task % bands.count);
         let (res, rc) = plane_of(residual, c);
         for y in bands.rows(b, g.h) {
             isa.dispatch(GateRow {
-                x: &x.plane(c)[g.at(y, 0)..g.at(y, 0) + g.w],
                 a: &a.plane(0)[a.g.at(y, 0)..a.g.at(y, 0) + g.w],
                 res: &res.plane(rc)[res.g.at(y, 0)..res.g.at(y, 0) + g.w],
                 scale: scale[c],
                 // SAFETY: channel c, row y: this task's region.
-                out: unsafe { outp.ptr().add(c * g.plane() + g.at(y, 0)) },
+                x: unsafe { xp.ptr().add(c * g.plane() + g.at(y, 0)) },
             });
         }
     });
@@ -179,11 +190,10 @@ pub fn plane_of<'a>(parts: &[Planes<'a>], mut c: usize) -> (Planes<'a>, usize) {
 }
 
 struct GateRow<'a> {
-    x: &'a [f32],
     a: &'a [f32],
     res: &'a [f32],
     scale: f32,
-    out: *mut f32,
+    x: *mut f32,
 }
 
 impl WithSimd for GateRow<'_> {
@@ -192,24 +202,25 @@ impl WithSimd for GateRow<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let l = S::F32_LANES;
-        let w = self.x.len();
+        let w = self.a.len();
+        // SAFETY: the task's row of w pixels, read and written only by this task.
+        let x = unsafe { std::slice::from_raw_parts_mut(self.x, w) };
         let sc = s.splat_f32s(self.scale);
         let zero = s.splat_f32s(0.0);
         let f = |x, a, r| s.max_f32s(s.mul_add_e_f32s(s.mul_f32s(x, sc), a, r), zero);
         let mut i = 0;
         while i + l <= w {
-            // SAFETY: i + l ≤ w for the three rows and the output row.
+            // SAFETY: i + l ≤ w for the three rows.
             unsafe {
-                let v = f(load::<S>(self.x, i), load::<S>(self.a, i), load::<S>(self.res, i));
-                store::<S>(self.out.add(i), v);
+                let v = f(load::<S>(x, i), load::<S>(self.a, i), load::<S>(self.res, i));
+                store::<S>(x.as_mut_ptr().add(i), v);
             }
             i += l;
         }
         if i < w {
             let p = |r: &[f32]| s.partial_load_f32s(&r[i..]);
-            let v = f(p(self.x), p(self.a), p(self.res));
-            // SAFETY: the last w − i pixels of this task's row.
-            s.partial_store_f32s(unsafe { std::slice::from_raw_parts_mut(self.out.add(i), w - i) }, v);
+            let v = f(p(x), p(self.a), p(self.res));
+            s.partial_store_f32s(&mut x[i..], v);
         }
     }
 }
