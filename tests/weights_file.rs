@@ -71,6 +71,28 @@ fn check_f16(recon: &Path, seg: &Path, io: &Path, preset: &str, label: &str) {
     let agree = sign_agreement(&logits, &reference);
     eprintln!("{label} f16 mask agreement {:.5}%", agree * 100.0);
     assert!(agree >= 0.999, "{label}: mask agreement {agree}");
+    // The CPU plan, built from the same f16-stored model, within the same bounds.
+    let input = io_tensor(io, "input");
+    let (b, _, h, w) = input.dims4().unwrap();
+    let pool = srsnet::engine::ThreadPool::new(2).unwrap();
+    let mut plan = srsnet::engine::Plan::build(&model, h, w, srsnet::engine::Isa::best()).unwrap();
+    let mut planned = Vec::with_capacity(b * h * w);
+    for i in 0..b {
+        let x = input.get(i).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut out = vec![0.0; h * w];
+        plan.run(&pool, &x, &mut out).unwrap();
+        planned.extend(out);
+    }
+    let planned = candle_core::Tensor::from_vec(planned, reference.dims(), &Device::Cpu).unwrap();
+    assert_close(
+        &format!("{label} f16-stored plan seg_logits"),
+        &planned,
+        &reference,
+        2e-2,
+    );
+    let agree = sign_agreement(&planned, &reference);
+    eprintln!("{label} f16 plan mask agreement {:.5}%", agree * 100.0);
+    assert!(agree >= 0.999, "{label}: plan mask agreement {agree}");
 }
 
 #[test]

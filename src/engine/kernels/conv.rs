@@ -2,11 +2,12 @@
 //! border: bias, an optional residual add, ReLU or sigmoid fused into the one pass that writes
 //! the output.
 //!
-//! Work is vectorised along the image row: each step computes `CO = 4` output channels ×
-//! `V` vectors of adjacent pixels, so one input vector load feeds four FMAs and one broadcast
-//! weight feeds `V`. That keeps 16 accumulators in AVX-512's or NEON's 32 registers (8 in
-//! AVX2's 16) and makes the kernel FMA-bound rather than load-bound even at 8 channels, the
-//! widths the lite model has at full resolution. The input may be a concatenation read in
+//! Work is vectorised along the image row: each step computes a block of 8 (then 4, then 1)
+//! output channels × `V` vectors of adjacent pixels, so one input vector load feeds eight FMAs
+//! and one broadcast weight feeds `V`. With 8 × 3 accumulators in AVX-512's or NEON's 32
+//! registers (8 × 1 in AVX2's 16) the input loads, which come from L2 once a layer's input
+//! rows outgrow L1, are one per eight FMAs; a block of 8 is also exactly the lite model's
+//! width at full resolution. The input may be a concatenation read in
 //! place, so no layer ever copies its inputs together.
 
 use super::super::buffers::{Geom, Planes};
@@ -15,8 +16,9 @@ use super::super::threads::{SharedOut, ThreadPool};
 use super::sigmoid;
 use pulp::{Simd, WithSimd};
 
-/// Output channels computed together.
+/// Output channels computed together: blocks of 8, then 4, then single channels.
 const CO: usize = 4;
+const CO_WIDE: usize = 8;
 
 /// One group of output channels and where its packed weights start.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +62,11 @@ impl ConvWeights {
         let mut offset = 0;
         let mut co0 = 0;
         while co0 < cout {
-            let co = if cout - co0 >= CO { CO } else { 1 };
+            let co = match cout - co0 {
+                r if r >= CO_WIDE => CO_WIDE,
+                r if r >= CO => CO,
+                _ => 1,
+            };
             blocks.push(CoBlock { co0, co, offset });
             offset += cin * k * k * co;
             co0 += co;
@@ -169,6 +175,10 @@ impl WithSimd for ConvTask<'_> {
         for y in self.rows.clone() {
             for &b in &self.w.blocks {
                 match (self.w.k, b.co) {
+                    (1, CO_WIDE) => self.row::<S, 1, CO_WIDE>(s, b, y),
+                    (3, CO_WIDE) => self.row::<S, 3, CO_WIDE>(s, b, y),
+                    (5, CO_WIDE) => self.row::<S, 5, CO_WIDE>(s, b, y),
+                    (7, CO_WIDE) => self.row::<S, 7, CO_WIDE>(s, b, y),
                     (1, CO) => self.row::<S, 1, CO>(s, b, y),
                     (3, CO) => self.row::<S, 3, CO>(s, b, y),
                     (5, CO) => self.row::<S, 5, CO>(s, b, y),
@@ -198,8 +208,14 @@ impl ConvTask<'_> {
         let wb = &self.w.packed[b.offset..b.offset + self.w.cin * K * K * C];
         let bias: [f32; C] = std::array::from_fn(|i| self.w.bias[b.co0 + i]);
         let l = S::F32_LANES;
-        // Eight-lane AVX2 has 16 registers: two vectors per channel keep the 4×V accumulators in them.
-        let v = if l == 8 && C == CO { 2 } else { 4 };
+        // Vectors per strip, so that the C×V accumulators, V inputs and a broadcast fit the
+        // registers: 32 for AVX-512 and NEON, 16 for eight-lane AVX2.
+        let v = match (C, l == 8) {
+            (CO_WIDE, true) => 1,
+            (CO_WIDE, false) => 3,
+            (CO, true) => 2,
+            _ => 4,
+        };
         let row = Row::<C> {
             // SAFETY: planes co0..co0+C, row y: this task's own region of the output.
             out: std::array::from_fn(|i| unsafe { self.out.ptr().add((b.co0 + i) * og.plane() + og.at(y, 0)) }),
@@ -212,10 +228,11 @@ impl ConvTask<'_> {
         // SAFETY (all strips): x + vectors·lanes ≤ w, and every input plane has a border of
         // at least K/2, so each load stays inside its row's plane (checked in `conv`).
         while x + v * l <= og.w {
-            if v == 2 {
-                unsafe { self.strip::<S, K, C, 2>(s, wb, &bias, y, x, &row) };
-            } else {
-                unsafe { self.strip::<S, K, C, 4>(s, wb, &bias, y, x, &row) };
+            match v {
+                1 => unsafe { self.strip::<S, K, C, 1>(s, wb, &bias, y, x, &row) },
+                2 => unsafe { self.strip::<S, K, C, 2>(s, wb, &bias, y, x, &row) },
+                3 => unsafe { self.strip::<S, K, C, 3>(s, wb, &bias, y, x, &row) },
+                _ => unsafe { self.strip::<S, K, C, 4>(s, wb, &bias, y, x, &row) },
             }
             x += v * l;
         }
