@@ -187,7 +187,7 @@ impl Reader<'_> {
 }
 
 /// Build-time assignment of values to planes: one buffer per geometry, in which a value
-/// takes the first run of free planes long enough (the buffer grows when none is); freeing
+/// takes the smallest run of free planes long enough (the buffer grows when none is); freeing
 /// a value returns its planes. The buffer's size is the peak of the live values' planes
 /// (plus fragmentation), not the sum of every value in the network.
 #[derive(Debug, Default)]
@@ -210,16 +210,18 @@ impl Arena {
                 self.geoms.len() - 1
             }
         };
+        // Best fit: the smallest gap between values that holds n planes, else the end.
         let used = &mut self.used[buf];
-        let mut start = 0;
-        let mut at = used.len();
+        let mut best: Option<(usize, usize, usize)> = None; // (gap, start, insert index)
+        let mut prev_end = 0;
         for (i, &(s, len)) in used.iter().enumerate() {
-            if s >= start + n {
-                at = i;
-                break;
+            let gap = s - prev_end;
+            if gap >= n && best.is_none_or(|b| gap < b.0) {
+                best = Some((gap, prev_end, i));
             }
-            start = s + len;
+            prev_end = s + len;
         }
+        let (start, at) = best.map_or((prev_end, used.len()), |b| (b.1, b.2));
         used.insert(at, (start, n));
         self.extent[buf] = self.extent[buf].max(start + n);
         Act { buf, ch: start, n }

@@ -4,8 +4,8 @@
 
 use super::buffers::{Act, Arena, Buffers, Cat, Geom, Reader};
 use super::kernels::attention::{channel_gate, channel_stats, gate_residual, gated_mean, spatial_pool};
-use super::kernels::conv::{conv, ConvWeights, Epilogue};
-use super::kernels::resample::{max_pool, pixel_shuffle, upsample, Taps};
+use super::kernels::conv::{conv, conv_many, staging_floats, ConvJob, ConvWeights, Epilogue, Staging, Upsampled};
+use super::kernels::resample::{max_pool, pixel_shuffle, Taps};
 use super::kernels::sigmoid;
 use super::simd::Isa;
 use super::threads::ThreadPool;
@@ -35,7 +35,6 @@ enum Op {
     Conv(ConvOp),
     Block(Box<BlockOp>),
     Pool { src: Act, dst: Act },
-    Upsample { src: Act, dst: Act, th: Taps, tw: Taps },
     PixelShuffle { src: Act, dst: Act },
     Blam(Box<BlamOp>),
     DpConv(Box<DpOp>),
@@ -68,10 +67,21 @@ struct SpatialGate {
     gate: Act,
 }
 
+/// A part of a block's input read at a lower resolution and up-sampled inside the
+/// convolutions that read it (see `kernels::conv::Upsampled`).
+#[derive(Debug)]
+struct UpTaps {
+    part: usize,
+    th: Taps,
+    tw: Taps,
+}
+
 /// A Res-CBAM block: `relu(t·CA(t)·SA(t·CA(t)) + shortcut(x))`, `t = BN2(conv2(relu(BN1(conv1 x))))`.
 #[derive(Debug)]
 struct BlockOp {
     src: Cat,
+    /// Parts of `src` up-sampled on the fly by conv1 and the shortcut.
+    ups: Vec<UpTaps>,
     conv1: ConvWeights,
     conv2: ConvWeights,
     /// The 1×1 projection when the width changes; it writes into `t1`, dead by then.
@@ -79,6 +89,9 @@ struct BlockOp {
     ca: ChannelGate,
     sa: SpatialGate,
     t1: Act,
+    /// The shortcut's output when it is computed with conv1 (blocks whose input is staged:
+    /// the planes right after `t1`); otherwise the shortcut reuses `t1` once conv2 has read it.
+    res: Option<Act>,
     /// conv2's output, gated in place into the block's output.
     t2: Act,
 }
@@ -134,6 +147,8 @@ pub struct Plan {
     recon_x3: Act,
     dpconv_out: Act,
     weight_bytes: usize,
+    /// Per-thread rows of up-sampled inputs, sized on the first frame with a given pool.
+    staging: Staging,
 }
 
 impl Plan {
@@ -175,12 +190,13 @@ impl Plan {
             recon_x3: r[3],
             dpconv_out,
             weight_bytes,
+            staging: Staging::default(),
         })
     }
 
     /// Bytes of activation buffers and of packed weights the plan holds.
     pub fn memory(&self) -> (usize, usize) {
-        (self.bufs.bytes(), self.weight_bytes)
+        (self.bufs.bytes() + self.staging.bytes(), self.weight_bytes)
     }
 
     /// The steps' names, in order.
@@ -212,15 +228,31 @@ impl Plan {
             );
         }
         self.write_input(input);
+        let need = self.staging_need(pool.threads());
+        self.staging.ensure(pool.threads(), need);
         for (i, step) in self.steps.iter_mut().enumerate() {
             let start = Instant::now();
-            step.op.run(self.isa, pool, &mut self.bufs);
+            step.op.run(self.isa, pool, &mut self.bufs, &mut self.staging);
             if let Some(t) = times.as_deref_mut() {
                 t[i] += start.elapsed().as_secs_f64();
             }
         }
         self.read_interior(self.logits, logits);
         Ok(())
+    }
+
+    /// Staging floats per thread the plan's steps need with `threads` threads.
+    fn staging_need(&self, threads: usize) -> usize {
+        let need = |s: &Step| match &s.op {
+            Op::Block(b) => b.staging_need(threads, &self.bufs),
+            _ => 0,
+        };
+        self.steps.iter().map(need).max().unwrap_or(0)
+    }
+
+    /// Bytes of the per-thread staging rows for `threads` threads.
+    pub fn staging_bytes(&self, threads: usize) -> usize {
+        self.staging_need(threads) * threads * 4
     }
 
     fn write_input(&mut self, input: &[f32]) {
@@ -355,53 +387,68 @@ impl Builder {
         dst
     }
 
-    fn upsample(&mut self, name: String, src: Act, from: usize, to: usize) -> Act {
-        let dst = self.alloc(to, src.n);
+    /// Taps up-sampling part `part` of a concatenation from level `from` to level `to`.
+    fn up_taps(&self, part: usize, from: usize, to: usize) -> UpTaps {
         let (a, b) = (self.geom(from, 1), self.geom(to, 1));
-        let op = Op::Upsample {
-            src,
-            dst,
+        UpTaps {
+            part,
             th: Taps::new(a.h, b.h),
             tw: Taps::new(a.w, b.w),
-        };
-        self.push(name, op);
-        dst
+        }
     }
 
-    fn block(&mut self, blk: &ResCbamBlock, src: Cat, level: usize, name: String) -> Result<Act> {
+    fn block(&mut self, blk: &ResCbamBlock, src: Cat, ups: Vec<UpTaps>, level: usize, name: String) -> Result<Act> {
         let conv1 = folded(&blk.conv1)?;
         let cout = conv1.cout;
         let shortcut = match &blk.shortcut {
             Some(s) => Some(folded(s)?),
-            None if src.len > 1 || src.channels() != cout => {
+            None if src.len > 1 || src.channels() != cout || !ups.is_empty() => {
                 bail!("{name}: identity shortcut needs one input of {cout} channels")
             }
             None => None,
         };
-        let t1 = self.alloc(level, cout);
+        let (t1, res) = if shortcut.is_some() && !ups.is_empty() {
+            let pair = self.alloc(level, 2 * cout);
+            let res = Act {
+                ch: pair.ch + cout,
+                n: cout,
+                ..pair
+            };
+            (Act { n: cout, ..pair }, Some(res))
+        } else {
+            (self.alloc(level, cout), None)
+        };
         let t2 = self.alloc(level, cout);
         let sa = self.spatial_gate(&blk.sa, level)?;
         let op = BlockOp {
             src,
+            ups,
             conv1,
             conv2: folded(&blk.conv2)?,
             ca: channel_gate_of(&blk.ca, cout)?,
             shortcut,
             sa,
             t1,
+            res,
             t2,
         };
-        self.arena.free(t1);
+        self.arena.free(t1); // with `res`, when they were allocated together
         self.free_gate(&op.sa);
         self.push(name, Op::Block(Box::new(op)));
         Ok(t2)
     }
 
     fn layer(&mut self, l: &Layer, src: Cat, level: usize, name: &str) -> Result<Act> {
+        self.layer_up(l, src, Vec::new(), level, name)
+    }
+
+    /// A layer whose first block reads the `ups` parts of `src` up-sampled on the fly.
+    fn layer_up(&mut self, l: &Layer, src: Cat, ups: Vec<UpTaps>, level: usize, name: &str) -> Result<Act> {
         let mut input = src;
+        let mut ups = Some(ups);
         let mut prev: Option<Act> = None;
         for (i, blk) in l.blocks.iter().enumerate() {
-            let out = self.block(blk, input, level, format!("{name}.{i}"))?;
+            let out = self.block(blk, input, ups.take().unwrap_or_default(), level, format!("{name}.{i}"))?;
             if let Some(p) = prev {
                 self.arena.free(p);
             }
@@ -463,18 +510,27 @@ impl Builder {
     }
 
     fn spu(&mut self, s: &Spu, src: Act, level: usize, name: String) -> Result<Act> {
+        let w = folded(&s.conv)?;
+        // The output first, so the short-lived shuffled planes sit above it and leave no hole.
+        let dst = self.alloc(level - 1, w.cout);
         let ps = self.alloc(level - 1, src.n / 4);
         self.push(format!("{name}.shuffle"), Op::PixelShuffle { src, dst: ps });
-        let out = self.conv(name, folded(&s.conv)?, Cat::of(&[ps]), level - 1, true);
+        let op = ConvOp {
+            src: Cat::of(&[ps]),
+            w,
+            dst,
+            relu: true,
+        };
+        self.push(name, Op::Conv(op));
         self.arena.free(ps);
-        Ok(out)
+        Ok(dst)
     }
 
     fn blam(&mut self, m: &Blam, low: Act, high: Act, level: usize, name: String) -> Result<Act> {
         let c = low.n;
         let eca = floats(&m.eca.conv)?;
         let fuse = folded(&m.fuse)?;
-        let op = BlamOp {
+        let mut op = BlamOp {
             low,
             high,
             bottom_up: [folded(&m.bottom_up1)?, folded(&m.bottom_up2)?],
@@ -482,12 +538,13 @@ impl Builder {
             fuse: fuse.clone(),
             fuse_base: fuse,
             a: [self.alloc(level, c), self.alloc(level, c)],
-            dst: self.alloc(level, c),
+            dst: Act { buf: 0, ch: 0, n: 0 },
             avg: vec![0.0; c],
             max: vec![0.0; c],
             gate: vec![0.0; c],
         };
-        self.arena.free(op.a[0]);
+        // The fusion output goes into the first bottom-up buffer, dead once the second is computed.
+        op.dst = op.a[0];
         self.arena.free(op.a[1]);
         let dst = op.dst;
         self.push(name, Op::Blam(Box::new(op)));
@@ -497,40 +554,41 @@ impl Builder {
     /// The dense decoder, the fusion path, `finalconv` and the head, in the reference's order.
     fn decoder(&mut self, d: &Decoder, x: [Act; 4]) -> Result<Act> {
         let [x0_0, x1_0, x2_0, x3_0] = x;
-        let up = |b: &mut Self, a: Act, from: usize, name: &str| b.upsample(format!("S.{name}.up"), a, from, from - 1);
+        // Every dense node's second input is the next level's feature up-sampled ×2; the
+        // convolutions read it at its own resolution and interpolate rows as they go.
+        let x0_1 = self.layer_up(
+            &d.conv0_1,
+            Cat::of(&[x0_0, x1_0]),
+            vec![self.up_taps(1, 1, 0)],
+            0,
+            "S.conv0_1",
+        )?;
 
-        let u = up(self, x1_0, 1, "conv0_1");
-        let x0_1 = self.layer(&d.conv0_1, Cat::of(&[x0_0, u]), 0, "S.conv0_1")?;
-        self.arena.free(u);
-
-        let u = up(self, x2_0, 2, "conv1_1");
         let p = self.pool("S.conv1_1.pool".into(), x0_1, 0);
-        let x1_1 = self.layer(&d.conv1_1, Cat::of(&[x1_0, u, p]), 1, "S.conv1_1")?;
-        self.arena.free(u);
+        let ups = vec![self.up_taps(1, 2, 1)];
+        let x1_1 = self.layer_up(&d.conv1_1, Cat::of(&[x1_0, x2_0, p]), ups, 1, "S.conv1_1")?;
         self.arena.free(p);
 
-        let u = up(self, x3_0, 3, "conv2_1");
         let p = self.pool("S.conv2_1.pool".into(), x1_1, 1);
-        let x2_1 = self.layer(&d.conv2_1, Cat::of(&[x2_0, u, p]), 2, "S.conv2_1")?;
-        self.arena.free(u);
+        let ups = vec![self.up_taps(1, 3, 2)];
+        let x2_1 = self.layer_up(&d.conv2_1, Cat::of(&[x2_0, x3_0, p]), ups, 2, "S.conv2_1")?;
         self.arena.free(p);
         self.arena.free(x2_0);
 
-        let u = up(self, x1_1, 1, "conv0_2");
-        let x0_2 = self.layer(&d.conv0_2, Cat::of(&[x0_1, u, x0_0]), 0, "S.conv0_2")?;
-        self.arena.free(u);
+        let ups = vec![self.up_taps(1, 1, 0)];
+        let x0_2 = self.layer_up(&d.conv0_2, Cat::of(&[x0_1, x1_1, x0_0]), ups, 0, "S.conv0_2")?;
         self.arena.free(x0_0);
 
-        let u = up(self, x2_1, 2, "conv1_2");
         let p = self.pool("S.conv1_2.pool".into(), x0_2, 0);
-        let x1_2 = self.layer(&d.conv1_2, Cat::of(&[x1_1, u, x1_0, p]), 1, "S.conv1_2")?;
-        for a in [u, p, x1_1, x1_0] {
+        let ups = vec![self.up_taps(1, 2, 1)];
+        let x1_2 = self.layer_up(&d.conv1_2, Cat::of(&[x1_1, x2_1, x1_0, p]), ups, 1, "S.conv1_2")?;
+        for a in [p, x1_1, x1_0] {
             self.arena.free(a);
         }
 
-        let u = up(self, x1_2, 1, "conv0_3");
-        let x0_3 = self.layer(&d.conv0_3, Cat::of(&[x0_2, u, x0_1]), 0, "S.conv0_3")?;
-        for a in [u, x0_2, x0_1] {
+        let ups = vec![self.up_taps(1, 1, 0)];
+        let x0_3 = self.layer_up(&d.conv0_3, Cat::of(&[x0_2, x1_2, x0_1]), ups, 0, "S.conv0_3")?;
+        for a in [x0_2, x0_1] {
             self.arena.free(a);
         }
 
@@ -554,7 +612,6 @@ impl Builder {
             1,
             false,
         );
-        let side2 = self.upsample("S.conv0_1_1x1.up".into(), s2, 1, 0);
         let s3 = self.conv(
             "S.conv0_2_1x1".into(),
             conv_weights(&d.side[1])?,
@@ -562,12 +619,11 @@ impl Builder {
             2,
             false,
         );
-        let side3 = self.upsample("S.conv0_2_1x1.up".into(), s3, 2, 0);
-        for a in [s2, s3, f2, f3] {
-            self.arena.free(a);
-        }
-        let fused = self.layer(&d.finalconv, Cat::of(&[f1, side2, side3]), 0, "S.finalconv")?;
-        for a in [f1, side2, side3] {
+        self.arena.free(f2);
+        self.arena.free(f3);
+        let ups = vec![self.up_taps(1, 1, 0), self.up_taps(2, 2, 0)];
+        let fused = self.layer_up(&d.finalconv, Cat::of(&[f1, s2, s3]), ups, 0, "S.finalconv")?;
+        for a in [f1, s2, s3] {
             self.arena.free(a);
         }
         let logits = self.conv("S.head".into(), conv_weights(&d.head)?, Cat::of(&[fused]), 0, false);
@@ -588,17 +644,13 @@ impl Op {
         }
     }
 
-    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
+    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, staging: &mut Staging) {
         match self {
             Op::Conv(c) => conv_into(isa, pool, bufs, &c.src, &c.w, c.dst, c.relu, false, None),
-            Op::Block(b) => b.run(isa, pool, bufs),
+            Op::Block(b) => b.run(isa, pool, bufs, staging),
             Op::Pool { src, dst } => {
                 let og = bufs.geom(dst.buf);
                 write(bufs, *dst, |out, bufs| max_pool(pool, bufs.view(*src), out, og));
-            }
-            Op::Upsample { src, dst, th, tw } => {
-                let og = bufs.geom(dst.buf);
-                write(bufs, *dst, |out, bufs| upsample(pool, bufs.view(*src), th, tw, out, og));
             }
             Op::PixelShuffle { src, dst } => {
                 let og = bufs.geom(dst.buf);
@@ -615,12 +667,32 @@ fn write(bufs: &mut Buffers, dst: Act, f: impl FnOnce(&mut [f32], &Reader)) {
     bufs.write(dst, f)
 }
 
+/// `conv_up_into` without up-sampled parts (no staging needed).
 #[allow(clippy::too_many_arguments)]
 fn conv_into(
     isa: Isa,
     pool: &ThreadPool,
     bufs: &mut Buffers,
     src: &Cat,
+    w: &ConvWeights,
+    dst: Act,
+    relu: bool,
+    sigmoid: bool,
+    residual: Option<Act>,
+) {
+    let mut none = Staging::default();
+    conv_up_into(isa, pool, bufs, src, &[], &mut none, w, dst, relu, sigmoid, residual);
+}
+
+/// Convolves `src` (its `ups` parts up-sampled on the fly) into `dst`.
+#[allow(clippy::too_many_arguments)]
+fn conv_up_into(
+    isa: Isa,
+    pool: &ThreadPool,
+    bufs: &mut Buffers,
+    src: &Cat,
+    ups: &[UpTaps],
+    staging: &mut Staging,
     w: &ConvWeights,
     dst: Act,
     relu: bool,
@@ -635,7 +707,70 @@ fn conv_into(
             relu,
             sigmoid,
         };
-        conv(isa, pool, &parts[..n], w, out, og, &epi);
+        let up = |i: usize| {
+            let u = &ups[i.min(ups.len().saturating_sub(1))];
+            Upsampled {
+                part: u.part,
+                th: &u.th,
+                tw: &u.tw,
+            }
+        };
+        assert!(ups.len() <= 2, "at most two up-sampled parts");
+        if ups.is_empty() {
+            conv(isa, pool, &parts[..n], &[], staging, w, out, og, &epi);
+        } else {
+            let list = [up(0), up(1)];
+            conv(isa, pool, &parts[..n], &list[..ups.len()], staging, w, out, og, &epi);
+        }
+    });
+}
+
+/// conv1 (ReLU) into the first `conv1.cout` planes of `dst` and the 1×1 shortcut into the
+/// rest, in one pass over `src` (its up-sampled parts staged once for both).
+#[allow(clippy::too_many_arguments)]
+fn conv1_and_shortcut(
+    isa: Isa,
+    pool: &ThreadPool,
+    bufs: &mut Buffers,
+    src: &Cat,
+    ups: &[UpTaps],
+    staging: &mut Staging,
+    conv1: &ConvWeights,
+    shortcut: &ConvWeights,
+    dst: Act,
+) {
+    let og = bufs.geom(dst.buf);
+    write(bufs, dst, |out, bufs| {
+        let (parts, n) = bufs.cat(src);
+        let (o1, o2) = out.split_at_mut(conv1.cout * og.plane());
+        let relu = Epilogue {
+            relu: true,
+            ..Epilogue::default()
+        };
+        let mut jobs = [
+            ConvJob {
+                w: conv1,
+                out: o1,
+                epi: relu,
+            },
+            ConvJob {
+                w: shortcut,
+                out: o2,
+                epi: Epilogue::default(),
+            },
+        ];
+        fn up(u: &UpTaps) -> Upsampled<'_> {
+            Upsampled {
+                part: u.part,
+                th: &u.th,
+                tw: &u.tw,
+            }
+        }
+        match ups {
+            [a] => conv_many(isa, pool, &parts[..n], &[up(a)], staging, &mut jobs, og),
+            [a, b] => conv_many(isa, pool, &parts[..n], &[up(a), up(b)], staging, &mut jobs, og),
+            _ => conv_many(isa, pool, &parts[..n], &[], staging, &mut jobs, og),
+        }
     });
 }
 
@@ -675,8 +810,36 @@ impl SpatialGate {
 }
 
 impl BlockOp {
-    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
-        conv_into(isa, pool, bufs, &self.src, &self.conv1, self.t1, true, false, None);
+    /// Staging floats per thread its up-sampled parts need.
+    fn staging_need(&self, threads: usize, bufs: &Buffers) -> usize {
+        let ch: usize = self.ups.iter().map(|u| self.src.parts[u.part].n).sum();
+        staging_floats(threads, bufs.geom(self.t1.buf), ch)
+    }
+
+    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, staging: &mut Staging) {
+        let (src, ups) = (&self.src, &self.ups);
+        match (&self.shortcut, self.res) {
+            (Some(w), Some(res)) => {
+                let pair = Act {
+                    n: self.t1.n + res.n,
+                    ..self.t1
+                };
+                conv1_and_shortcut(isa, pool, bufs, src, ups, staging, &self.conv1, w, pair);
+            }
+            _ => conv_up_into(
+                isa,
+                pool,
+                bufs,
+                src,
+                ups,
+                staging,
+                &self.conv1,
+                self.t1,
+                true,
+                false,
+                None,
+            ),
+        }
         conv_into(
             isa,
             pool,
@@ -690,12 +853,13 @@ impl BlockOp {
         );
         self.ca.compute(isa, pool, bufs, self.t2);
         self.sa.compute(isa, pool, bufs, self.t2, &self.ca.scale);
-        let residual = match &self.shortcut {
-            Some(w) => {
-                conv_into(isa, pool, bufs, &self.src, w, self.t1, false, false, None);
+        let residual = match (&self.shortcut, self.res) {
+            (_, Some(res)) => Cat::of(&[res]),
+            (Some(w), None) => {
+                conv_up_into(isa, pool, bufs, src, ups, staging, w, self.t1, false, false, None);
                 Cat::of(&[self.t1])
             }
-            None => self.src,
+            (None, None) => self.src,
         };
         let (gate, scale, g, n) = (self.sa.gate, &self.ca.scale, bufs.geom(self.t2.buf), self.t2.n);
         write(bufs, self.t2, |out, bufs| {

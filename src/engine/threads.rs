@@ -21,7 +21,7 @@ const SPIN: Duration = Duration::from_micros(200);
 /// `run` does not return before every worker has finished with it.
 #[derive(Clone, Copy)]
 struct Job {
-    f: *const (dyn Fn(usize) + Sync),
+    f: *const (dyn Fn(usize, usize) + Sync),
     tasks: usize,
 }
 
@@ -73,7 +73,7 @@ impl ThreadPool {
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(format!("srsnet-kernel-{i}"))
-                    .spawn(move || worker(&shared))
+                    .spawn(move || worker(&shared, i))
             })
             .collect::<std::io::Result<_>>()?;
         Ok(Self { shared, workers })
@@ -86,14 +86,20 @@ impl ThreadPool {
 
     /// Calls `f(i)` for every `i < tasks`, in any order and on any of the pool's threads.
     pub fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        self.run_on_threads(tasks, &|task, _| f(task));
+    }
+
+    /// Calls `f(i, thread)` for every `i < tasks`; `thread < self.threads()` identifies the
+    /// pool thread running the task (0 is the caller), for per-thread scratch.
+    pub fn run_on_threads(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
         if self.workers.is_empty() || tasks <= 1 {
-            (0..tasks).for_each(f);
+            (0..tasks).for_each(|i| f(i, 0));
             return;
         }
         let s = &*self.shared;
         // SAFETY (lifetime erasure): we wait below until `busy` is 0, i.e. until no worker can
         // still call `f`, before returning.
-        let f: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
+        let f: *const (dyn Fn(usize, usize) + Sync) = unsafe { std::mem::transmute(f) };
         s.next_task.store(0, Ordering::SeqCst);
         s.busy.store(self.workers.len(), Ordering::SeqCst);
         {
@@ -103,7 +109,7 @@ impl ThreadPool {
         }
         s.wake.notify_all();
         // SAFETY: `f` is alive for the whole call. A panic here must still wait for the workers.
-        let mine = catch_unwind(AssertUnwindSafe(|| take_tasks(s, unsafe { &*f }, tasks)));
+        let mine = catch_unwind(AssertUnwindSafe(|| take_tasks(s, unsafe { &*f }, tasks, 0)));
         let start = Instant::now();
         while s.busy.load(Ordering::Acquire) != 0 {
             if start.elapsed() < SPIN {
@@ -121,17 +127,17 @@ impl ThreadPool {
     }
 }
 
-fn take_tasks(s: &Shared, f: &(dyn Fn(usize) + Sync), tasks: usize) {
+fn take_tasks(s: &Shared, f: &(dyn Fn(usize, usize) + Sync), tasks: usize, thread: usize) {
     loop {
         let i = s.next_task.fetch_add(1, Ordering::Relaxed);
         if i >= tasks {
             return;
         }
-        f(i);
+        f(i, thread);
     }
 }
 
-fn worker(s: &Shared) {
+fn worker(s: &Shared, thread: usize) {
     let mut seen = 0usize;
     loop {
         // Spin briefly on the generation counter, then sleep until a new job is published.
@@ -156,7 +162,7 @@ fn worker(s: &Shared) {
         if let Some(job) = job {
             // SAFETY: `run` keeps the closure alive until `busy` reaches 0.
             let f = unsafe { &*job.f };
-            if catch_unwind(AssertUnwindSafe(|| take_tasks(s, f, job.tasks))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| take_tasks(s, f, job.tasks, thread))).is_err() {
                 s.panicked.store(true, Ordering::SeqCst);
             }
         }

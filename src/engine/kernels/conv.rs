@@ -13,6 +13,7 @@
 use super::super::buffers::{Geom, Planes};
 use super::super::simd::{load, store, Isa};
 use super::super::threads::{SharedOut, ThreadPool};
+use super::resample::Taps;
 use super::sigmoid;
 use pulp::{Simd, WithSimd};
 
@@ -121,45 +122,230 @@ impl ConvWeights {
     }
 }
 
+/// A part of a convolution's input that is stored at a lower resolution and up-sampled
+/// (align-corners bilinear) on the fly: each task stages the rows its band needs (plus one
+/// halo row each side) in its thread's scratch, so the full-resolution copy never exists.
+#[derive(Debug, Clone, Copy)]
+pub struct Upsampled<'a> {
+    /// Which part of `src`.
+    pub part: usize,
+    /// Row taps (source rows → output rows).
+    pub th: &'a Taps,
+    /// Column taps.
+    pub tw: &'a Taps,
+}
+
+/// Per-thread scratch for staged inputs, one region per pool thread.
+#[derive(Debug, Default)]
+pub struct Staging {
+    data: Vec<f32>,
+    per_thread: usize,
+}
+
+impl Staging {
+    /// Makes room for `floats` per thread for `threads` threads (allocates only when it grows).
+    pub fn ensure(&mut self, threads: usize, floats: usize) {
+        if self.per_thread < floats || self.data.len() < threads * floats.max(self.per_thread) {
+            self.per_thread = self.per_thread.max(floats);
+            self.data = vec![0.0; threads * self.per_thread];
+        }
+    }
+}
+
+impl Staging {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 4
+    }
+}
+
+/// How `conv` splits `h` output rows over `threads`: (bands, rows per band).
+pub fn conv_bands(threads: usize, h: usize) -> (usize, usize) {
+    let bands = (4 * threads).clamp(1, h.max(1));
+    let rows = h.max(1).div_ceil(bands);
+    (h.max(1).div_ceil(rows), rows)
+}
+
+/// Staging floats one thread needs for `channels` up-sampled channels of output geometry `og`.
+pub fn staging_floats(threads: usize, og: Geom, channels: usize) -> usize {
+    if channels == 0 {
+        return 0;
+    }
+    let (_, rows) = conv_bands(threads, og.h);
+    channels * (rows + 2) * (og.w + 2) + 2 * og.w
+}
+
 /// Convolves the concatenation `src` into the planes of `out` (geometry `og`, `w.cout` planes).
 ///
-/// Every input plane must have the output's interior size and a border of at least `k / 2`.
-pub fn conv(isa: Isa, pool: &ThreadPool, src: &[Planes], w: &ConvWeights, out: &mut [f32], og: Geom, epi: &Epilogue) {
+/// Every input plane must have the output's interior size and a border of at least `k / 2`,
+/// except the `up` parts, which are up-sampled to it (k ≤ 3).
+#[allow(clippy::too_many_arguments)]
+pub fn conv(
+    isa: Isa,
+    pool: &ThreadPool,
+    src: &[Planes],
+    up: &[Upsampled],
+    staging: &mut Staging,
+    w: &ConvWeights,
+    out: &mut [f32],
+    og: Geom,
+    epi: &Epilogue,
+) {
+    conv_many(isa, pool, src, up, staging, &mut [ConvJob { w, out, epi: *epi }], og);
+}
+
+/// One of several convolutions of the same input (see [`conv_many`]).
+pub struct ConvJob<'a, 'o> {
+    /// Weights.
+    pub w: &'a ConvWeights,
+    /// Output planes (`w.cout` of geometry `og`).
+    pub out: &'o mut [f32],
+    /// What follows the sum.
+    pub epi: Epilogue<'a>,
+}
+
+/// Runs every job's convolution over the same input in one pass over its rows, so that the
+/// input (and its staged, up-sampled parts) is read once for all of them: a block's conv1 and
+/// its 1×1 shortcut.
+pub fn conv_many(
+    isa: Isa,
+    pool: &ThreadPool,
+    src: &[Planes],
+    up: &[Upsampled],
+    staging: &mut Staging,
+    jobs: &mut [ConvJob],
+    og: Geom,
+) {
     let cin: usize = src.iter().map(|p| p.n).sum();
-    assert_eq!(cin, w.cin, "convolution input channels");
-    assert!(out.len() >= w.cout * og.plane(), "convolution output buffer");
-    for p in src {
-        assert!(
-            p.g.h == og.h && p.g.w == og.w && p.g.pad >= w.k / 2,
-            "convolution input geometry"
-        );
+    assert!(!jobs.is_empty() && jobs.len() <= 2, "one or two convolutions");
+    let kmax = jobs.iter().map(|j| j.w.k).max().unwrap_or(1);
+    for j in jobs.iter() {
+        assert_eq!(cin, j.w.cin, "convolution input channels");
+        assert!(j.out.len() >= j.w.cout * og.plane(), "convolution output buffer");
+        if let Some(r) = &j.epi.residual {
+            assert!(r.g == og && r.n >= j.w.cout, "residual geometry");
+        }
     }
-    if let Some(r) = &epi.residual {
-        assert!(r.g == og && r.n >= w.cout, "residual geometry");
+    let is_up = |i: usize| up.iter().any(|u| u.part == i);
+    for (i, p) in src.iter().enumerate() {
+        let ok = if is_up(i) {
+            kmax <= 3
+        } else {
+            p.g.h == og.h && p.g.w == og.w && p.g.pad >= kmax / 2
+        };
+        assert!(ok, "convolution input geometry");
     }
+    let up_channels: usize = up.iter().map(|u| src[u.part].n).sum();
+    let need = staging_floats(pool.threads(), og, up_channels);
+    assert!(
+        staging.per_thread >= need && staging.data.len() >= pool.threads() * need,
+        "staging size"
+    );
     // Tasks are bands of rows; each row is computed for every channel block in turn, so the
     // K input rows of all input channels are read from memory once and then served from cache
     // to every block (splitting by channel block instead would re-read the whole input once
     // per block: 64 times for a 256-channel layer).
-    let bands = (4 * pool.threads()).clamp(1, og.h);
-    let rows = og.h.div_ceil(bands);
-    let bands = og.h.div_ceil(rows);
-    let outp = SharedOut(out.as_mut_ptr());
-    pool.run(bands, &|band| {
+    let (bands, rows) = conv_bands(pool.threads(), og.h);
+    // The closure sees the outputs only as raw pointers (tasks write disjoint rows).
+    let n_jobs = jobs.len();
+    let outs = [
+        SharedOut(jobs[0].out.as_mut_ptr()),
+        SharedOut(jobs[n_jobs - 1].out.as_mut_ptr()),
+    ];
+    let kernels = [(jobs[0].w, jobs[0].epi), (jobs[n_jobs - 1].w, jobs[n_jobs - 1].epi)];
+    let stage = SharedOut(staging.data.as_mut_ptr());
+    let per_thread = staging.per_thread;
+    pool.run_on_threads(bands, &|band, thread| {
         let y0 = band * rows;
-        isa.dispatch(ConvTask {
-            src,
-            w,
-            rows: y0..(y0 + rows).min(og.h),
-            out: outp,
-            og,
-            epi,
-        });
+        let y1 = (y0 + rows).min(og.h);
+        let mut parts = [src[0]; 4];
+        parts[..src.len()].copy_from_slice(src);
+        let mut row_off = [0usize; 4];
+        if !up.is_empty() {
+            // SAFETY: thread `thread`'s own region of the staging buffer.
+            let region = unsafe { std::slice::from_raw_parts_mut(stage.ptr().add(thread * per_thread), need) };
+            let gs = Geom {
+                h: y1 - y0,
+                w: og.w,
+                pad: 1,
+            };
+            let (planes, scratch) = region.split_at_mut(up_channels * gs.plane());
+            let mut at = 0;
+            for u in up {
+                let n = src[u.part].n * gs.plane();
+                stage_rows(src[u.part], u, y0, og.h, gs, &mut planes[at..at + n], scratch);
+                at += n;
+            }
+            let planes: &[f32] = planes;
+            let mut at = 0;
+            for u in up {
+                let n = src[u.part].n;
+                parts[u.part] = Planes {
+                    data: &planes[at..at + n * gs.plane()],
+                    g: gs,
+                    n,
+                };
+                row_off[u.part] = y0;
+                at += n * gs.plane();
+            }
+        }
+        for ((w, epi), out) in kernels.iter().zip(outs).take(n_jobs) {
+            isa.dispatch(ConvTask {
+                src: &parts[..src.len()],
+                row_off,
+                w,
+                rows: y0..y1,
+                out,
+                og,
+                epi,
+            });
+        }
     });
+}
+
+/// Up-samples rows `y0 − 1 ..= y0 + gs.h` of every channel of `low` into the staging planes
+/// (geometry `gs`: the band plus a zero border; rows outside the image stay zero).
+fn stage_rows(low: Planes, u: &Upsampled, y0: usize, h: usize, gs: Geom, dst: &mut [f32], scratch: &mut [f32]) {
+    let g = low.g;
+    let w = gs.w;
+    let (ra, rb) = scratch.split_at_mut(w);
+    let rb = &mut rb[..w];
+    for c in 0..low.n {
+        let p = low.plane(c);
+        let plane = &mut dst[c * gs.plane()..(c + 1) * gs.plane()];
+        let mut cached = [usize::MAX; 2];
+        for j in 0..gs.h + 2 {
+            let row = &mut plane[j * gs.stride()..(j + 1) * gs.stride()];
+            let r = (y0 + j).wrapping_sub(1);
+            if r >= h {
+                row.fill(0.0);
+                continue;
+            }
+            let (lo, hi, fy) = (u.th.lo[r], u.th.hi[r], u.th.frac[r]);
+            for (slot, src) in [(0, lo), (1, hi)] {
+                if cached[slot] != src {
+                    let s = &p[g.at(src, 0)..][..g.w];
+                    let d = if slot == 0 { &mut *ra } else { &mut *rb };
+                    for (x, v) in d.iter_mut().enumerate() {
+                        let (l, hh, f) = (u.tw.lo[x], u.tw.hi[x], u.tw.frac[x]);
+                        *v = (1.0 - f) * s[l] + f * s[hh];
+                    }
+                    cached[slot] = src;
+                }
+            }
+            row[0] = 0.0;
+            row[w + 1] = 0.0;
+            for ((o, &a), &b) in row[1..=w].iter_mut().zip(ra.iter()).zip(rb.iter()) {
+                *o = (1.0 - fy) * a + fy * b;
+            }
+        }
+    }
 }
 
 struct ConvTask<'a> {
     src: &'a [Planes<'a>],
+    /// Per part, the image row its planes' row 0 holds (staged parts hold only the band).
+    row_off: [usize; 4],
     w: &'a ConvWeights,
     rows: std::ops::Range<usize>,
     out: SharedOut,
@@ -270,13 +456,13 @@ impl ConvTask<'_> {
         let l = S::F32_LANES;
         let mut acc: [[S::f32s; V]; C] = std::array::from_fn(|c| [s.splat_f32s(bias[c]); V]);
         let mut wi = 0;
-        for p in self.src {
+        for (p, &off) in self.src.iter().zip(&self.row_off) {
             let d = p.g.pad - K / 2;
             let stride = p.g.stride();
             for c in 0..p.n {
                 let plane = p.plane(c);
                 for ky in 0..K {
-                    let base = (y + ky + d) * stride + x + d;
+                    let base = (y - off + ky + d) * stride + x + d;
                     for kx in 0..K {
                         let xs: [S::f32s; V] = std::array::from_fn(|v| unsafe { load::<S>(plane, base + kx + v * l) });
                         for (co, acc) in acc.iter_mut().enumerate() {
@@ -313,13 +499,13 @@ impl ConvTask<'_> {
     ) {
         let mut acc: [S::f32s; C] = std::array::from_fn(|c| s.splat_f32s(bias[c]));
         let mut wi = 0;
-        for p in self.src {
+        for (p, &off) in self.src.iter().zip(&self.row_off) {
             let d = p.g.pad - K / 2;
             let stride = p.g.stride();
             for c in 0..p.n {
                 let plane = p.plane(c);
                 for ky in 0..K {
-                    let base = (y + ky + d) * stride + x + d;
+                    let base = (y - off + ky + d) * stride + x + d;
                     for kx in 0..K {
                         let xs = s.partial_load_f32s(&plane[base + kx..base + kx + n]);
                         for (co, acc) in acc.iter_mut().enumerate() {
@@ -401,7 +587,7 @@ mod tests {
                     let run = |isa: Isa, threads: usize| {
                         let pool = ThreadPool::new(threads).unwrap();
                         let mut out = vec![0.0; go.plane() * cout];
-                        conv(isa, &pool, &src, &wts, &mut out, go, &epi);
+                        conv(isa, &pool, &src, &[], &mut Staging::default(), &wts, &mut out, go, &epi);
                         out
                     };
                     let reference = run(Isa::Scalar, 1);

@@ -1,4 +1,5 @@
-//! Resolution changes: 2×2 max pooling, align-corners bilinear up-sampling, pixel shuffle ×2.
+//! Resolution changes: 2×2 max pooling, pixel shuffle ×2, and the taps of align-corners
+//! bilinear up-sampling (which the convolutions apply to their inputs as they read them).
 //!
 //! These are memory-bound gathers (each output reads a few inputs and does one or two
 //! operations), so they are plain loops that the compiler vectorises where it can; explicit
@@ -12,9 +13,9 @@ use super::attention::bands;
 /// source coordinate `i·(n_in − 1)/(n_out − 1)`, computed in f64 as the Candle path does.
 #[derive(Debug, Clone)]
 pub struct Taps {
-    lo: Vec<usize>,
-    hi: Vec<usize>,
-    frac: Vec<f32>,
+    pub(crate) lo: Vec<usize>,
+    pub(crate) hi: Vec<usize>,
+    pub(crate) frac: Vec<f32>,
 }
 
 impl Taps {
@@ -38,64 +39,6 @@ impl Taps {
         }
         t
     }
-}
-
-/// Output columns interpolated at once: two rows of this many floats live on the stack.
-const CHUNK: usize = 1024;
-
-/// Bilinear up-sampling of `x` into `out` (same planes, the output geometry `og`), along the
-/// rows first and then the columns, as `A_h·X·A_wᵀ` in the Candle path.
-///
-/// Each source row is interpolated along x once per band and cached (output rows come in
-/// runs that share their two source rows), so the gather runs about twice per source row
-/// instead of twice per output row, and the blend between rows is a contiguous loop.
-pub fn upsample(pool: &ThreadPool, x: Planes, th: &Taps, tw: &Taps, out: &mut [f32], og: super::super::buffers::Geom) {
-    assert!(th.lo.len() == og.h && tw.lo.len() == og.w && out.len() >= x.n * og.plane());
-    let g = x.g;
-    let outp = SharedOut(out.as_mut_ptr());
-    let bands = bands(pool, x.n, og.h);
-    pool.run(x.n * bands.count, &|task| {
-        let (c, b) = (task / bands.count, task % bands.count);
-        let p = x.plane(c);
-        let mut rows = [[0f32; CHUNK]; 2];
-        for x0 in (0..og.w).step_by(CHUNK) {
-            let n = CHUNK.min(og.w - x0);
-            let mut cached = [usize::MAX; 2];
-            for oy in bands.rows(b, og.h) {
-                let (lo, hi, fy) = (th.lo[oy], th.hi[oy], th.frac[oy]);
-                let (l, h, f) = (&tw.lo[x0..x0 + n], &tw.hi[x0..x0 + n], &tw.frac[x0..x0 + n]);
-                let interp = |src: usize, dst: &mut [f32]| {
-                    let r = &p[g.at(src, 0)..][..g.w];
-                    for i in 0..n {
-                        dst[i] = (1.0 - f[i]) * r[l[i]] + f[i] * r[h[i]];
-                    }
-                };
-                if cached[0] != lo {
-                    if cached[1] == lo {
-                        rows.swap(0, 1);
-                        cached.swap(0, 1);
-                    } else {
-                        interp(lo, &mut rows[0][..n]);
-                        cached[0] = lo;
-                    }
-                }
-                if cached[1] != hi {
-                    if hi == lo {
-                        let [a, b] = &mut rows;
-                        b[..n].copy_from_slice(&a[..n]);
-                    } else {
-                        interp(hi, &mut rows[1][..n]);
-                    }
-                    cached[1] = hi;
-                }
-                // SAFETY: channel c, row oy, columns x0..x0+n: this task's region.
-                let dst = unsafe { std::slice::from_raw_parts_mut(outp.ptr().add(c * og.plane() + og.at(oy, x0)), n) };
-                for ((d, &a), &b) in dst.iter_mut().zip(&rows[0][..n]).zip(&rows[1][..n]) {
-                    *d = (1.0 - fy) * a + fy * b;
-                }
-            }
-        }
-    });
 }
 
 /// 2×2 max pooling, stride 2, of `x` into `out` (geometry `og`, half the size).
