@@ -19,8 +19,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use std::time::Instant;
 
-/// Largest activation memory one plan may take. A 640×512 lite plan takes about 60 MiB and
-/// an official one at 4096×2048 about 3.5 GiB; beyond this a frame is refused, not attempted.
+/// Largest activation memory one plan may take (4 GiB); beyond it a frame size is refused
+/// with an error, not attempted. A 640×512 lite plan takes about 100 MiB.
 pub const PLAN_MEMORY_LIMIT: usize = 4 << 30;
 
 /// One step of the plan, named after the layer it computes (`S.conv0_1.0`, `R.stem`, …).
@@ -154,6 +154,11 @@ pub struct Plan {
 impl Plan {
     /// Builds the plan of `model` for `h × w` frames, running its kernels with `isa`.
     pub fn build(model: &Srsnet, h: usize, w: usize, isa: Isa) -> Result<Self> {
+        Self::build_within(model, h, w, isa, PLAN_MEMORY_LIMIT)
+    }
+
+    /// As [`Plan::build`], refusing a plan whose buffers would take more than `limit` bytes.
+    pub fn build_within(model: &Srsnet, h: usize, w: usize, isa: Isa, limit: usize) -> Result<Self> {
         check_size(h, w)?;
         let mut b = Builder {
             arena: Arena::default(),
@@ -171,11 +176,11 @@ impl Plan {
         let (x3, dpconv_out) = b.dpconv(model, s[3], r[3])?;
         let logits = b.decoder(&model.seg.decoder, [s[0], s[1], s[2], x3])?;
         let bytes = b.arena.bytes();
-        if bytes > PLAN_MEMORY_LIMIT {
+        if bytes > limit {
             bail!(
                 "frame {w}×{h}: the inference plan's buffers would take {} MiB, over the limit of {} MiB",
                 bytes >> 20,
-                PLAN_MEMORY_LIMIT >> 20
+                limit >> 20
             );
         }
         let weight_bytes = b.steps.iter().map(|s| s.op.weight_bytes()).sum();
