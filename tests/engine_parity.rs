@@ -124,8 +124,13 @@ fn sizes_the_network_cannot_take_are_refused_with_the_size_named() {
     let err = Plan::build(&model, 16384, 16384, Isa::Scalar).unwrap_err().to_string();
     assert!(err.contains("16384×16384") && err.contains("largest frame"), "{err}");
     // A plan whose buffers would pass the memory limit is refused, naming both.
-    let err = Plan::build_within(&model, 512, 640, Isa::Scalar, 8 << 20).unwrap_err().to_string();
-    assert!(err.contains("640×512") && err.contains("over the limit of 8 MiB"), "{err}");
+    let err = Plan::build_within(&model, 512, 640, Isa::Scalar, 8 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("640×512") && err.contains("over the limit of 8 MiB"),
+        "{err}"
+    );
     let official = untrained(&ModelConfig::official(), 4);
     match Plan::build(&official, 2048, 4096, Isa::Scalar) {
         Ok(p) => assert!(p.memory().0 <= srsnet::engine::PLAN_MEMORY_LIMIT),
