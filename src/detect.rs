@@ -17,6 +17,17 @@ pub struct Detection {
 }
 
 impl Detection {
+    /// A `width × height` probability map and its targets: the components of `prob > threshold`.
+    pub fn from_prob(width: usize, height: usize, prob: Vec<f32>, threshold: f32) -> Self {
+        let targets = find_targets(&prob, width, height, threshold);
+        Self {
+            width,
+            height,
+            prob,
+            targets,
+        }
+    }
+
     /// The binary mask `prob > threshold`.
     pub fn mask(&self, threshold: f32) -> Vec<bool> {
         self.prob.iter().map(|&p| p > threshold).collect()

@@ -1,7 +1,6 @@
 //! Single-frame inference: a weights file's model and preprocessing applied to a frame,
 //! giving the probability map at the frame's native size and its targets.
 
-use crate::detect::find_targets;
 pub use crate::detect::Detection;
 use crate::device::compute_dtype;
 use crate::engine::{CpuEngine, Engine, Isa};
@@ -146,14 +145,8 @@ impl Detector {
 
 /// Probabilities and targets from a frame's logits.
 fn detection(frame: &Frame, logits: &[f32], threshold: f32) -> Detection {
-    let prob: Vec<f32> = logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
-    let targets = find_targets(&prob, frame.width, frame.height, threshold);
-    Detection {
-        width: frame.width,
-        height: frame.height,
-        prob,
-        targets,
-    }
+    let prob = logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
+    Detection::from_prob(frame.width, frame.height, prob, threshold)
 }
 
 /// Whatever turns a frame into target probabilities: SRSNet weights or the top-hat baseline.

@@ -2,7 +2,7 @@
 //! structuring element) followed by an adaptive threshold `mean + k·std` of the response.
 //! Every trained model is compared with it (`--model tophat`).
 
-use crate::detect::{find_targets, Detection};
+use crate::detect::Detection;
 use crate::image_io::Frame;
 use serde::{Deserialize, Serialize};
 
@@ -48,14 +48,8 @@ impl TopHat {
         let std = (r.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
         let t = (mean + self.k as f64 * std).max(self.min_contrast as f64) as f32;
         let scale = (std as f32).max(1e-6);
-        let prob: Vec<f32> = r.iter().map(|&v| 1.0 / (1.0 + (-(v - t) / scale).exp())).collect();
-        let targets = find_targets(&prob, frame.width, frame.height, threshold);
-        Detection {
-            width: frame.width,
-            height: frame.height,
-            prob,
-            targets,
-        }
+        let prob = r.iter().map(|&v| 1.0 / (1.0 + (-(v - t) / scale).exp())).collect();
+        Detection::from_prob(frame.width, frame.height, prob, threshold)
     }
 }
 

@@ -302,18 +302,25 @@ pub fn upsample(x: &Tensor, factor: usize) -> Result<Tensor> {
         .reshape((b, c, ho, wo))
 }
 
-/// The (n_out, n_in) align-corners linear interpolation matrix: source coordinate i·(in−1)/(out−1).
-fn interpolation_matrix(n_in: usize, n_out: usize, like: &Tensor) -> Result<Tensor> {
-    let mut m = vec![0f32; n_out * n_in];
-    for i in 0..n_out {
+/// Align-corners linear resampling from `n_in` to `n_out` samples: for each output index, its
+/// two source indices and the weight of the second (source coordinate `i·(n_in − 1)/(n_out − 1)`,
+/// in f64). The one definition both the Candle path and the CPU plan use.
+pub fn align_corners_taps(n_in: usize, n_out: usize) -> impl Iterator<Item = (usize, usize, f32)> {
+    (0..n_out).map(move |i| {
         let src = if n_out > 1 {
             i as f64 * (n_in - 1) as f64 / (n_out - 1) as f64
         } else {
             0.0
         };
         let lo = (src.floor() as usize).min(n_in - 1);
-        let hi = (lo + 1).min(n_in - 1);
-        let frac = (src - lo as f64) as f32;
+        (lo, (lo + 1).min(n_in - 1), (src - lo as f64) as f32)
+    })
+}
+
+/// The (n_out, n_in) align-corners linear interpolation matrix.
+fn interpolation_matrix(n_in: usize, n_out: usize, like: &Tensor) -> Result<Tensor> {
+    let mut m = vec![0f32; n_out * n_in];
+    for (i, (lo, hi, frac)) in align_corners_taps(n_in, n_out).enumerate() {
         m[i * n_in + lo] += 1.0 - frac;
         m[i * n_in + hi] += frac;
     }

@@ -9,8 +9,7 @@ use super::super::buffers::Planes;
 use super::super::threads::{SharedOut, ThreadPool};
 use super::attention::bands;
 
-/// Source index and weight of each output coordinate of an align-corners linear resize:
-/// source coordinate `i·(n_in − 1)/(n_out − 1)`, computed in f64 as the Candle path does.
+/// Source indices and weight of each output coordinate of an align-corners linear resize.
 #[derive(Debug, Clone)]
 pub struct Taps {
     pub(crate) lo: Vec<usize>,
@@ -19,23 +18,17 @@ pub struct Taps {
 }
 
 impl Taps {
-    /// Taps from `n_in` to `n_out` samples.
+    /// Taps from `n_in` to `n_out` samples (`model::layers::align_corners_taps`).
     pub fn new(n_in: usize, n_out: usize) -> Self {
         let mut t = Self {
             lo: Vec::with_capacity(n_out),
             hi: Vec::with_capacity(n_out),
             frac: Vec::with_capacity(n_out),
         };
-        for i in 0..n_out {
-            let src = if n_out > 1 {
-                i as f64 * (n_in - 1) as f64 / (n_out - 1) as f64
-            } else {
-                0.0
-            };
-            let lo = (src.floor() as usize).min(n_in - 1);
+        for (lo, hi, frac) in crate::model::layers::align_corners_taps(n_in, n_out) {
             t.lo.push(lo);
-            t.hi.push((lo + 1).min(n_in - 1));
-            t.frac.push((src - lo as f64) as f32);
+            t.hi.push(hi);
+            t.frac.push(frac);
         }
         t
     }
