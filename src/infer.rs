@@ -145,7 +145,7 @@ impl Detector {
 
 /// Probabilities and targets from a frame's logits.
 fn detection(frame: &Frame, logits: &[f32], threshold: f32) -> Detection {
-    let prob = logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
+    let prob = logits.iter().map(|&z| crate::engine::kernels::sigmoid(z)).collect();
     Detection::from_prob(frame.width, frame.height, prob, threshold)
 }
 

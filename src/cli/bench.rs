@@ -108,11 +108,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             tmp.0.as_path()
         }
     };
+    let opts = args.engine.options();
     let mut setup = BenchSetup {
         warmup: args.warmup,
         iters: args.iters,
-        engine: args.engine.options().engine,
-        threads: args.engine.options().threads,
+        engine: opts.engine,
+        threads: opts.threads,
         isa: args.isa.unwrap_or_else(Isa::best),
         layers: args.layers,
     };

@@ -2,7 +2,7 @@
 //! over buffers assigned once. Built from the BatchNorm-folded network; running a frame
 //! allocates nothing.
 
-use super::buffers::{Act, Arena, Buffers, Cat, Geom, Reader};
+use super::buffers::{Act, Arena, Buffers, Cat, Geom};
 use super::kernels::attention::{channel_gate, channel_stats, gate_residual, gated_mean, spatial_pool};
 use super::kernels::conv::{conv, conv_many, staging_floats, ConvJob, ConvWeights, Epilogue, Staging, Upsampled};
 use super::kernels::resample::{max_pool, pixel_shuffle, Taps};
@@ -32,7 +32,7 @@ struct Step {
 
 #[derive(Debug)]
 enum Op {
-    Conv(ConvOp),
+    Conv(Box<ConvOp>),
     Block(Box<BlockOp>),
     Pool { src: Act, dst: Act },
     PixelShuffle { src: Act, dst: Act },
@@ -45,7 +45,7 @@ struct ConvOp {
     src: Cat,
     w: ConvWeights,
     dst: Act,
-    relu: bool,
+    epi: Epilogue<'static>,
 }
 
 /// Channel attention's weights and its per-frame scratch.
@@ -255,11 +255,6 @@ impl Plan {
         self.steps.iter().map(need).max().unwrap_or(0)
     }
 
-    /// Bytes of the per-thread staging rows for `threads` threads.
-    pub fn staging_bytes(&self, threads: usize) -> usize {
-        self.staging_need(threads) * threads * 4
-    }
-
     fn write_input(&mut self, input: &[f32]) {
         let (h, w) = self.size;
         let g = self.bufs.geom(self.input.buf);
@@ -380,9 +375,9 @@ impl Builder {
         self.arena.free(g.gate);
     }
 
-    fn conv(&mut self, name: String, c: ConvWeights, src: Cat, level: usize, relu: bool) -> Act {
+    fn conv(&mut self, name: String, c: ConvWeights, src: Cat, level: usize, epi: Epilogue<'static>) -> Act {
         let dst = self.alloc(level, c.cout);
-        self.push(name, Op::Conv(ConvOp { src, w: c, dst, relu }));
+        self.push(name, Op::Conv(Box::new(ConvOp { src, w: c, dst, epi })));
         dst
     }
 
@@ -465,7 +460,7 @@ impl Builder {
 
     /// Stem and the four encoder levels; with `keep` false only `x3_0` stays allocated.
     fn encoder(&mut self, e: &Encoder, input: Act, net: &str, keep: bool) -> Result<[Act; 4]> {
-        let s = self.conv(format!("{net}.stem"), folded(&e.stem)?, Cat::of(&[input]), 0, true);
+        let s = self.conv(format!("{net}.stem"), folded(&e.stem)?, Cat::of(&[input]), 0, RELU);
         let mut x = [s; 4];
         let mut src = s; // the level's input: the stem's output, then each pooled feature
         for (level, layer) in e.levels.iter().enumerate() {
@@ -524,9 +519,9 @@ impl Builder {
             src: Cat::of(&[ps]),
             w,
             dst,
-            relu: true,
+            epi: RELU,
         };
-        self.push(name, Op::Conv(op));
+        self.push(name, Op::Conv(Box::new(op)));
         self.arena.free(ps);
         Ok(dst)
     }
@@ -615,14 +610,14 @@ impl Builder {
             conv_weights(&d.side[0])?,
             Cat::of(&[f2]),
             1,
-            false,
+            LINEAR,
         );
         let s3 = self.conv(
             "S.conv0_2_1x1".into(),
             conv_weights(&d.side[1])?,
             Cat::of(&[f3]),
             2,
-            false,
+            LINEAR,
         );
         self.arena.free(f2);
         self.arena.free(f3);
@@ -631,7 +626,7 @@ impl Builder {
         for a in [f1, s2, s3] {
             self.arena.free(a);
         }
-        let logits = self.conv("S.head".into(), conv_weights(&d.head)?, Cat::of(&[fused]), 0, false);
+        let logits = self.conv("S.head".into(), conv_weights(&d.head)?, Cat::of(&[fused]), 0, LINEAR);
         self.arena.free(fused);
         Ok(logits)
     }
@@ -651,15 +646,15 @@ impl Op {
 
     fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, staging: &mut Staging) {
         match self {
-            Op::Conv(c) => conv_into(isa, pool, bufs, &c.src, &c.w, c.dst, c.relu, false, None),
+            Op::Conv(c) => conv_into(isa, pool, bufs, &c.src, &c.w, c.dst, c.epi),
             Op::Block(b) => b.run(isa, pool, bufs, staging),
             Op::Pool { src, dst } => {
                 let og = bufs.geom(dst.buf);
-                write(bufs, *dst, |out, bufs| max_pool(pool, bufs.view(*src), out, og));
+                bufs.write(*dst, |out, bufs| max_pool(pool, bufs.view(*src), out, og));
             }
             Op::PixelShuffle { src, dst } => {
                 let og = bufs.geom(dst.buf);
-                write(bufs, *dst, |out, bufs| pixel_shuffle(pool, bufs.view(*src), out, og));
+                bufs.write(*dst, |out, bufs| pixel_shuffle(pool, bufs.view(*src), out, og));
             }
             Op::Blam(b) => b.run(isa, pool, bufs),
             Op::DpConv(d) => d.run(isa, pool, bufs),
@@ -667,26 +662,21 @@ impl Op {
     }
 }
 
-/// Runs `f` with `dst`'s planes writable and every other value readable.
-fn write(bufs: &mut Buffers, dst: Act, f: impl FnOnce(&mut [f32], &Reader)) {
-    bufs.write(dst, f)
-}
+/// What follows a plan convolution's sum (the plan adds residuals in its own passes).
+const LINEAR: Epilogue<'static> = Epilogue {
+    residual: None,
+    relu: false,
+    sigmoid: false,
+};
+const RELU: Epilogue<'static> = Epilogue { relu: true, ..LINEAR };
+const SIGMOID: Epilogue<'static> = Epilogue {
+    sigmoid: true,
+    ..LINEAR
+};
 
 /// `conv_up_into` without up-sampled parts (no staging needed).
-#[allow(clippy::too_many_arguments)]
-fn conv_into(
-    isa: Isa,
-    pool: &ThreadPool,
-    bufs: &mut Buffers,
-    src: &Cat,
-    w: &ConvWeights,
-    dst: Act,
-    relu: bool,
-    sigmoid: bool,
-    residual: Option<Act>,
-) {
-    let mut none = Staging::default();
-    conv_up_into(isa, pool, bufs, src, &[], &mut none, w, dst, relu, sigmoid, residual);
+fn conv_into(isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, src: &Cat, w: &ConvWeights, dst: Act, epi: Epilogue) {
+    conv_up_into(isa, pool, bufs, src, &[], &mut Staging::default(), w, dst, epi);
 }
 
 /// Convolves `src` (its `ups` parts up-sampled on the fly) into `dst`.
@@ -700,34 +690,30 @@ fn conv_up_into(
     staging: &mut Staging,
     w: &ConvWeights,
     dst: Act,
-    relu: bool,
-    sigmoid: bool,
-    residual: Option<Act>,
+    epi: Epilogue,
 ) {
     let og = bufs.geom(dst.buf);
-    write(bufs, dst, |out, bufs| {
+    bufs.write(dst, |out, bufs| {
         let (parts, n) = bufs.cat(src);
-        let epi = Epilogue {
-            residual: residual.map(|r| bufs.view(r)),
-            relu,
-            sigmoid,
-        };
-        let up = |i: usize| {
-            let u = &ups[i.min(ups.len().saturating_sub(1))];
-            Upsampled {
-                part: u.part,
-                th: &u.th,
-                tw: &u.tw,
-            }
-        };
-        assert!(ups.len() <= 2, "at most two up-sampled parts");
-        if ups.is_empty() {
-            conv(isa, pool, &parts[..n], &[], staging, w, out, og, &epi);
-        } else {
-            let list = [up(0), up(1)];
-            conv(isa, pool, &parts[..n], &list[..ups.len()], staging, w, out, og, &epi);
-        }
+        with_upsampled(ups, |up| conv(isa, pool, &parts[..n], up, staging, w, out, og, &epi));
     });
+}
+
+/// Calls `f` with the kernel's view of `ups` (at most two parts), built on the stack.
+fn with_upsampled<R>(ups: &[UpTaps], f: impl FnOnce(&[Upsampled]) -> R) -> R {
+    fn up(u: &UpTaps) -> Upsampled<'_> {
+        Upsampled {
+            part: u.part,
+            th: &u.th,
+            tw: &u.tw,
+        }
+    }
+    match ups {
+        [] => f(&[]),
+        [a] => f(&[up(a)]),
+        [a, b] => f(&[up(a), up(b)]),
+        _ => panic!("at most two up-sampled parts"),
+    }
 }
 
 /// conv1 (ReLU) into the first `conv1.cout` planes of `dst` and the 1×1 shortcut into the
@@ -745,37 +731,22 @@ fn conv1_and_shortcut(
     dst: Act,
 ) {
     let og = bufs.geom(dst.buf);
-    write(bufs, dst, |out, bufs| {
+    bufs.write(dst, |out, bufs| {
         let (parts, n) = bufs.cat(src);
         let (o1, o2) = out.split_at_mut(conv1.cout * og.plane());
-        let relu = Epilogue {
-            relu: true,
-            ..Epilogue::default()
-        };
         let mut jobs = [
             ConvJob {
                 w: conv1,
                 out: o1,
-                epi: relu,
+                epi: RELU,
             },
             ConvJob {
                 w: shortcut,
                 out: o2,
-                epi: Epilogue::default(),
+                epi: LINEAR,
             },
         ];
-        fn up(u: &UpTaps) -> Upsampled<'_> {
-            Upsampled {
-                part: u.part,
-                th: &u.th,
-                tw: &u.tw,
-            }
-        }
-        match ups {
-            [a] => conv_many(isa, pool, &parts[..n], &[up(a)], staging, &mut jobs, og),
-            [a, b] => conv_many(isa, pool, &parts[..n], &[up(a), up(b)], staging, &mut jobs, og),
-            _ => conv_many(isa, pool, &parts[..n], &[], staging, &mut jobs, og),
-        }
+        with_upsampled(ups, |up| conv_many(isa, pool, &parts[..n], up, staging, &mut jobs, og));
     });
 }
 
@@ -797,7 +768,7 @@ impl SpatialGate {
     /// The gate plane `sigmoid(conv7x7([mean_c, max_c](x·scale)))`.
     fn compute(&self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, x: Act, scale: &[f32]) {
         let pg = bufs.geom(self.pooled.buf);
-        write(bufs, self.pooled, |out, bufs| {
+        bufs.write(self.pooled, |out, bufs| {
             spatial_pool(isa, pool, bufs.view(x), scale, out, pg)
         });
         conv_into(
@@ -807,9 +778,7 @@ impl SpatialGate {
             &Cat::of(&[self.pooled]),
             &self.conv,
             self.gate,
-            false,
-            true,
-            None,
+            SIGMOID,
         );
     }
 }
@@ -831,43 +800,21 @@ impl BlockOp {
                 };
                 conv1_and_shortcut(isa, pool, bufs, src, ups, staging, &self.conv1, w, pair);
             }
-            _ => conv_up_into(
-                isa,
-                pool,
-                bufs,
-                src,
-                ups,
-                staging,
-                &self.conv1,
-                self.t1,
-                true,
-                false,
-                None,
-            ),
+            _ => conv_up_into(isa, pool, bufs, src, ups, staging, &self.conv1, self.t1, RELU),
         }
-        conv_into(
-            isa,
-            pool,
-            bufs,
-            &Cat::of(&[self.t1]),
-            &self.conv2,
-            self.t2,
-            false,
-            false,
-            None,
-        );
+        conv_into(isa, pool, bufs, &Cat::of(&[self.t1]), &self.conv2, self.t2, LINEAR);
         self.ca.compute(isa, pool, bufs, self.t2);
         self.sa.compute(isa, pool, bufs, self.t2, &self.ca.scale);
         let residual = match (&self.shortcut, self.res) {
             (_, Some(res)) => Cat::of(&[res]),
             (Some(w), None) => {
-                conv_up_into(isa, pool, bufs, src, ups, staging, w, self.t1, false, false, None);
+                conv_up_into(isa, pool, bufs, src, ups, staging, w, self.t1, LINEAR);
                 Cat::of(&[self.t1])
             }
             (None, None) => self.src,
         };
         let (gate, scale, g, n) = (self.sa.gate, &self.ca.scale, bufs.geom(self.t2.buf), self.t2.n);
-        write(bufs, self.t2, |out, bufs| {
+        bufs.write(self.t2, |out, bufs| {
             let (parts, k) = bufs.cat(&residual);
             gate_residual(isa, pool, out, g, n, scale, bufs.view(gate), &parts[..k]);
         });
@@ -877,28 +824,8 @@ impl BlockOp {
 impl BlamOp {
     fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
         let [a, a2] = self.a;
-        conv_into(
-            isa,
-            pool,
-            bufs,
-            &Cat::of(&[self.low]),
-            &self.bottom_up[0],
-            a,
-            true,
-            false,
-            None,
-        );
-        conv_into(
-            isa,
-            pool,
-            bufs,
-            &Cat::of(&[a]),
-            &self.bottom_up[1],
-            a2,
-            true,
-            false,
-            None,
-        );
+        conv_into(isa, pool, bufs, &Cat::of(&[self.low]), &self.bottom_up[0], a, RELU);
+        conv_into(isa, pool, bufs, &Cat::of(&[a]), &self.bottom_up[1], a2, RELU);
         // ECA: w = sigmoid(conv1d_k3(sigmoid(GMP(high)))), zero-padded; folded into the fusion
         // convolution as a scale on its first C input channels (the ECA-gated `high`).
         channel_stats(isa, pool, bufs.view(self.high), &mut self.avg, &mut self.max);
@@ -915,17 +842,7 @@ impl BlamOp {
             self.gate[i] = sigmoid(self.eca[0] * g(j - 1) + self.eca[1] * g(j) + self.eca[2] * g(j + 1));
         }
         self.fuse.scale_inputs_from(&self.fuse_base, &self.gate);
-        conv_into(
-            isa,
-            pool,
-            bufs,
-            &Cat::of(&[self.high, a2]),
-            &self.fuse,
-            self.dst,
-            true,
-            false,
-            None,
-        );
+        conv_into(isa, pool, bufs, &Cat::of(&[self.high, a2]), &self.fuse, self.dst, RELU);
     }
 }
 
@@ -947,20 +864,10 @@ impl DpOp {
             let j = (o * m + i) * kk + t;
             gw[j] * p[j / g] + gb[j]
         });
-        conv_into(
-            isa,
-            pool,
-            bufs,
-            &Cat::of(&[self.pre]),
-            &self.conv,
-            self.out,
-            false,
-            false,
-            None,
-        );
+        conv_into(isa, pool, bufs, &Cat::of(&[self.pre]), &self.conv, self.out, LINEAR);
         // x3_0 ← x3_0 + DPConv(x3_0, Y): residual, with no BN or activation after it.
         let (pre, out) = (self.pre, self.out);
-        write(bufs, self.dst, |dst, bufs| {
+        bufs.write(self.dst, |dst, bufs| {
             let (a, b) = (bufs.view(pre), bufs.view(out));
             for ((d, &x), &y) in dst.iter_mut().zip(a.data).zip(b.data) {
                 *d = x + y;

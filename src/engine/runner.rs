@@ -48,8 +48,9 @@ impl CpuEngine {
         self.isa
     }
 
-    /// The plan for `h × w` inputs, built on first use.
-    pub fn plan(&mut self, model: &Srsnet, h: usize, w: usize) -> Result<&mut Plan> {
+    /// Runs one frame `(channels, h, w)` into `logits` (h × w), building the plan for its size
+    /// on first use (the oldest of [`CACHED_PLANS`] is dropped for a new size).
+    pub fn forward(&mut self, model: &Srsnet, input: &[f32], h: usize, w: usize, logits: &mut [f32]) -> Result<()> {
         let i = match self.plans.iter().position(|p| p.size == (h, w)) {
             Some(i) => i,
             None => {
@@ -60,24 +61,7 @@ impl CpuEngine {
                 self.plans.len() - 1
             }
         };
-        Ok(&mut self.plans[i])
-    }
-
-    /// Runs one frame `(channels, h, w)` into `logits` (h × w).
-    pub fn forward(&mut self, model: &Srsnet, input: &[f32], h: usize, w: usize, logits: &mut [f32]) -> Result<()> {
-        let Self { pool, isa, plans } = self;
-        let _ = isa;
-        let plan = match plans.iter().position(|p| p.size == (h, w)) {
-            Some(i) => &mut plans[i],
-            None => {
-                if plans.len() == CACHED_PLANS {
-                    plans.remove(0);
-                }
-                plans.push(Plan::build(model, h, w, self.isa)?);
-                plans.last_mut().expect("just pushed")
-            }
-        };
-        plan.run(pool, input, logits)
+        self.plans[i].run(&self.pool, input, logits)
     }
 
     /// The pool, for callers that run a plan themselves (bench, tests).

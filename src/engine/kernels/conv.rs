@@ -145,10 +145,11 @@ pub struct Staging {
 impl Staging {
     /// Makes room for `floats` per thread for `threads` threads (allocates only when it grows).
     pub fn ensure(&mut self, threads: usize, floats: usize) {
-        if self.per_thread < floats || self.data.len() < threads * floats.max(self.per_thread) {
-            self.per_thread = self.per_thread.max(floats);
-            self.data = vec![0.0; threads * self.per_thread];
+        let per_thread = self.per_thread.max(floats);
+        if self.data.len() < threads * per_thread {
+            self.data = vec![0.0; threads * per_thread];
         }
+        self.per_thread = per_thread;
     }
 }
 
