@@ -481,6 +481,7 @@ pub fn run(stage: TrainStage) -> Result<()> {
         }
     }
     let (data, run, weights_out) = args.split()?;
+    crate::train::heap::retain_freed_memory();
     train(which, &data, &run, recon.as_deref(), &weights_out)
 }
 

@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod data;
+pub mod heap;
 pub mod loss;
 pub mod optim;
 pub mod recipe;
