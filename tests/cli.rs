@@ -197,3 +197,42 @@ fn bench_train_rejects_an_unknown_stage_and_a_bad_size() {
     assert_ne!(code, 0);
     assert!(err.contains("30") && err.contains('8'), "{err}");
 }
+
+#[test]
+fn publish_urls_without_a_topic_or_with_a_bad_port_are_refused() {
+    for (url, expected) in [
+        ("mqtt://localhost", "no topic"),
+        ("mqtt://localhost/", "empty topic"),
+        ("mqtt://localhost:99999/t", "bad port `99999`"),
+        ("mqtt://localhost:0/t", "bad port `0`"),
+        ("mqtt://:1883/t", "no host"),
+        ("mqtt://localhost/a/#", "wildcard"),
+        ("http://localhost/t", "expected mqtt://HOST[:PORT]/TOPIC"),
+        ("mqtts://localhost/t", "TLS"),
+    ] {
+        let (code, _, err) = srsnet(&["run", "--model", "tophat", "--publish", url]);
+        assert_ne!(code, 0, "{url}");
+        assert!(err.contains(expected) && err.contains(url), "{url}: {err}");
+    }
+    let (code, _, err) = srsnet(&["run", "--publish", "mqtt://h/t", "--publish-qos", "2"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--publish-qos"), "{err}");
+}
+
+#[test]
+fn publish_without_the_feature_says_how_to_build() {
+    if cfg!(feature = "mqtt") {
+        return;
+    }
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--count",
+        "2",
+        "--publish",
+        "mqtt://127.0.0.1:1/t",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--features mqtt"), "{err}");
+}

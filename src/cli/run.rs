@@ -8,6 +8,7 @@ use crate::infer::Segmenter;
 use crate::stream::pipeline::{self, PipelineConfig};
 use crate::stream::postprocess::{parse_confirm_window, AreaLimits, Confirmer, StaticClutter};
 use crate::stream::preprocess::{Preprocessor, Stretch};
+use crate::stream::publish::{MqttUrl, PublishOptions, Publisher, DEFAULT_BUFFER};
 use crate::stream::sinks::Sinks;
 use crate::stream::sources::{self, PixelFormat, SourceOptions, SourceSpec};
 use crate::stream::stop::Stop;
@@ -131,6 +132,19 @@ pub struct RunArgs {
     /// Write the final statistics as JSON here.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
+    /// Also publish every frame's record to an MQTT broker: mqtt://HOST[:PORT]/TOPIC (builds
+    /// with `--features mqtt`). Never blocks the stream; undelivered messages are counted.
+    #[arg(long, value_parser = parse_mqtt_url)]
+    pub publish: Option<MqttUrl>,
+    /// Camera id put into every published message (default: this machine's host name).
+    #[arg(long)]
+    pub camera_id: Option<String>,
+    /// MQTT quality of service: 0 (at most once) or 1 (at least once).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub publish_qos: u8,
+    /// Messages kept while the broker is unreachable; beyond this the oldest is dropped and counted.
+    #[arg(long, default_value_t = DEFAULT_BUFFER, value_parser = parse_publish_buffer)]
+    pub publish_buffer: usize,
 }
 
 impl RunArgs {
@@ -163,6 +177,45 @@ impl RunArgs {
         }
         v
     }
+}
+
+/// `--publish`: an `mqtt://` URL.
+fn parse_mqtt_url(s: &str) -> Result<MqttUrl, String> {
+    MqttUrl::parse(s).map_err(|e| e.to_string())
+}
+
+/// `--publish-buffer`: 1 to 1,000,000 messages.
+fn parse_publish_buffer(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}`: expected 1 to 1000000 messages")),
+    }
+}
+
+/// This machine's host name, or `srsnet` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "srsnet".into())
+}
+
+/// The publisher `--publish` asks for, connected (an unreachable broker fails the run here).
+fn publisher(args: &RunArgs) -> Result<Option<Publisher>> {
+    let Some(url) = &args.publish else { return Ok(None) };
+    let camera_id = args.camera_id.clone().unwrap_or_else(host_name);
+    if camera_id.is_empty() || camera_id.len() > 64 || !camera_id.chars().all(|c| c.is_ascii_graphic()) {
+        bail!("--camera-id `{camera_id}`: expected 1 to 64 printable ASCII characters without spaces");
+    }
+    let p = Publisher::connect(PublishOptions {
+        url: url.clone(),
+        camera_id,
+        qos: args.publish_qos,
+        buffer: args.publish_buffer,
+    })?;
+    eprintln!("publishing to mqtt://{}/{}", url.broker(), url.topic);
+    Ok(Some(p))
 }
 
 /// `--queue`: 1 to 64 frames.
@@ -208,7 +261,10 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         StretchMode::Fixed => Stretch::Fixed,
     };
     let pre = Preprocessor::new(calibration, stretch, segmenter.channels());
-    let sinks = Sinks::new(Some(&args.jsonl), args.masks.clone(), args.overlays.clone())?;
+    let mut sinks = Sinks::new(Some(&args.jsonl), args.masks.clone(), args.overlays.clone())?;
+    if let Some(p) = publisher(&args)? {
+        sinks = sinks.publish_to(p);
+    }
     let cfg = PipelineConfig {
         threshold,
         batch: args.batch,
@@ -240,6 +296,9 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         return Ok(stats);
     }
     if let Some(failure) = report.source_failure {
+        bail!("{failure}");
+    }
+    if let Some(failure) = report.publish_failure {
         bail!("{failure}");
     }
     let failed = report.stats.failed();

@@ -5,6 +5,7 @@ pub mod frame;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod publish;
 pub mod sinks;
 pub mod sources;
 pub mod stats;

@@ -93,6 +93,8 @@ pub struct RunReport {
     pub sink_failure: Option<String>,
     /// True when the reader of the JSON Lines output closed it (a normal end).
     pub output_closed: bool,
+    /// Why some published messages never reached the broker, if any did not.
+    pub publish_failure: Option<String>,
 }
 
 /// Counters the stages share.
@@ -352,6 +354,7 @@ fn emit(
         source_failure: None,
         sink_failure: None,
         output_closed: false,
+        publish_failure: None,
     };
     let stats = &mut report.stats;
     let mut failure: Option<SinkError> = None;
@@ -365,6 +368,7 @@ fn emit(
         let mut record = json!({
             "frame": raw.index,
             "timestamp_s": raw.timestamp.as_secs_f64(),
+            "captured_unix_s": unix_seconds(raw.captured_at),
             "origin": raw.origin,
             "width": raw.width,
             "height": raw.height,
@@ -415,10 +419,24 @@ fn emit(
     if let Err(e) = sinks.flush() {
         failure.get_or_insert(e);
     }
+    if let Some((counts, why)) = sinks.finish_publishing() {
+        stats.publish = Some(counts);
+        report.publish_failure = why;
+    }
     match failure {
         Some(SinkError::Closed(_)) => report.output_closed = true,
         Some(SinkError::Failed(msg)) => report.sink_failure = Some(msg),
         None => {}
     }
     report
+}
+
+/// The wall-clock time (seconds since the Unix epoch) of a monotonic instant in the past: the
+/// capture time a subscriber on another machine can compare with its own clock.
+fn unix_seconds(at: Instant) -> f64 {
+    let now = std::time::SystemTime::now();
+    now.checked_sub(at.elapsed())
+        .unwrap_or(now)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

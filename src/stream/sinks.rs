@@ -1,8 +1,10 @@
 //! Where results go: JSON Lines per frame (stdout or a file), optional mask PNGs, optional
 //! overlay PNGs (the frame with numbered target boxes). Every write is checked: a failure is a
 //! [`SinkError`] that ends the run, and a closed reader (a broken pipe, as with `| head`) is a
-//! normal end of the run, not an error.
+//! normal end of the run, not an error. Records can also go to an MQTT broker (`publish`), which
+//! never fails a frame: what it could not deliver is counted and reported at the end.
 
+use super::publish::{PublishCounts, Publisher};
 use crate::detect::Target;
 use crate::image_io::{write_mask_png, write_rgb_png, Frame};
 use anyhow::{Context, Result};
@@ -35,6 +37,7 @@ pub struct Sinks {
     jsonl: Option<(String, Box<dyn Write + Send>)>,
     masks: Option<PathBuf>,
     overlays: Option<PathBuf>,
+    publisher: Option<Publisher>,
 }
 
 impl Sinks {
@@ -56,7 +59,12 @@ impl Sinks {
         for dir in [&masks, &overlays].into_iter().flatten() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        Ok(Self { jsonl, masks, overlays })
+        Ok(Self {
+            jsonl,
+            masks,
+            overlays,
+            publisher: None,
+        })
     }
 
     /// JSON Lines to any writer (tests use deliberately slow or failing ones).
@@ -65,7 +73,14 @@ impl Sinks {
             jsonl: Some(("JSON Lines output".into(), w)),
             masks: None,
             overlays: None,
+            publisher: None,
         }
+    }
+
+    /// Also publishes every frame's record to a broker.
+    pub fn publish_to(mut self, publisher: Publisher) -> Self {
+        self.publisher = Some(publisher);
+        self
     }
 
     /// Writes one frame's outputs. With `flush` each line is flushed so a reader sees it at once
@@ -79,6 +94,9 @@ impl Sinks {
         targets: &[Target],
         flush: bool,
     ) -> Result<(), SinkError> {
+        if let Some(p) = &self.publisher {
+            p.publish(record);
+        }
         if let Some((what, w)) = self.jsonl.as_mut() {
             writeln!(w, "{record}").map_err(|e| SinkError::from_io(what, e))?;
             if flush {
@@ -99,6 +117,11 @@ impl Sinks {
                 .map_err(|e| SinkError::Failed(format!("{e:#}")))?;
         }
         Ok(())
+    }
+
+    /// Delivers what the publisher still holds (see [`Publisher::finish`]); None without one.
+    pub fn finish_publishing(&mut self) -> Option<(PublishCounts, Option<String>)> {
+        self.publisher.take().map(Publisher::finish)
     }
 
     /// Flushes the JSON Lines output.

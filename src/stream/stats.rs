@@ -6,6 +6,7 @@
 //! is within 2.3 % of the exact one; the maximum is exact): a run that lasts for days keeps
 //! constant memory.
 
+use super::publish::PublishCounts;
 use crate::eval::metrics::MetricAccumulator;
 use serde_json::json;
 use std::time::Duration;
@@ -138,6 +139,8 @@ pub struct RunStats {
     pub score: MetricAccumulator,
     /// True when the truth included masks (IoU, nIoU and F1 are then meaningful).
     pub mask_scored: bool,
+    /// What happened to the messages published to a broker (`--publish`).
+    pub publish: Option<PublishCounts>,
     /// Wall time of the run.
     pub wall: Duration,
 }
@@ -178,6 +181,9 @@ impl RunStats {
             "latency_ms": stages,
             "end_to_end_ms": self.end_to_end.to_json_ms(),
         });
+        if let Some(p) = &self.publish {
+            v["publish"] = json!(p);
+        }
         if self.score.images() > 0 {
             let m = self.score.finish();
             v["pd"] = json!(m.pd);
@@ -206,6 +212,12 @@ impl RunStats {
             out.push_str(&format!(
                 "detections rejected as static clutter: {} ({} of {} frames still)\n",
                 self.clutter, self.still_frames, self.frames
+            ));
+        }
+        if let Some(p) = &self.publish {
+            out.push_str(&format!(
+                "published {}  delivered {}  dropped (buffer full) {}  disconnections {}\n",
+                p.published, p.delivered, p.overflowed, p.disconnections
             ));
         }
         if self.discarded > 0 {
