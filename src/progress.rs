@@ -1,6 +1,6 @@
-//! Progress of long jobs (evaluation, labelling): a bar on a terminal, plain periodic lines
-//! (at most one every 10 s, and one at the end) when stderr is a file or a pipe, so logs stay
-//! readable.
+//! Progress of long jobs (evaluation, labelling, calibration, training, replays of a known
+//! length): a bar on a terminal, plain periodic lines (at most one every 10 s, and one at the
+//! end) when stderr is a file or a pipe, so logs stay readable.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -12,7 +12,10 @@ const PLAIN_EVERY: Duration = Duration::from_secs(10);
 /// Progress over a known number of items.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// False for a progress that shows nothing (the caller asked for quiet).
+    shown: bool,
     label: String,
+    message: String,
     len: u64,
     done: u64,
     started: Instant,
@@ -25,7 +28,7 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(len);
             bar.set_style(
-                ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta}")
+                ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_prefix(label.to_string());
@@ -34,11 +37,47 @@ impl Progress {
         let now = Instant::now();
         Self {
             bar,
+            shown: true,
             label: label.to_string(),
+            message: String::new(),
             len,
             done: 0,
             started: now,
             last_line: now,
+        }
+    }
+
+    /// Progress that counts but shows nothing.
+    pub fn hidden(label: &str, len: u64) -> Self {
+        let mut p = Self::new(label, len);
+        if let Some(bar) = p.bar.take() {
+            bar.finish_and_clear();
+        }
+        p.shown = false;
+        p
+    }
+
+    /// Starts from `done` items (a resumed job).
+    pub fn start_at(&mut self, done: u64) {
+        self.done = done;
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
+    /// Status after the count (loss, rate); shown with the next update.
+    pub fn set_message(&mut self, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.clone());
+        }
+        self.message = message;
+    }
+
+    /// Prints a line (a log record, a warning) without breaking the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 
@@ -47,7 +86,7 @@ impl Progress {
         self.done += 1;
         match &self.bar {
             Some(bar) => bar.inc(1),
-            None if self.last_line.elapsed() >= PLAIN_EVERY => {
+            None if self.shown && self.last_line.elapsed() >= PLAIN_EVERY => {
                 self.last_line = Instant::now();
                 eprintln!("{}", self.line());
             }
@@ -62,20 +101,35 @@ impl Progress {
         } else {
             100.0
         };
-        format!(
+        let mut line = format!(
             "{}: {}/{} ({pct:.0} %) after {:.0} s",
             self.label,
             self.done,
             self.len,
             self.started.elapsed().as_secs_f64()
-        )
+        );
+        if !self.message.is_empty() {
+            line.push_str(", ");
+            line.push_str(&self.message);
+        }
+        line
+    }
+
+    /// Leaves the bar where it is with a last message (an interrupted job).
+    pub fn abandon(self, message: String) {
+        match self.bar {
+            Some(bar) => bar.abandon_with_message(message),
+            None if self.shown => eprintln!("{}: {message}", self.line()),
+            None => {}
+        }
     }
 
     /// Ends the bar, or writes the final plain line.
     pub fn finish(self) {
         match self.bar {
             Some(bar) => bar.finish_and_clear(),
-            None => eprintln!("{}", self.line()),
+            None if self.shown => eprintln!("{}", self.line()),
+            None => {}
         }
     }
 }
@@ -89,5 +143,15 @@ mod tests {
         let mut p = Progress::new("eval", 4);
         p.inc();
         assert!(p.line().starts_with("eval: 1/4 (25 %)"), "{}", p.line());
+    }
+
+    #[test]
+    fn a_resumed_job_counts_from_where_it_was_with_its_message() {
+        let mut p = Progress::hidden("train", 10);
+        p.start_at(6);
+        p.inc();
+        p.set_message("loss 0.5".into());
+        assert!(p.line().starts_with("train: 7/10 (70 %)"), "{}", p.line());
+        assert!(p.line().ends_with(", loss 0.5"), "{}", p.line());
     }
 }

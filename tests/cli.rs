@@ -236,3 +236,57 @@ fn publish_without_the_feature_says_how_to_build() {
     assert_ne!(code, 0);
     assert!(err.contains("--features mqtt"), "{err}");
 }
+
+#[test]
+fn long_jobs_report_progress_in_plain_lines_when_stderr_is_not_a_terminal() {
+    let d = tmp("progress");
+    // A replay of a known length: a raw recording of 3 frames.
+    let f = d.join("rec.y16");
+    std::fs::write(&f, vec![0u8; 2 * 64 * 48 * 3]).unwrap();
+    let src = format!("raw:{}", f.display());
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--source",
+        &src,
+        "--size",
+        "64x48",
+        "--jsonl",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("run: 3/3 (100 %)"), "{err}");
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--source",
+        &src,
+        "--size",
+        "64x48",
+        "--jsonl",
+        "/dev/null",
+        "--no-progress",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("run: 3/3"), "{err}");
+    // Calibration reads each flat-field recording with its own count.
+    let hot = d.join("hot.y16");
+    std::fs::write(&hot, vec![0x80u8; 2 * 64 * 48 * 3]).unwrap();
+    let profile = d.join("cal.json");
+    let hot_src = format!("raw:{}", hot.display());
+    let (code, _, err) = srsnet(&[
+        "calibrate",
+        "--cold",
+        &src,
+        "--hot",
+        &hot_src,
+        "--size",
+        "64x48",
+        "--out",
+        profile.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("calibrate: 3/3 (100 %)").count(), 2, "{err}");
+}

@@ -107,6 +107,14 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         err.contains("validate: negatives") && err.contains("(1 inputs)"),
         "{err}"
     );
+    // Progress, as plain lines because stderr is a pipe: each stage's last batch, with its loss.
+    for stage in ["recon", "seg"] {
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&format!("{stage}: ")) && l.contains("(100 %)"))
+            .unwrap_or_else(|| panic!("no final {stage} progress line in {err}"));
+        assert!(line.contains("loss "), "{line}");
+    }
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("recipe.json")).unwrap()).unwrap();
     assert_eq!(saved["train"].as_array().unwrap().len(), 2);

@@ -3,6 +3,7 @@
 
 use super::{parse_size, refuse_overwrite};
 use crate::calibration::{two_point, Profile};
+use crate::progress::Progress;
 use crate::stream::sources::{self, PixelFormat, SourceOptions, SourceSpec};
 use crate::stream::stop::Stop;
 use anyhow::{bail, Result};
@@ -62,7 +63,11 @@ fn frames_of(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, V
     let stop = Stop::new();
     let mut out = Vec::new();
     let mut dims = None;
+    let mut progress = src.len().map(|n| Progress::new("calibrate", n));
     while let Some(f) = src.next_frame(&stop) {
+        if let Some(p) = &mut progress {
+            p.inc();
+        }
         let f = f.map_err(|e| anyhow::anyhow!("{}: {e}", src.describe()))?;
         if dims.is_some_and(|d| d != (f.width, f.height)) {
             bail!(
@@ -75,6 +80,9 @@ fn frames_of(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, V
         }
         dims = Some((f.width, f.height));
         out.push(f.pixels.values());
+    }
+    if let Some(p) = progress {
+        p.finish();
     }
     let Some((w, h)) = dims else {
         bail!("{}: no frames", src.describe())

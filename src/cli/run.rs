@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// Write the final statistics as JSON here.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
+    /// No progress display for replays of a known length (a bar on a terminal, else a line
+    /// every 10 s).
+    #[arg(long)]
+    pub no_progress: bool,
     /// Also publish every frame's record to an MQTT broker: mqtt://HOST[:PORT]/TOPIC (builds
     /// with `--features mqtt`). Never blocks the stream; undelivered messages are counted.
     #[arg(long, value_parser = parse_mqtt_url)]
@@ -273,6 +277,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         static_clutter,
         stats_every: args.stats_every,
         queue: args.queue,
+        progress: !args.no_progress,
     };
     let stop = Stop::new();
     stop.on_ctrl_c("stopping: draining the frames already captured");

@@ -25,6 +25,7 @@ use super::stop::Stop;
 use crate::dataset::Truth;
 use crate::image_io::Frame;
 use crate::infer::{Detection, Segmenter};
+use crate::progress::Progress;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +47,8 @@ pub struct PipelineConfig {
     pub stats_every: Option<u64>,
     /// Queue length between stages.
     pub queue: usize,
+    /// Show progress on stderr when the source's length is known (a replay).
+    pub progress: bool,
 }
 
 impl Default for PipelineConfig {
@@ -58,6 +61,7 @@ impl Default for PipelineConfig {
             static_clutter: None,
             stats_every: None,
             queue: 4,
+            progress: false,
         }
     }
 }
@@ -118,6 +122,7 @@ pub fn run(
     stop: &Stop,
 ) -> RunReport {
     let live = source.is_live();
+    let progress = source.len().filter(|_| cfg.progress).map(|n| Progress::new("run", n));
     let started = Instant::now();
     let counters = Counters::default();
     let q = cfg.queue.max(1);
@@ -144,7 +149,7 @@ pub fn run(
         s.spawn(move || infer(pre_rx, inf_tx, segmenter, threshold, batch, e, stop, counters));
         s.spawn(move || postprocess(inf_rx, post_tx, post, stop, counters));
         drop(err_tx);
-        let mut report = emit(post_rx, err_rx, sinks, &cfg, live, stop, started, counters);
+        let mut report = emit(post_rx, err_rx, sinks, &cfg, live, stop, started, counters, progress);
         report.source_failure = capture
             .join()
             .unwrap_or_else(|_| Some("the capture thread panicked".into()));
@@ -348,6 +353,7 @@ fn emit(
     stop: &Stop,
     started: Instant,
     counters: &Counters,
+    mut progress: Option<Progress>,
 ) -> RunReport {
     let mut report = RunReport {
         stats: RunStats::default(),
@@ -400,14 +406,20 @@ fn emit(
         times.emit = t0.elapsed().as_secs_f64();
         stats.record(&times, raw.captured_at.elapsed());
         for msg in errors.try_iter() {
-            eprintln!("warning: {msg}");
+            say(&progress, &format!("warning: {msg}"));
             stats.frame_errors += 1;
         }
         if cfg.stats_every.is_some_and(|n| n > 0 && stats.frames.is_multiple_of(n)) {
             stats.dropped = counters.dropped.load(Ordering::Relaxed);
             stats.wall = started.elapsed();
-            eprint!("{}", stats.summary());
+            say(&progress, stats.summary().trim_end());
         }
+        if let Some(p) = &mut progress {
+            p.inc();
+        }
+    }
+    if let Some(p) = progress {
+        p.finish();
     }
     // Every stage has finished: the error channel is complete.
     for msg in errors.iter() {
@@ -439,4 +451,12 @@ fn unix_seconds(at: Instant) -> f64 {
         .unwrap_or(now)
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A line on stderr that does not break the progress bar.
+fn say(progress: &Option<Progress>, line: &str) {
+    match progress {
+        Some(p) => p.println(line),
+        None => eprintln!("{line}"),
+    }
 }

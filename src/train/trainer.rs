@@ -13,10 +13,10 @@ use crate::eval::metrics::{MetricAccumulator, Metrics};
 use crate::model::weights::VarSource;
 use crate::model::{ModelConfig, Weights};
 use crate::preprocess::PreprocessSpec;
+use crate::progress::Progress;
 use crate::stream::stop::Stop;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -291,17 +291,13 @@ fn run_loop(
 ) -> Result<Outcome> {
     let name = stage.name();
     let nb = batches_per_epoch(data.epoch_len(), opts.batch);
-    let pb = if opts.progress {
-        ProgressBar::new((opts.epochs * nb) as u64)
+    let batches = (opts.epochs * nb) as u64;
+    let mut pb = if opts.progress {
+        Progress::new(name, batches)
     } else {
-        ProgressBar::hidden()
+        Progress::hidden(name, batches)
     };
-    pb.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_prefix(name);
-    pb.set_position((state.epoch * nb + state.batch) as u64);
+    pb.start_at((state.epoch * nb + state.batch) as u64);
     let mut run_batches = 0usize;
     while state.epoch < opts.epochs {
         let epoch = state.epoch;
@@ -312,7 +308,7 @@ fn run_loop(
             let budget_spent = opts.stop_after_batches.is_some_and(|n| run_batches >= n);
             if stop.is_requested() || budget_spent {
                 save(stage, &last_path(&opts.out_dir, name), &state)?;
-                pb.abandon_with_message(format!(
+                pb.abandon(format!(
                     "interrupted at epoch {epoch} batch {}; checkpoint written",
                     state.batch
                 ));
@@ -339,7 +335,7 @@ fn run_loop(
                 opts.epochs,
                 loss_sum / seen as f64
             ));
-            pb.inc(1);
+            pb.inc();
         }
         let train_secs = t0.elapsed().as_secs_f64();
         state.epoch += 1;
@@ -362,13 +358,9 @@ fn run_loop(
         }
         save(stage, &last_path(&opts.out_dir, name), &state)?;
         log_line(&opts.out_dir, &record)?;
-        if pb.is_hidden() {
-            eprintln!("{record}");
-        } else {
-            pb.println(record.to_string());
-        }
+        pb.println(&record.to_string());
     }
-    pb.finish_with_message("done");
+    pb.finish();
     if data.val.is_empty() {
         // Nothing to select on: the last epoch is the result.
         std::fs::copy(last_path(&opts.out_dir, name), best_path(&opts.out_dir, name))?;

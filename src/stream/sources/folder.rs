@@ -197,6 +197,10 @@ impl FrameSource for FolderSource {
         })
     }
 
+    fn len(&self) -> Option<u64> {
+        (!self.looping).then_some(self.frames.len() as u64)
+    }
+
     fn is_live(&self) -> bool {
         false
     }

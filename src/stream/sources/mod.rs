@@ -36,6 +36,11 @@ pub trait FrameSource: Send {
     fn is_live(&self) -> bool;
     /// A one-line description for logs.
     fn describe(&self) -> String;
+    /// Frames the stream will deliver, when known (a replay that does not loop); drives the
+    /// progress display.
+    fn len(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Where frames come from, as `--source` names it.

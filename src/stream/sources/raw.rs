@@ -152,6 +152,10 @@ impl FrameSource for RawSource {
         }))
     }
 
+    fn len(&self) -> Option<u64> {
+        (!self.looping).then_some(self.frames as u64)
+    }
+
     fn is_live(&self) -> bool {
         false
     }

@@ -64,6 +64,10 @@ impl FrameSource for SyntheticSource {
         Some(Ok(frame))
     }
 
+    fn len(&self) -> Option<u64> {
+        self.count
+    }
+
     fn is_live(&self) -> bool {
         false
     }
