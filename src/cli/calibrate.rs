@@ -63,7 +63,7 @@ fn frames_of(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, V
     let stop = Stop::new();
     let mut out = Vec::new();
     let mut dims = None;
-    let mut progress = src.len().map(|n| Progress::new("calibrate", n));
+    let mut progress = src.known_length().map(|n| Progress::new("calibrate", n));
     while let Some(f) = src.next_frame(&stop) {
         if let Some(p) = &mut progress {
             p.inc();

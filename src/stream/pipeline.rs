@@ -122,7 +122,10 @@ pub fn run(
     stop: &Stop,
 ) -> RunReport {
     let live = source.is_live();
-    let progress = source.len().filter(|_| cfg.progress).map(|n| Progress::new("run", n));
+    let progress = source
+        .known_length()
+        .filter(|_| cfg.progress)
+        .map(|n| Progress::new("run", n));
     let started = Instant::now();
     let counters = Counters::default();
     let q = cfg.queue.max(1);

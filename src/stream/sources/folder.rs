@@ -197,7 +197,7 @@ impl FrameSource for FolderSource {
         })
     }
 
-    fn len(&self) -> Option<u64> {
+    fn known_length(&self) -> Option<u64> {
         (!self.looping).then_some(self.frames.len() as u64)
     }
 

@@ -38,7 +38,7 @@ pub trait FrameSource: Send {
     fn describe(&self) -> String;
     /// Frames the stream will deliver, when known (a replay that does not loop); drives the
     /// progress display.
-    fn len(&self) -> Option<u64> {
+    fn known_length(&self) -> Option<u64> {
         None
     }
 }

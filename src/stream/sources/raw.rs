@@ -152,7 +152,7 @@ impl FrameSource for RawSource {
         }))
     }
 
-    fn len(&self) -> Option<u64> {
+    fn known_length(&self) -> Option<u64> {
         (!self.looping).then_some(self.frames as u64)
     }
 

@@ -64,7 +64,7 @@ impl FrameSource for SyntheticSource {
         Some(Ok(frame))
     }
 
-    fn len(&self) -> Option<u64> {
+    fn known_length(&self) -> Option<u64> {
         self.count
     }
 
