@@ -15,6 +15,8 @@ pub mod image_io;
 pub mod infer;
 pub mod limits;
 pub mod model;
+pub mod overlay;
+pub mod plot;
 pub mod preprocess;
 pub mod progress;
 pub mod stream;

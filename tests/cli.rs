@@ -43,6 +43,16 @@ fn run_raw_with_wrong_size() {
     let (code, out, err) = srsnet(&["run", "--model", "tophat", "--source", &src, "--size", "64x48"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 3);
+    // --count stops any source, not only the synthetic one.
+    let (code, out, err) = srsnet(&[
+        "run", "--model", "tophat", "--source", &src, "--size", "64x48", "--count", "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2);
+    assert!(
+        err.contains("first 2 frames") && err.contains("run: 2/2 (100 %)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -289,4 +299,111 @@ fn long_jobs_report_progress_in_plain_lines_when_stderr_is_not_a_terminal() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.matches("calibrate: 3/3 (100 %)").count(), 2, "{err}");
+}
+
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (img.width(), img.height())
+}
+
+#[test]
+fn run_draws_truth_and_detections_in_overlays_and_plots_its_latency() {
+    let d = tmp("plots");
+    let (ov, plot) = (d.join("ov"), d.join("latency.png"));
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--count",
+        "3",
+        "--size",
+        "96x64",
+        "--jsonl",
+        "/dev/null",
+        "--overlays",
+        ov.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(png_size(&plot), srsnet::plot::LATENCY_SIZE);
+    // The synthetic source's truth rides along: green crosses; the baseline's detections: red boxes.
+    let img = image::open(ov.join("000000_overlay.png")).unwrap().to_rgb8();
+    let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
+    assert!(count(srsnet::overlay::TRUTH) >= 8, "truth marks");
+    assert!(count(srsnet::overlay::DETECTION) > 0, "detection boxes");
+    // A plot is never written over an input.
+    let weights = d.join("w.safetensors");
+    std::fs::copy(
+        env!("CARGO_MANIFEST_DIR").to_string() + "/models/srsnet-lite.safetensors",
+        &weights,
+    )
+    .unwrap();
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--count",
+        "1",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--plot",
+        weights.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("w.safetensors"), "{err}");
+}
+
+#[test]
+fn eval_plots_a_sweep_and_refuses_a_single_threshold() {
+    let d = tmp("eval-plot");
+    let neg = d.join("neg");
+    std::fs::create_dir_all(&neg).unwrap();
+    for i in 0..2 {
+        let img = image::GrayImage::from_fn(64, 48, |x, y| image::Luma([((x * 3 + y * 5 + i * 40) % 200) as u8]));
+        img.save(neg.join(format!("bg{i}.png"))).unwrap();
+    }
+    let plot = d.join("sweep.png");
+    let (p, n) = (plot.to_str().unwrap(), neg.to_str().unwrap());
+    let (code, out, err) = srsnet(&[
+        "eval",
+        "--model",
+        "tophat",
+        "--negatives",
+        n,
+        "--sweep",
+        "0.3,0.6,0.9",
+        "--plot",
+        p,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("negatives"), "{out}");
+    assert_eq!(png_size(&plot), srsnet::plot::SWEEP_SIZE);
+    let (code, _, err) = srsnet(&[
+        "eval",
+        "--model",
+        "tophat",
+        "--negatives",
+        n,
+        "--sweep",
+        "0.5",
+        "--plot",
+        p,
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least two thresholds"), "{err}");
+    let (code, _, err) = srsnet(&["eval", "--model", "tophat", "--negatives", n, "--plot", p]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--sweep"), "{err}");
+}
+
+#[test]
+fn gst_without_the_feature_says_how_to_build() {
+    if cfg!(feature = "gstreamer") {
+        return;
+    }
+    let (code, _, err) = srsnet(&["run", "--model", "tophat", "--source", "gst:videotestsrc num-buffers=2"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--features gstreamer") && err.contains("videotestsrc"),
+        "{err}"
+    );
 }

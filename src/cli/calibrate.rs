@@ -50,7 +50,7 @@ pub fn run(args: CalibrateArgs) -> Result<Profile> {
 /// Every frame of a recording as raw values; any unreadable frame is an error (a profile
 /// from part of a recording would be silently wrong).
 fn frames_of(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, Vec<Vec<f32>>)> {
-    if matches!(spec, SourceSpec::Synthetic | SourceSpec::Camera(_)) {
+    if matches!(spec, SourceSpec::Synthetic | SourceSpec::Camera(_) | SourceSpec::Gst(_)) {
         bail!("{spec:?}: flat fields are read from raw:FILE or an image folder");
     }
     let opts = SourceOptions {

@@ -10,6 +10,7 @@ use crate::device::DeviceSpec;
 use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
 use crate::image_io::{read_frame, Frame};
 use crate::infer::Segmenter;
+use crate::plot;
 use crate::progress::Progress;
 use crate::train::recipe;
 use anyhow::{bail, Context, Result};
@@ -63,6 +64,10 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Draw the --sweep trade-off into this PNG: Pd against Fa, IoU and false targets per frame
+    /// against the threshold, with the operating point marked.
+    #[arg(long, requires = "sweep")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Runs `srsnet eval`.
@@ -102,8 +107,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }),
         _ => None,
     };
+    let plot = args.plot.as_deref().map(|p| Plot {
+        path: p,
+        operating: seg.default_threshold(),
+    });
+    if let Some(p) = &plot {
+        let inputs = [&args.weights, &args.recipe, &args.data, &args.sequence, &args.negatives];
+        super::refuse_overwrite(inputs.into_iter().flatten().map(PathBuf::as_path), p.path)?;
+    }
     if let Some(r) = sets {
-        return eval_sets(&seg, &r, &thresholds, args.json);
+        return eval_sets(&seg, &r, &thresholds, args.json, plot.as_ref());
     }
     let (rows, failed, points_only) = match (&args.data, &args.sequence) {
         (Some(root), _) => {
@@ -118,13 +131,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let labelled: Vec<(Option<f32>, Metrics)> = thresholds.iter().map(|&t| Some(t)).zip(rows).collect();
     print_rows(&seg.name(), &labelled, points_only, args.json, failed);
+    if let Some(p) = &plot {
+        let set = args
+            .data
+            .as_ref()
+            .or(args.sequence.as_ref())
+            .map(|d| d.display().to_string());
+        let points = labelled.iter().map(|(t, m)| (t.unwrap_or(0.0), *m)).collect();
+        p.draw(&seg.name(), vec![series(set.unwrap_or_default(), !points_only, points)])?;
+    }
     finish(&labelled[0].1, failed)
 }
 
 /// Scores every validation set of `recipe` at every threshold and prints one table: a row per
 /// set and threshold with IoU, nIoU and F1 (mask-labelled sets), Pd, Fa and false targets per
 /// frame.
-fn eval_sets(seg: &Segmenter, recipe: &recipe::Recipe, thresholds: &[f32], json: bool) -> Result<()> {
+fn eval_sets(
+    seg: &Segmenter,
+    recipe: &recipe::Recipe,
+    thresholds: &[f32],
+    json: bool,
+    plot: Option<&Plot>,
+) -> Result<()> {
     let (sets, skipped) = recipe::load_validation(recipe, seg.channels())?;
     for s in &skipped {
         eprintln!("skipped {}: {}", s.name, s.reason);
@@ -154,10 +182,42 @@ fn eval_sets(seg: &Segmenter, recipe: &recipe::Recipe, thresholds: &[f32], json:
     } else {
         println!("{}", sets_table(&seg.name(), &rows));
     }
+    if let Some(p) = plot {
+        let mut by_set: Vec<plot::SweepSeries> = Vec::new();
+        for (name, t, masks, m) in rows {
+            match by_set.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.points.push((t, m)),
+                None => by_set.push(series(name, masks, vec![(t, m)])),
+            }
+        }
+        p.draw(&seg.name(), by_set)?;
+    }
     if failed > 0 {
         bail!("{failed} inputs could not be scored (see above)");
     }
     Ok(())
+}
+
+/// Where `--plot` draws, and the operating point it marks.
+struct Plot<'a> {
+    path: &'a Path,
+    operating: f32,
+}
+
+impl Plot<'_> {
+    fn draw(&self, model: &str, mut sets: Vec<plot::SweepSeries>) -> Result<()> {
+        for s in &mut sets {
+            s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        let title = format!("{model}: threshold sweep (operating point {} marked)", self.operating);
+        plot::sweep(self.path, &title, &sets, Some(self.operating))?;
+        eprintln!("wrote {}", self.path.display());
+        Ok(())
+    }
+}
+
+fn series(name: String, masks: bool, points: Vec<(f32, Metrics)>) -> plot::SweepSeries {
+    plot::SweepSeries { name, masks, points }
 }
 
 /// The validation table: one row per (set, threshold).

@@ -6,6 +6,7 @@ use super::{parse_non_negative, refuse_overwrite};
 use crate::dataset::labels::{derive_frame, Annotation, LabelRule};
 use crate::dataset::sequence::Sequence;
 use crate::image_io::{read_frame, write_mask_png, write_rgb_png};
+use crate::overlay;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -153,32 +154,24 @@ fn overlay(
     anns: &[Annotation],
     skipped: &[Annotation],
 ) -> image::RgbImage {
-    let mut out = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let i = y as usize * w + x as usize;
-        let v = (img[i] * 255.0).round().clamp(0.0, 255.0) as u8;
-        if mask[i] {
-            image::Rgb([255, v / 3, v / 3])
-        } else {
-            image::Rgb([v, v, v])
+    let mut out = overlay::gray(img, w, h);
+    for (p, &m) in out.pixels_mut().zip(mask) {
+        if m {
+            let v = p.0[0];
+            p.0 = [255, v / 3, v / 3];
         }
-    });
+    }
     for a in anns {
         let (x, y) = match *a {
             Annotation::Point(x, y) => (x, y),
             Annotation::Box(b) => ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0),
         };
         let colour = if skipped.contains(a) {
-            [255, 220, 0]
+            overlay::SKIPPED
         } else {
-            [0, 255, 0]
+            overlay::TRUTH
         };
-        for d in [-4isize, -3, 3, 4] {
-            for (px, py) in [(x as isize + d, y as isize), (x as isize, y as isize + d)] {
-                if px >= 0 && py >= 0 && (px as usize) < w && (py as usize) < h {
-                    out.put_pixel(px as u32, py as u32, image::Rgb(colour));
-                }
-            }
-        }
+        overlay::cross(&mut out, x, y, colour);
     }
     out
 }

@@ -16,6 +16,9 @@ use crate::synthetic::BitDepth;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
+/// Synthetic frames when `--count` is not given.
+pub const DEFAULT_SYNTHETIC_COUNT: u64 = 30;
+
 /// The most synthetic targets per frame.
 pub const MAX_SYNTHETIC_TARGETS: usize = 1000;
 
@@ -32,7 +35,8 @@ pub enum StretchMode {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// synthetic | DIR | folder:DIR (a sequence: frames/ + centroids.csv; a labelled set: images/ + masks/) |
-    /// raw:FILE | v4l:/dev/videoN
+    /// raw:FILE | v4l:/dev/videoN | gst:'PIPELINE' (a `--features gstreamer` build; the pipeline up to a video
+    /// stream, e.g. 'rtspsrc location=rtsp://cam/1 ! decodebin')
     #[arg(long, default_value = "synthetic")]
     pub source: SourceSpec,
     /// Weights file (default: the shipped weights).
@@ -63,9 +67,10 @@ pub struct RunArgs {
     /// Repeat a folder or raw recording for ever.
     #[arg(long = "loop")]
     pub looping: bool,
-    /// Synthetic frames to generate (0 = endless).
-    #[arg(long, default_value_t = 30)]
-    pub count: u64,
+    /// Frames to process, then stop: the synthetic source generates this many (default 30;
+    /// 0 = endless); any other source stops after this many (default: all it has).
+    #[arg(long)]
+    pub count: Option<u64>,
     /// Synthetic scene seed.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -132,6 +137,9 @@ pub struct RunArgs {
     /// Write the final statistics as JSON here.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
+    /// Draw the per-stage latency histograms (and end-to-end) of this run into this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// No progress display for replays of a known length (a bar on a terminal, else a line
     /// every 10 s).
     #[arg(long)]
@@ -158,7 +166,10 @@ impl RunArgs {
             format: self.format,
             fps: self.fps,
             looping: self.looping,
-            count: Some(self.count).filter(|&c| c > 0),
+            count: match (&self.source, self.count) {
+                (SourceSpec::Synthetic, None) => Some(DEFAULT_SYNTHETIC_COUNT),
+                (_, c) => c.filter(|&c| c > 0),
+            },
             seed: self.seed,
             bits: self.bits,
             targets: self.targets as usize,
@@ -177,7 +188,7 @@ impl RunArgs {
             .collect();
         match &self.source {
             SourceSpec::Raw(p) | SourceSpec::Folder(p) | SourceSpec::Camera(p) => v.push(p),
-            SourceSpec::Synthetic => {}
+            SourceSpec::Synthetic | SourceSpec::Gst(_) => {}
         }
         v
     }
@@ -248,6 +259,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         .flatten()
         .chain(args.masks.as_deref())
         .chain(args.overlays.as_deref())
+        .chain(args.plot.as_deref())
     {
         super::refuse_overwrite(args.inputs(), out)?;
     }
@@ -259,7 +271,8 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         None => None,
     };
     let source = sources::open(&args.source, &args.source_options())?;
-    eprintln!("source: {}; model: {}", source.describe(), segmenter.name());
+    let described = format!("{}; model: {}", source.describe(), segmenter.name());
+    eprintln!("source: {described}");
     let stretch = match args.stretch {
         StretchMode::Percentile => Stretch::default(),
         StretchMode::Fixed => Stretch::Fixed,
@@ -286,6 +299,11 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
     let stats = report.stats.to_json();
     if let Some(p) = &args.stats_json {
         crate::image_io::write_file(p, serde_json::to_string_pretty(&stats)?.as_bytes())?;
+    }
+    if let Some(p) = &args.plot {
+        let title = format!("latency per stage, {} frames: {described}", report.stats.frames);
+        crate::plot::latency(p, &title, &report.stats.latency_histograms())?;
+        eprintln!("wrote {}", p.display());
     }
     if let Some(failure) = report.sink_failure {
         bail!(

@@ -29,7 +29,7 @@ pub struct MetricAccumulator {
 }
 
 /// The metrics of a set of images.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Dataset-level Σ|P∩G| / Σ|P∪G|.
     pub iou: f64,

@@ -18,7 +18,7 @@
 use super::frame::RawFrame;
 use super::postprocess::{AreaLimits, Confirmer, StaticClutter};
 use super::preprocess::Preprocessor;
-use super::sinks::{SinkError, Sinks};
+use super::sinks::{FrameOutputs, SinkError, Sinks};
 use super::sources::{FrameSource, SourceError};
 use super::stats::{RunStats, StageTimes};
 use super::stop::Stop;
@@ -400,7 +400,17 @@ fn emit(
             }
             None => {}
         }
-        if let Err(e) = sinks.emit(&record, &item.frame, raw.index, &mask, &det.targets, live) {
+        if let Err(e) = sinks.emit(
+            &FrameOutputs {
+                record: &record,
+                frame: &item.frame,
+                index: raw.index,
+                mask: &mask,
+                targets: &det.targets,
+                truth: raw.truth.as_ref(),
+            },
+            live,
+        ) {
             failure = Some(e);
             stop.abort();
             continue;

@@ -5,8 +5,10 @@
 //! never fails a frame: what it could not deliver is counted and reported at the end.
 
 use super::publish::{PublishCounts, Publisher};
+use crate::dataset::Truth;
 use crate::detect::Target;
 use crate::image_io::{write_mask_png, write_rgb_png, Frame};
+use crate::overlay;
 use anyhow::{Context, Result};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -30,6 +32,23 @@ impl SinkError {
             SinkError::Failed(format!("{what}: {e}"))
         }
     }
+}
+
+/// What one frame produced, for the sinks.
+#[derive(Clone, Copy)]
+pub struct FrameOutputs<'a> {
+    /// The JSON Lines record (also the published message).
+    pub record: &'a serde_json::Value,
+    /// The preprocessed frame (overlays draw on it).
+    pub frame: &'a Frame,
+    /// Its index in the stream (names the mask and overlay files).
+    pub index: u64,
+    /// The thresholded mask.
+    pub mask: &'a [bool],
+    /// The detections.
+    pub targets: &'a [Target],
+    /// The ground truth that rode along, if any.
+    pub truth: Option<&'a Truth>,
 }
 
 /// The run's outputs.
@@ -85,15 +104,15 @@ impl Sinks {
 
     /// Writes one frame's outputs. With `flush` each line is flushed so a reader sees it at once
     /// (live sources).
-    pub fn emit(
-        &mut self,
-        record: &serde_json::Value,
-        frame: &Frame,
-        index: u64,
-        mask: &[bool],
-        targets: &[Target],
-        flush: bool,
-    ) -> Result<(), SinkError> {
+    pub fn emit(&mut self, out: &FrameOutputs, flush: bool) -> Result<(), SinkError> {
+        let FrameOutputs {
+            record,
+            frame,
+            index,
+            mask,
+            targets,
+            truth,
+        } = *out;
         if let Some(p) = &self.publisher {
             p.publish(record);
         }
@@ -113,8 +132,11 @@ impl Sinks {
             .map_err(|e| SinkError::Failed(format!("{e:#}")))?;
         }
         if let Some(dir) = &self.overlays {
-            write_rgb_png(&dir.join(format!("{index:06}_overlay.png")), &overlay(frame, targets))
-                .map_err(|e| SinkError::Failed(format!("{e:#}")))?;
+            write_rgb_png(
+                &dir.join(format!("{index:06}_overlay.png")),
+                &overlay::detections(frame, targets, truth),
+            )
+            .map_err(|e| SinkError::Failed(format!("{e:#}")))?;
         }
         Ok(())
     }
@@ -131,59 +153,4 @@ impl Sinks {
         }
         Ok(())
     }
-}
-
-/// 3×5 bitmaps of the digits 0–9, one row per 3 bits.
-const DIGITS: [[u8; 5]; 10] = [
-    [7, 5, 5, 5, 7],
-    [2, 6, 2, 2, 7],
-    [7, 1, 7, 4, 7],
-    [7, 1, 7, 1, 7],
-    [5, 5, 7, 1, 1],
-    [7, 4, 7, 1, 7],
-    [7, 4, 7, 5, 7],
-    [7, 1, 1, 1, 1],
-    [7, 5, 7, 5, 7],
-    [7, 5, 7, 1, 7],
-];
-
-/// The frame in gray with a red box around each target (2 px margin) and its id above it.
-pub fn overlay(frame: &Frame, targets: &[Target]) -> image::RgbImage {
-    let (w, h) = (frame.width, frame.height);
-    let mut img = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let v = (frame.plane(0)[y as usize * w + x as usize] * 255.0)
-            .round()
-            .clamp(0.0, 255.0) as u8;
-        image::Rgb([v, v, v])
-    });
-    let mut put = |x: isize, y: isize, c: [u8; 3]| {
-        if x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h {
-            img.put_pixel(x as u32, y as u32, image::Rgb(c));
-        }
-    };
-    let red = [255, 40, 40];
-    for t in targets {
-        let [x0, y0, x1, y1] = t.bbox.map(|v| v as isize);
-        let (x0, y0, x1, y1) = (x0 - 2, y0 - 2, x1 + 2, y1 + 2);
-        for x in x0..=x1 {
-            put(x, y0, red);
-            put(x, y1, red);
-        }
-        for y in y0..=y1 {
-            put(x0, y, red);
-            put(x1, y, red);
-        }
-        let label = t.id.to_string();
-        for (k, ch) in label.bytes().enumerate() {
-            let glyph = DIGITS[(ch - b'0') as usize];
-            for (row, bits) in glyph.iter().enumerate() {
-                for col in 0..3 {
-                    if bits & (4 >> col) != 0 {
-                        put(x0 + (k * 4 + col) as isize, y0 - 7 + row as isize, [255, 255, 0]);
-                    }
-                }
-            }
-        }
-    }
-    img
 }

@@ -91,6 +91,21 @@ impl Histogram {
         self.n == 0
     }
 
+    /// Non-empty bins merged to `per_decade` per decade (a divisor of 100): (from, to, count),
+    /// the bounds in milliseconds, in increasing order. For plots.
+    pub fn coarse_bins_ms(&self, per_decade: u32) -> Vec<(f64, f64, u64)> {
+        let group = (PER_DECADE as usize / per_decade.clamp(1, 100) as usize).max(1);
+        let edge = |b: usize| 10f64.powf(b as f64 / PER_DECADE + LOG_MIN) * 1e3;
+        self.counts
+            .chunks(group)
+            .enumerate()
+            .filter_map(|(k, c)| {
+                let n: u64 = c.iter().sum();
+                (n > 0).then(|| (edge(k * group), edge((k + 1) * group), n))
+            })
+            .collect()
+    }
+
     /// The `q` quantile in seconds (the geometric centre of its bin, capped by the maximum).
     pub fn quantile(&self, q: f64) -> f64 {
         let target = ((q * self.n as f64).ceil() as u64).clamp(1, self.n.max(1));
@@ -153,6 +168,16 @@ impl RunStats {
         }
         self.end_to_end.add(end_to_end.as_secs_f64());
         self.frames += 1;
+    }
+
+    /// Each stage's latency histogram in pipeline order, then the end-to-end one.
+    pub fn latency_histograms(&self) -> Vec<(&'static str, &Histogram)> {
+        STAGES
+            .iter()
+            .copied()
+            .zip(&self.stage)
+            .chain([("end-to-end", &self.end_to_end)])
+            .collect()
     }
 
     /// Frames that were asked for and not processed (source and stage errors).

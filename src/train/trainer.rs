@@ -493,7 +493,7 @@ mod tests {
         let d = data(&[(10, 1.0), (20, 0.5), (4, 2.5)]);
         let order = epoch_order(&d, 7, 3);
         assert_eq!(order.len(), 10 + 10 + 10);
-        let count = |r: std::ops::Range<usize>| order.iter().filter(|i| r.contains(i)).count();
+        let count = |r: std::ops::Range<usize>| order.iter().filter(|&&i| r.contains(&i)).count();
         assert_eq!((count(0..10), count(10..30), count(30..34)), (10, 10, 10));
         assert_eq!(order, epoch_order(&d, 7, 3), "deterministic per (seed, epoch)");
         assert_ne!(order, epoch_order(&d, 7, 4));

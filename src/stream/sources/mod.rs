@@ -1,9 +1,11 @@
 //! Frame sources behind one trait: synthetic scenes, replayed image folders and sequences,
-//! raw recordings and V4L2 cameras; and [`SourceSpec`], the one parser of `--source` (and of
+//! raw recordings, V4L2 cameras and GStreamer pipelines; and [`SourceSpec`], the one parser of `--source` (and of
 //! `srsnet calibrate`'s recordings), with [`open`] turning a spec into a source.
 
 pub mod camera;
 pub mod folder;
+#[cfg(feature = "gstreamer")]
+pub mod gst;
 pub mod raw;
 pub mod synthetic;
 #[cfg(feature = "camera")]
@@ -55,6 +57,9 @@ pub enum SourceSpec {
     Raw(PathBuf),
     /// `v4l:/dev/videoN`: a V4L2 camera.
     Camera(PathBuf),
+    /// `gst:PIPELINE`: a GStreamer pipeline up to a video stream (the gray conversion and the
+    /// appsink are appended).
+    Gst(String),
 }
 
 impl std::str::FromStr for SourceSpec {
@@ -76,8 +81,15 @@ impl std::str::FromStr for SourceSpec {
             path(rest, "v4l:").map(Self::Camera)
         } else if let Some(rest) = s.strip_prefix("folder:") {
             path(rest, "folder:").map(Self::Folder)
+        } else if let Some(rest) = s.strip_prefix("gst:") {
+            match rest.trim() {
+                "" => Err(format!(
+                    "`{s}`: gst: needs a pipeline, e.g. gst:'videotestsrc num-buffers=100'"
+                )),
+                p => Ok(Self::Gst(p.to_string())),
+            }
         } else if s.is_empty() {
-            Err("empty source: expected synthetic, DIR, folder:DIR, raw:FILE or v4l:/dev/videoN".into())
+            Err("empty source: expected synthetic, DIR, folder:DIR, raw:FILE, v4l:/dev/videoN or gst:PIPELINE".into())
         } else {
             Ok(Self::Folder(PathBuf::from(s)))
         }
@@ -107,7 +119,7 @@ pub struct SourceOptions {
     pub fps: Option<f64>,
     /// Repeat a folder or raw recording for ever.
     pub looping: bool,
-    /// Synthetic frames to generate (None: endless).
+    /// Frames to deliver (None: all the source has; the synthetic source is then endless).
     pub count: Option<u64>,
     /// Synthetic scene seed.
     pub seed: u64,
@@ -128,7 +140,7 @@ impl Default for SourceOptions {
             format: None,
             fps: None,
             looping: false,
-            count: Some(30),
+            count: None,
             seed: 7,
             bits: BitDepth::Eight,
             targets: 2,
@@ -141,8 +153,49 @@ impl Default for SourceOptions {
 /// The synthetic frame size when none is given.
 pub const DEFAULT_SYNTHETIC_SIZE: (usize, usize) = (320, 256);
 
-/// Opens the source `spec` names.
+/// Opens the source `spec` names, delivering at most `opts.count` frames.
 pub fn open(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn FrameSource>> {
+    let source = open_all(spec, opts)?;
+    Ok(match opts.count {
+        Some(n) if !matches!(spec, SourceSpec::Synthetic) => Box::new(Limited {
+            source,
+            left: n,
+            count: n,
+        }),
+        _ => source,
+    })
+}
+
+/// At most `count` frames (or frame errors) of another source.
+struct Limited {
+    source: Box<dyn FrameSource>,
+    left: u64,
+    count: u64,
+}
+
+impl FrameSource for Limited {
+    fn next_frame(&mut self, stop: &Stop) -> Option<Result<RawFrame, SourceError>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.source.next_frame(stop)
+    }
+
+    fn is_live(&self) -> bool {
+        self.source.is_live()
+    }
+
+    fn describe(&self) -> String {
+        format!("{}, first {} frames", self.source.describe(), self.count)
+    }
+
+    fn known_length(&self) -> Option<u64> {
+        Some(self.source.known_length().map_or(self.count, |n| n.min(self.count)))
+    }
+}
+
+fn open_all(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn FrameSource>> {
     match spec {
         SourceSpec::Synthetic => {
             let (width, height) = opts.size.unwrap_or(DEFAULT_SYNTHETIC_SIZE);
@@ -172,6 +225,7 @@ pub fn open(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn FrameSour
             )?))
         }
         SourceSpec::Camera(dev) => open_camera(dev, opts),
+        SourceSpec::Gst(pipeline) => open_gst(pipeline),
         SourceSpec::Folder(dir) => {
             if !dir.is_dir() {
                 bail!(
@@ -187,6 +241,19 @@ pub fn open(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn FrameSour
             )?))
         }
     }
+}
+
+#[cfg(feature = "gstreamer")]
+fn open_gst(pipeline: &str) -> Result<Box<dyn FrameSource>> {
+    Ok(Box::new(gst::GstSource::open(pipeline)?))
+}
+
+#[cfg(not(feature = "gstreamer"))]
+fn open_gst(pipeline: &str) -> Result<Box<dyn FrameSource>> {
+    bail!(
+        "gst:{pipeline}: this srsnet was built without GStreamer; rebuild with `cargo build --release --features gstreamer` \
+         (needs `apt-get install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev`)"
+    )
 }
 
 #[cfg(feature = "camera")]
@@ -259,6 +326,11 @@ mod tests {
         assert_eq!("v4l:/dev/video0".parse(), Ok(SourceSpec::Camera("/dev/video0".into())));
         assert_eq!("folder:seq".parse(), Ok(SourceSpec::Folder("seq".into())));
         assert_eq!("seq".parse(), Ok(SourceSpec::Folder("seq".into())));
+        assert_eq!(
+            "gst:videotestsrc ! videoconvert".parse(),
+            Ok(SourceSpec::Gst("videotestsrc ! videoconvert".into()))
+        );
+        assert!("gst: ".parse::<SourceSpec>().unwrap_err().contains("needs a pipeline"));
         assert!("raw:".parse::<SourceSpec>().unwrap_err().contains("raw:"));
         assert!("".parse::<SourceSpec>().is_err());
     }
