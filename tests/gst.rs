@@ -111,27 +111,21 @@ fn encode(frames: &Path, count: usize, out: &Path) {
     assert!(status.success());
 }
 
+/// A `srsnet synth` sequence of `count` frames of `size` in `dir/seq`, and its Matroska file.
+fn synthetic_video(dir: &Path, count: usize, size: &str) -> (PathBuf, PathBuf) {
+    let seq = dir.join("seq");
+    let n = count.to_string();
+    let (code, _, err) = srsnet(&["synth", "--out", seq.to_str().unwrap(), "--count", &n, "--size", size]);
+    assert_eq!(code, 0, "{err}");
+    let video = dir.join("seq.mkv");
+    encode(&seq.join("frames"), count, &video);
+    (seq, video)
+}
+
 #[test]
 fn a_lossless_video_file_gives_the_same_detections_as_its_frames() {
     let d = tmp("video");
-    let seq = d.join("seq");
-    let (code, _, err) = srsnet(&[
-        "synth",
-        "--out",
-        seq.to_str().unwrap(),
-        "--count",
-        "8",
-        "--size",
-        "96x64",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let names: Vec<_> = std::fs::read_dir(seq.join("frames"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names.len(), 8);
-    let video = d.join("seq.mkv");
-    encode(&seq.join("frames"), 8, &video);
+    let (seq, video) = synthetic_video(&d, 8, "96x64");
     let pipeline = format!("gst:filesrc location={} ! decodebin", video.display());
     let (code, out, err) = srsnet(&["run", "--source", &pipeline]);
     assert_eq!(code, 0, "{err}");
@@ -199,19 +193,7 @@ fn an_error_mid_stream_ends_the_run_after_the_frames_before_it() {
 fn a_truncated_file_ends_early_with_the_frames_it_holds() {
     // Matroska's demuxer treats a cut file as an early end of stream, not an error.
     let d = tmp("truncated");
-    let seq = d.join("seq");
-    let (code, _, err) = srsnet(&[
-        "synth",
-        "--out",
-        seq.to_str().unwrap(),
-        "--count",
-        "8",
-        "--size",
-        "64x48",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let video = d.join("seq.mkv");
-    encode(&seq.join("frames"), 8, &video);
+    let (_, video) = synthetic_video(&d, 8, "64x48");
     let bytes = std::fs::read(&video).unwrap();
     let cut = d.join("cut.mkv");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
