@@ -1,5 +1,6 @@
 //! Stride-1 2-D convolution on the CPU in f32: an im2col GEMM forward and, for training, a
-//! faster backward. Other devices and dtypes use Candle's conv2d unchanged.
+//! faster backward; 1×1 convolutions as one batched matmul (both gradients GEMMs). Other
+//! devices and dtypes use Candle's conv2d unchanged.
 //!
 //! Why not Candle's CPU conv2d: measured on this 2-core machine, its tiled-im2col forward is
 //! 1.5–4× slower than building the im2col matrix with a parallel copy loop and calling one GEMM,
@@ -25,8 +26,10 @@ use rayon::prelude::*;
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, dilation: usize) -> Result<Tensor> {
     let cpu_f32 = is_cpu_f32(x) && is_cpu_f32(w);
     let (_, _, kh, kw) = w.dims4()?;
-    // 1×1 convs are a plain matmul in Candle already. The input gradient's padding,
-    // dilation·(k − 1) − padding, must not be negative.
+    if cpu_f32 && kh == 1 && kw == 1 && padding == 0 {
+        return conv1x1(x, w);
+    }
+    // The input gradient's padding, dilation·(k − 1) − padding, must not be negative.
     if !cpu_f32 || kh != kw || kh == 1 || dilation * (kh - 1) < padding {
         return x.conv2d(w, padding, 1, dilation, 1);
     }
@@ -36,6 +39,18 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, dilation: usize) -> Result
     } else {
         conv2d_im2col(&x, &w, padding, dilation)
     }
+}
+
+/// A 1×1 convolution as one batched GEMM, `W (Cout, Cin) · x (B, Cin, H·W)`. Why not Candle's
+/// conv2d: its backward computes the input gradient with the direct `conv_transpose2d` loop
+/// (`vec_dot`, 4.5 % of a lite seg training step); as a matmul, both gradients are GEMMs too.
+fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (b, cin, h, wd) = x.dims4()?;
+    let cout = w.dim(0)?;
+    w.reshape((cout, cin))?
+        .broadcast_left(b)?
+        .matmul(&x.reshape((b, cin, h * wd))?)?
+        .reshape((b, cout, h, wd))
 }
 
 /// The forward by im2col GEMM: `W (Cout, Cin·k²) · im2col(x) (B, Cin·k², HO·WO)`.
