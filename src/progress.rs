@@ -9,65 +9,71 @@ use std::time::{Duration, Instant};
 /// How often a plain progress line is written when stderr is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
+/// Where progress goes.
+enum Output {
+    /// An indicatif bar (stderr is a terminal).
+    Bar(ProgressBar),
+    /// Plain lines, the last written at `last`.
+    Lines { last: Instant },
+    /// Nothing (the caller asked for quiet); the count is still kept.
+    Quiet,
+}
+
 /// Progress over a known number of items.
 pub struct Progress {
-    bar: Option<ProgressBar>,
-    /// False for a progress that shows nothing (the caller asked for quiet).
-    shown: bool,
+    output: Output,
     label: String,
     message: String,
     len: u64,
     done: u64,
     started: Instant,
-    last_line: Instant,
 }
 
 impl Progress {
     /// Progress of `len` items, named `label` in plain lines.
     pub fn new(label: &str, len: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let now = Instant::now();
+        let output = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(len);
             bar.set_style(
                 ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_prefix(label.to_string());
-            bar
-        });
-        let now = Instant::now();
-        Self {
-            bar,
-            shown: true,
-            label: label.to_string(),
-            message: String::new(),
-            len,
-            done: 0,
-            started: now,
-            last_line: now,
-        }
+            Output::Bar(bar)
+        } else {
+            Output::Lines { last: now }
+        };
+        Self::with_output(output, label, len, now)
     }
 
     /// Progress that counts but shows nothing.
     pub fn hidden(label: &str, len: u64) -> Self {
-        let mut p = Self::new(label, len);
-        if let Some(bar) = p.bar.take() {
-            bar.finish_and_clear();
+        Self::with_output(Output::Quiet, label, len, Instant::now())
+    }
+
+    fn with_output(output: Output, label: &str, len: u64, started: Instant) -> Self {
+        Self {
+            output,
+            label: label.to_string(),
+            message: String::new(),
+            len,
+            done: 0,
+            started,
         }
-        p.shown = false;
-        p
     }
 
     /// Starts from `done` items (a resumed job).
     pub fn start_at(&mut self, done: u64) {
         self.done = done;
-        if let Some(bar) = &self.bar {
+        if let Output::Bar(bar) = &self.output {
             bar.set_position(done);
         }
     }
 
     /// Status after the count (loss, rate); shown with the next update.
     pub fn set_message(&mut self, message: String) {
-        if let Some(bar) = &self.bar {
+        if let Output::Bar(bar) = &self.output {
             bar.set_message(message.clone());
         }
         self.message = message;
@@ -75,22 +81,22 @@ impl Progress {
 
     /// Prints a line (a log record, a warning) without breaking the bar.
     pub fn println(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+        match &self.output {
+            Output::Bar(bar) => bar.println(line),
+            Output::Lines { .. } | Output::Quiet => eprintln!("{line}"),
         }
     }
 
     /// One more item done.
     pub fn inc(&mut self) {
         self.done += 1;
-        match &self.bar {
-            Some(bar) => bar.inc(1),
-            None if self.shown && self.last_line.elapsed() >= PLAIN_EVERY => {
-                self.last_line = Instant::now();
+        match &mut self.output {
+            Output::Bar(bar) => bar.inc(1),
+            Output::Lines { last } if last.elapsed() >= PLAIN_EVERY => {
+                *last = Instant::now();
                 eprintln!("{}", self.line());
             }
-            None => {}
+            Output::Lines { .. } | Output::Quiet => {}
         }
     }
 
@@ -117,19 +123,19 @@ impl Progress {
 
     /// Leaves the bar where it is with a last message (an interrupted job).
     pub fn abandon(self, message: String) {
-        match self.bar {
-            Some(bar) => bar.abandon_with_message(message),
-            None if self.shown => eprintln!("{}: {message}", self.line()),
-            None => {}
+        match &self.output {
+            Output::Bar(bar) => bar.abandon_with_message(message),
+            Output::Lines { .. } => eprintln!("{}: {message}", self.line()),
+            Output::Quiet => {}
         }
     }
 
     /// Ends the bar, or writes the final plain line.
     pub fn finish(self) {
-        match self.bar {
-            Some(bar) => bar.finish_and_clear(),
-            None if self.shown => eprintln!("{}", self.line()),
-            None => {}
+        match &self.output {
+            Output::Bar(bar) => bar.finish_and_clear(),
+            Output::Lines { .. } => eprintln!("{}", self.line()),
+            Output::Quiet => {}
         }
     }
 }
