@@ -332,6 +332,25 @@ fn run_draws_truth_and_detections_in_overlays_and_plots_its_latency() {
     let count = |c: [u8; 3]| img.pixels().filter(|p| p.0 == c).count();
     assert!(count(srsnet::overlay::TRUTH) >= 8, "truth marks");
     assert!(count(srsnet::overlay::DETECTION) > 0, "detection boxes");
+    // A run whose every frame fails names the frame, not the empty plot.
+    let bad = d.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("a.png"), b"not a png").unwrap();
+    let bad_plot = d.join("bad.png");
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--source",
+        bad.to_str().unwrap(),
+        "--jsonl",
+        "/dev/null",
+        "--plot",
+        bad_plot.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("a.png") && err.contains("could not be processed"), "{err}");
+    assert!(!bad_plot.exists());
     // A plot is never written over an input.
     let weights = d.join("w.safetensors");
     std::fs::copy(

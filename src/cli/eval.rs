@@ -137,7 +137,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .as_ref()
             .or(args.sequence.as_ref())
             .map(|d| d.display().to_string());
-        let points = labelled.iter().map(|(t, m)| (t.unwrap_or(0.0), *m)).collect();
+        let points = thresholds.iter().copied().zip(labelled.iter().map(|l| l.1)).collect();
         p.draw(&seg.name(), vec![series(set.unwrap_or_default(), !points_only, points)])?;
     }
     finish(&labelled[0].1, failed)

@@ -300,10 +300,15 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
     if let Some(p) = &args.stats_json {
         crate::image_io::write_file(p, serde_json::to_string_pretty(&stats)?.as_bytes())?;
     }
-    if let Some(p) = &args.plot {
-        let title = format!("latency per stage, {} frames: {described}", report.stats.frames);
-        crate::plot::latency(p, &title, &report.stats.latency_histograms())?;
-        eprintln!("wrote {}", p.display());
+    // With no frame there is nothing to draw, and the failure below says why.
+    match &args.plot {
+        Some(p) if report.stats.frames > 0 => {
+            let title = format!("latency per stage, {} frames: {described}", report.stats.frames);
+            crate::plot::latency(p, &title, &report.stats.latency_histograms())?;
+            eprintln!("wrote {}", p.display());
+        }
+        Some(p) => eprintln!("no frame was processed: {} not written", p.display()),
+        None => {}
     }
     if let Some(failure) = report.sink_failure {
         bail!(
