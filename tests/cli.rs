@@ -16,6 +16,12 @@ fn srsnet(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A headerless Y16 recording of three 64×48 frames with every byte `fill`, as `raw:PATH`.
+fn raw_recording(path: &std::path::Path, fill: u8) -> String {
+    std::fs::write(path, vec![fill; 2 * 64 * 48 * 3]).unwrap();
+    format!("raw:{}", path.display())
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("srsnet-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -33,9 +39,7 @@ fn run_with_a_device_that_does_not_exist() {
 #[test]
 fn run_raw_with_wrong_size() {
     let d = tmp("raw");
-    let f = d.join("rec.y16");
-    std::fs::write(&f, vec![0u8; 2 * 64 * 48 * 3]).unwrap();
-    let src = format!("raw:{}", f.display());
+    let src = raw_recording(&d.join("rec.y16"), 0);
     let (code, _, err) = srsnet(&["run", "--model", "tophat", "--source", &src, "--size", "640x512"]);
     assert_ne!(code, 0);
     assert!(err.contains("rec.y16") && err.contains("--size"), "{err}");
@@ -251,9 +255,7 @@ fn publish_without_the_feature_says_how_to_build() {
 fn long_jobs_report_progress_in_plain_lines_when_stderr_is_not_a_terminal() {
     let d = tmp("progress");
     // A replay of a known length: a raw recording of 3 frames.
-    let f = d.join("rec.y16");
-    std::fs::write(&f, vec![0u8; 2 * 64 * 48 * 3]).unwrap();
-    let src = format!("raw:{}", f.display());
+    let src = raw_recording(&d.join("rec.y16"), 0);
     let (code, _, err) = srsnet(&[
         "run",
         "--model",
@@ -282,10 +284,8 @@ fn long_jobs_report_progress_in_plain_lines_when_stderr_is_not_a_terminal() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("run: 3/3"), "{err}");
     // Calibration reads each flat-field recording with its own count.
-    let hot = d.join("hot.y16");
-    std::fs::write(&hot, vec![0x80u8; 2 * 64 * 48 * 3]).unwrap();
+    let hot_src = raw_recording(&d.join("hot.y16"), 0x80);
     let profile = d.join("cal.json");
-    let hot_src = format!("raw:{}", hot.display());
     let (code, _, err) = srsnet(&[
         "calibrate",
         "--cold",
