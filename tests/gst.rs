@@ -1,7 +1,8 @@
 //! `--source gst:PIPELINE` with Debian's GStreamer (`.ci/run` installs it and runs these with
 //! `--features gstreamer`): test patterns in GRAY8 and GRAY16_LE, a lossless video file written
 //! here from a synthetic sequence whose targets are known, and the errors bad pipelines get.
-//! RTSP is not tested: Debian packages gst-rtsp-server as a library only, with no server to start.
+//! RTSP: a local gst-rtsp-server (Debian's library, driven from Python through
+//! `gir1.2-gst-rtsp-server-1.0` and `python3-gi`) serves a live test pattern on a loopback port.
 #![cfg(feature = "gstreamer")]
 
 use srsnet::image_io::Pixels;
@@ -222,4 +223,50 @@ fn a_live_pipeline_is_live() {
         !frames.is_empty() && frames.windows(2).all(|w| w[0] < w[1]),
         "{frames:?}"
     );
+}
+
+/// Serves a live 64×48 test pattern at rtsp://127.0.0.1:PORT/test (raw video over RTP).
+const RTSP_SERVER: &str = r#"
+import sys, gi
+gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer, GLib
+Gst.init(None)
+server = GstRtspServer.RTSPServer(); server.set_address("127.0.0.1"); server.set_service(sys.argv[1])
+factory = GstRtspServer.RTSPMediaFactory()
+factory.set_launch("( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=64,height=48,framerate=20/1 ! rtpvrawpay name=pay0 pt=96 )")
+factory.set_shared(True)
+server.get_mount_points().add_factory("/test", factory)
+server.attach(None)
+print("ready", flush=True)
+GLib.MainLoop().run()
+"#;
+
+#[test]
+fn an_rtsp_camera_is_a_live_source() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Debian's Python, where python3-gi is installed (not a virtual environment's).
+    let mut server = Command::new("/usr/bin/python3")
+        .args(["-c", RTSP_SERVER, &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 with python3-gi and gir1.2-gst-rtsp-server-1.0");
+    let mut ready = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready", "the RTSP test server did not start");
+    let source = format!("gst:rtspsrc location=rtsp://127.0.0.1:{port}/test latency=0 ! rtpvrawdepay");
+    let (code, out, err) = srsnet(&["run", "--model", "tophat", "--count", "10", "--source", &source]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("(live)"), "{err}");
+    let r = records(&out);
+    assert_eq!(r.len(), 10);
+    assert!(r.iter().all(|f| f["width"] == 64 && f["height"] == 48));
 }
