@@ -175,3 +175,156 @@ fn bad_recipes_are_refused_with_the_reason() {
     assert_ne!(code, 0);
     assert!(err.contains("unknown kind"), "{err}");
 }
+
+/// Copies weights file `from` to `to` without tensor `drop`, keeping the metadata.
+fn without_tensor(from: &Path, to: &Path, drop: &str) {
+    let bytes = std::fs::read(from).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().filter(|(n, _)| n != drop).collect();
+    assert_eq!(kept.len() + 1, st.len(), "{drop} is in {}", from.display());
+    safetensors::serialize_to_file(kept, meta.metadata().clone(), to).unwrap();
+}
+
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let file = srsnet::model::weights_file::WeightsFile::open(path).unwrap();
+    file.tensors(candle_core::DType::F32)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+#[test]
+fn fine_tuning_starts_from_a_weights_file_and_keeps_its_reconstruction_net() {
+    let d = tmp("finetune");
+    synth(&d.join("seq"), "2", "3", "4");
+    synth(&d.join("neg"), "0", "5", "2");
+    let preset = small_preset(&d);
+    let base = d.join("base");
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--dataset",
+            &format!("sequence:{}", s(&d.join("seq"))),
+            "--dataset",
+            &format!("negatives:{}@0.5", s(&d.join("neg/frames"))),
+            "--size",
+            "32",
+            "--batch",
+            "4",
+            "--epochs",
+            "1",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| srsnet(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut a: Vec<String> = [
+        "train",
+        "all",
+        "--recon-epochs",
+        "1",
+        "--out",
+        s(&base),
+        "--preset",
+        s(&preset),
+    ]
+    .map(String::from)
+    .to_vec();
+    a.extend(common(&[]));
+    let (code, err) = run(a);
+    assert_eq!(code, 0, "{err}");
+    let init = base.join("srsnet.safetensors");
+
+    // A learning rate of 1e-12 leaves every fp16 weight where it was: S provably starts from
+    // the file (a fresh initialisation would differ everywhere), and R is the file's.
+    let ft = d.join("ft");
+    let mut a: Vec<String> = [
+        "train",
+        "seg",
+        "--init",
+        s(&init),
+        "--lr",
+        "1e-12",
+        "--out",
+        s(&ft),
+        "--preset",
+        s(&preset),
+    ]
+    .map(String::from)
+    .to_vec();
+    a.extend(common(&[]));
+    let (code, err) = run(a);
+    assert_eq!(code, 0, "{err}");
+    let (before, after) = (tensors(&init), tensors(&ft.join("srsnet.safetensors")));
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    let mut convs = 0;
+    for (name, v) in &before {
+        // BatchNorm running statistics move with every batch whatever the learning rate.
+        if name.starts_with("recon.") || !name.contains("running_") {
+            assert_eq!(v, &after[name], "{name}");
+            convs += 1;
+        }
+    }
+    assert!(convs > 100, "{convs}");
+    let file = srsnet::model::weights_file::WeightsFile::open(&ft.join("srsnet.safetensors")).unwrap();
+    let original = srsnet::model::weights_file::WeightsFile::open(&init).unwrap();
+    assert_eq!(file.preprocess, original.preprocess, "the file's normalisation is kept");
+    assert_eq!(file.info["fine_tuned_from"]["file"], s(&init), "{}", file.info);
+    assert_eq!(file.info["fine_tuned_from"]["info"]["source"], "srsnet train");
+
+    // A file lacking one of S's tensors is refused, naming it, instead of training that part
+    // from scratch.
+    let broken = d.join("broken.safetensors");
+    without_tensor(&init, &broken, "seg.conv0_0.0.CONV.weight");
+    let mut a: Vec<String> = [
+        "train",
+        "seg",
+        "--init",
+        s(&broken),
+        "--out",
+        s(&d.join("b")),
+        "--preset",
+        s(&preset),
+    ]
+    .map(String::from)
+    .to_vec();
+    a.extend(common(&[]));
+    let (code, err) = run(a);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("broken.safetensors") && err.contains("`seg.conv0_0.0.CONV.weight` is missing"),
+        "{err}"
+    );
+
+    // Another model than --preset names, and an output that would overwrite the input.
+    let mut a: Vec<String> = ["train", "seg", "--init", s(&init), "--out", s(&d.join("c"))]
+        .map(String::from)
+        .to_vec();
+    a.extend(common(&[]));
+    let (code, err) = run(a);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("its model is `test-small`, not the `lite`"), "{err}");
+    let bytes = std::fs::read(&init).unwrap();
+    let mut a: Vec<String> = [
+        "train",
+        "seg",
+        "--init",
+        s(&init),
+        "--out",
+        s(&d.join("e")),
+        "--preset",
+        s(&preset),
+    ]
+    .map(String::from)
+    .to_vec();
+    a.extend(common(&["--weights-out", s(&init)]));
+    let (code, err) = run(a);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(std::fs::read(&init).unwrap(), bytes);
+}

@@ -13,7 +13,9 @@ use srsnet::train::augment::AugmentConfig;
 use srsnet::train::data::Sample;
 use srsnet::train::optim::SgdConfig;
 use srsnet::train::recipe::{ValItem, ValSet};
-use srsnet::train::trainer::{best_path, last_path, train_recon, train_seg, Outcome, TrainData, TrainOptions};
+use srsnet::train::trainer::{
+    best_path, last_path, train_recon, train_seg, Outcome, SegStart, TrainData, TrainOptions,
+};
 use std::path::PathBuf;
 
 fn small_config() -> ModelConfig {
@@ -130,7 +132,13 @@ fn resumed_training_equals_uninterrupted() {
     );
     let recon = best_path(&straight, "recon");
     assert_eq!(
-        train_seg(&options(straight.clone(), false, None), &data, &recon, &never).unwrap(),
+        train_seg(
+            &options(straight.clone(), false, None),
+            &data,
+            SegStart::Recon(&recon),
+            &never
+        )
+        .unwrap(),
         Outcome::Finished
     );
 
@@ -147,15 +155,33 @@ fn resumed_training_equals_uninterrupted() {
     assert_same_checkpoints(&last_path(&straight, "recon"), &last_path(&split, "recon"));
 
     assert_eq!(
-        train_seg(&options(split.clone(), false, Some(2)), &data, &recon, &never).unwrap(),
+        train_seg(
+            &options(split.clone(), false, Some(2)),
+            &data,
+            SegStart::Recon(&recon),
+            &never
+        )
+        .unwrap(),
         Outcome::Interrupted
     );
     assert_eq!(
-        train_seg(&options(split.clone(), true, Some(1)), &data, &recon, &never).unwrap(),
+        train_seg(
+            &options(split.clone(), true, Some(1)),
+            &data,
+            SegStart::Recon(&recon),
+            &never
+        )
+        .unwrap(),
         Outcome::Interrupted
     );
     assert_eq!(
-        train_seg(&options(split.clone(), true, None), &data, &recon, &never).unwrap(),
+        train_seg(
+            &options(split.clone(), true, None),
+            &data,
+            SegStart::Recon(&recon),
+            &never
+        )
+        .unwrap(),
         Outcome::Finished
     );
     assert_same_checkpoints(&last_path(&straight, "seg"), &last_path(&split, "seg"));

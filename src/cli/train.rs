@@ -6,6 +6,7 @@ use crate::train::trainer::last_path;
 
 use crate::dataset::labels::LabelRule;
 use crate::model::weights_file;
+use crate::model::weights_file::WeightsFile;
 use crate::model::ModelConfig;
 use crate::preprocess::{Geometry, PreprocessSpec};
 use crate::stream::stop::Stop;
@@ -13,7 +14,7 @@ use crate::train::augment::{AugmentConfig, Synthesis};
 use crate::train::data::{Sample, Skipped};
 use crate::train::optim::SgdConfig;
 use crate::train::recipe::{self, DatasetSpec, Group, Recipe};
-use crate::train::trainer::{self, best_path, Outcome, TrainData, TrainOptions};
+use crate::train::trainer::{self, best_path, Outcome, SegStart, TrainData, TrainOptions};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use clap::Subcommand;
@@ -109,9 +110,39 @@ pub enum Which {
     All,
 }
 
-/// Runs the requested stages on the data `recipe` names; `recon` is the stage-1 checkpoint
-/// for `Which::Seg`. The recipe is saved in the run folder and in the weights' metadata.
-pub fn train(which: Which, recipe: &Recipe, run: &RunArgs, recon: Option<&Path>, weights_out: &Path) -> Result<()> {
+/// Where `train seg` takes its frozen reconstruction net from.
+#[derive(Debug, Clone)]
+pub enum SegFrom {
+    /// A stage-1 checkpoint (`--recon`); S starts from a fresh initialisation.
+    Recon(PathBuf),
+    /// A weights file (`--init`): fine-tuning, R and S's first values both from it.
+    Init(PathBuf),
+}
+
+/// The weights file to fine-tune from, checked against the preset the run names.
+fn open_init(path: &Path, config: &ModelConfig) -> Result<WeightsFile> {
+    let file = WeightsFile::open(path).with_context(|| format!("--init {}", path.display()))?;
+    if file.config != *config {
+        bail!(
+            "--init {}: its model is `{}`, not the `{}` that --preset names (pass --preset {} or a matching config)",
+            path.display(),
+            file.config.name,
+            config.name,
+            file.config.name
+        );
+    }
+    Ok(file)
+}
+
+/// Runs the requested stages on the data `recipe` names; `seg_from` says where `Which::Seg`
+/// starts. The recipe is saved in the run folder and in the weights' metadata.
+pub fn train(
+    which: Which,
+    recipe: &Recipe,
+    run: &RunArgs,
+    seg_from: Option<&SegFrom>,
+    weights_out: &Path,
+) -> Result<()> {
     if run.resume {
         let stages: &[&str] = match which {
             Which::Recon => &["recon"],
@@ -126,24 +157,34 @@ pub fn train(which: Which, recipe: &Recipe, run: &RunArgs, recon: Option<&Path>,
             );
         }
     }
-    let recon_ckpt = match which {
-        Which::Seg => recon
-            .map(Path::to_path_buf)
-            .ok_or_else(|| anyhow::anyhow!("train seg needs --recon CHECKPOINT"))?,
-        _ => best_path(&run.out, "recon"),
-    };
     let config = ModelConfig::from_preset_or_path(&run.preset)?;
+    let (recon_ckpt, init) = match (which, seg_from) {
+        (Which::Seg, Some(SegFrom::Recon(p))) => (p.clone(), None),
+        (Which::Seg, Some(SegFrom::Init(p))) => (p.clone(), Some(open_init(p, &config)?)),
+        (Which::Seg, None) => bail!("train seg needs --recon CHECKPOINT or --init WEIGHTS"),
+        _ => (best_path(&run.out, "recon"), None),
+    };
     let loaded = recipe::load(recipe, config.in_channels, run.size, &LabelRule::default())?;
     for s in &loaded.skipped {
         eprintln!("skipped {}: {}", s.name, s.reason);
     }
-    let (mean, std) = intensity_stats(&loaded.seg, config.in_channels);
-    let preprocess = PreprocessSpec {
-        channels: config.in_channels,
-        mean,
-        std,
-        post_scale: 1.0,
-        geometry: Geometry::Pad { multiple: 8 },
+    let preprocess = match &init {
+        // The frozen encoder and S's first values were trained on the file's normalisation.
+        Some(file) => file.preprocess.clone(),
+        None => {
+            let (mean, std) = intensity_stats(&loaded.seg, config.in_channels);
+            PreprocessSpec {
+                channels: config.in_channels,
+                mean,
+                std,
+                post_scale: 1.0,
+                geometry: Geometry::Pad { multiple: 8 },
+            }
+        }
+    };
+    let seg_start = match &init {
+        Some(file) => SegStart::FineTune(file),
+        None => SegStart::Recon(&recon_ckpt),
     };
     for g in &loaded.groups {
         eprintln!("train: {} ({} samples, weight {})", g.name, g.range.len(), g.weight);
@@ -193,21 +234,21 @@ pub fn train(which: Which, recipe: &Recipe, run: &RunArgs, recon: Option<&Path>,
         groups: loaded.groups,
         val,
     };
-    if trainer::train_seg(
-        &options(run, &config, &preprocess, run.epochs),
-        &data,
-        &recon_ckpt,
-        &stop,
-    )? == Outcome::Interrupted
+    if trainer::train_seg(&options(run, &config, &preprocess, run.epochs), &data, seg_start, &stop)?
+        == Outcome::Interrupted
     {
         return report_skipped(&loaded.skipped);
     }
+    let mut summary = data_summary(recipe.to_json(), run);
+    if let Some(file) = &init {
+        summary["fine_tuned_from"] = json!({ "file": recon_ckpt.display().to_string(), "info": file.info });
+    }
     export(
-        &recon_ckpt,
+        seg_start,
         &best_path(&run.out, "seg"),
         &config,
         &preprocess,
-        data_summary(recipe.to_json(), run),
+        summary,
         weights_out,
     )?;
     report_skipped(&loaded.skipped)
@@ -229,14 +270,14 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
 
 /// Writes the fp16 weights file from the best checkpoints, with the training record.
 fn export(
-    recon_ckpt: &Path,
+    from: SegStart,
     seg_ckpt: &Path,
     config: &ModelConfig,
     preprocess: &PreprocessSpec,
     mut info: serde_json::Value,
     out: &Path,
 ) -> Result<()> {
-    let tensors = trainer::final_tensors(recon_ckpt, seg_ckpt)?;
+    let tensors = trainer::final_tensors(from, seg_ckpt)?;
     let seg = crate::train::checkpoint::Checkpoint::open(seg_ckpt)?;
     info["source"] = json!("srsnet train");
     info["seg_best_epoch"] = json!(seg.state.best_epoch);
@@ -263,11 +304,15 @@ fn export(
 pub enum TrainStage {
     /// Stage 1: the reconstruction net on MSE(R(x), x).
     Recon(TrainArgs),
-    /// Stage 2: the segmentation net, with R's encoder from --recon frozen.
+    /// Stage 2: the segmentation net, with R's encoder from --recon (or --init) frozen.
     Seg {
         /// Stage-1 checkpoint (OUT/recon-best.ckpt.safetensors).
+        #[arg(long, required_unless_present = "init", conflicts_with = "init")]
+        recon: Option<PathBuf>,
+        /// Fine-tune: start from a weights file (e.g. the shipped one). Its R stays frozen, S
+        /// starts from its values, and its normalisation is kept; --preset must match its model.
         #[arg(long)]
-        recon: PathBuf,
+        init: Option<PathBuf>,
         #[command(flatten)]
         /// The options.
         args: TrainArgs,
@@ -470,9 +515,16 @@ impl TrainArgs {
 
 /// Runs `srsnet train STAGE`.
 pub fn run(stage: TrainStage) -> Result<()> {
-    let (which, args, recon) = match stage {
+    let (which, args, seg_from) = match stage {
         TrainStage::Recon(a) => (Which::Recon, a, None),
-        TrainStage::Seg { recon, args } => (Which::Seg, args, Some(recon)),
+        TrainStage::Seg { recon, init, args } => {
+            let from = match (recon, init) {
+                (_, Some(init)) => SegFrom::Init(init),
+                (Some(recon), None) => SegFrom::Recon(recon),
+                (None, None) => bail!("train seg needs --recon CHECKPOINT or --init WEIGHTS"),
+            };
+            (Which::Seg, args, Some(from))
+        }
         TrainStage::All(a) => (Which::All, a, None),
     };
     if let Some(crop) = args.crop {
@@ -481,8 +533,11 @@ pub fn run(stage: TrainStage) -> Result<()> {
         }
     }
     let (data, run, weights_out) = args.split()?;
+    if let Some(SegFrom::Init(init)) = &seg_from {
+        super::refuse_overwrite([init.as_path()], &weights_out)?;
+    }
     crate::train::heap::retain_freed_memory();
-    train(which, &data, &run, recon.as_deref(), &weights_out)
+    train(which, &data, &run, seg_from.as_ref(), &weights_out)
 }
 
 /// A training side: a positive multiple of 8 up to 4096.

@@ -222,6 +222,9 @@ pub struct VarSource {
     from: Option<Arc<WeightStore>>,
     /// Prefix of the names in `from` (a checkpoint stores `var.<name>`).
     from_prefix: String,
+    /// Every variable must come from `from` (fine-tuning): a missing tensor is an error, not
+    /// a fresh initialisation that would silently train part of the net from scratch.
+    strict: bool,
     vars: Mutex<BTreeMap<String, Var>>,
     rng: Mutex<ChaCha8Rng>,
 }
@@ -234,12 +237,23 @@ impl VarSource {
 
     /// As [`VarSource::new`], reading `from_prefix<name>` from `from`.
     pub fn with_prefix(from: Option<Arc<WeightStore>>, from_prefix: &str, seed: u64) -> Arc<Self> {
+        Self::build(from, from_prefix, false, seed)
+    }
+
+    fn build(from: Option<Arc<WeightStore>>, from_prefix: &str, strict: bool, seed: u64) -> Arc<Self> {
         Arc::new(Self {
             from,
             from_prefix: from_prefix.to_string(),
+            strict,
             vars: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
         })
+    }
+
+    /// Variables that all start from `from` (fine-tuning); a tensor `from` lacks, or holds in
+    /// another shape, is an error naming the file and the tensor.
+    pub fn strict(from: Arc<WeightStore>, seed: u64) -> Arc<Self> {
+        Self::build(Some(from), "", true, seed)
     }
 
     /// The variable `name`, if created.
@@ -271,7 +285,7 @@ impl VarSource {
             source: Box::new(source),
         };
         let t = match &self.from {
-            Some(store) if store.contains(&format!("{}{name}", self.from_prefix)) => {
+            Some(store) if self.strict || store.contains(&format!("{}{name}", self.from_prefix)) => {
                 store.get(&format!("{}{name}", self.from_prefix), shape, dtype, device)?
             }
             _ => {

@@ -19,14 +19,24 @@ pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
         .mean_all()
 }
 
-/// `1 − mean_b Dice_b` with `Dice_b = (2·Σ σ(z)·y + 1e-5) / (Σ σ(z) + Σ y + 1e-5)` per sample.
+/// `1 − mean_b Dice_b` with `Dice_b = (2·Σ σ(z)·y + s_b) / (Σ σ(z) + Σ y + s_b)` per sample.
+///
+/// `s_b` is the reference's 1e-5 for a sample with a target. A target-free sample (a hard
+/// negative, which the reference never trains on) gets `s_b = 1` instead, so its loss is
+/// `Σp / (1 + Σp)`: with 1e-5 it would be a constant 1 with no gradient once `Σp` exceeds
+/// 1e-5, and the only signal against a false target would be BCE's, diluted over every pixel
+/// of the batch (about 800× weaker per pixel than Dice's on a crop with a target).
 pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     const SMOOTH: f64 = 1e-5;
+    const SMOOTH_TARGET_FREE: f64 = 1.0;
     let p = sigmoid(logits)?.flatten_from(1)?;
     let y = target.flatten_from(1)?;
+    let y_sum = y.sum(1)?;
+    let target_free = y_sum.eq(0.0)?.to_dtype(p.dtype())?;
+    let smooth = target_free.affine(SMOOTH_TARGET_FREE - SMOOTH, SMOOTH)?;
     let inter = p.mul(&y)?.sum(1)?;
-    let denom = p.sum(1)?.add(&y.sum(1)?)?.affine(1.0, SMOOTH)?;
-    let dice = inter.affine(2.0, SMOOTH)?.div(&denom)?;
+    let denom = p.sum(1)?.add(&y_sum)?.add(&smooth)?;
+    let dice = inter.affine(2.0, 0.0)?.add(&smooth)?.div(&denom)?;
     dice.mean_all()?.neg()?.affine(1.0, 1.0)
 }
 
@@ -50,6 +60,25 @@ mod tests {
         assert!(l.is_finite());
         // (1e4 + 1e4 + ln 2 + ~0) / 4
         assert!((l - (2e4 + std::f32::consts::LN_2) / 4.0).abs() < 1e-2, "{l}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_target_free_sample_is_penalised_by_its_predicted_mass() -> Result<()> {
+        // Sample 0: no target, σ(z) = 0.5 on 4 pixels (Σp = 2): loss 2/3, gradient non-zero.
+        // Sample 1: a target predicted exactly: loss ≈ 0 (the reference's formula).
+        let z = candle_core::Var::from_tensor(&Tensor::new(
+            &[[0f32, 0.0, 0.0, 0.0], [40.0, -40.0, -40.0, -40.0]],
+            &Device::Cpu,
+        )?)?;
+        let y = Tensor::new(&[[0f32, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], &Device::Cpu)?;
+        let loss = soft_dice_loss(z.as_tensor(), &y)?;
+        assert!((loss.to_scalar::<f32>()? - (2.0 / 3.0) / 2.0).abs() < 1e-5);
+        let g = loss.backward()?.get(z.as_tensor()).unwrap().to_vec2::<f32>()?;
+        // d/dz_i of ½·Σp/(1+Σp) = ½·σ'(z_i)/(1+Σp)² = ½·0.25/9.
+        for gi in &g[0] {
+            assert!((gi - 0.125 / 9.0).abs() < 1e-6, "{gi}");
+        }
         Ok(())
     }
 

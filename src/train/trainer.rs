@@ -11,6 +11,7 @@ use super::stages::{ReconStage, SegStage};
 use crate::dataset::Truth;
 use crate::eval::metrics::{MetricAccumulator, Metrics};
 use crate::model::weights::VarSource;
+use crate::model::weights_file::{WeightsFile, RECON_PREFIX, SEG_PREFIX};
 use crate::model::{ModelConfig, Weights};
 use crate::preprocess::PreprocessSpec;
 use crate::progress::Progress;
@@ -424,18 +425,63 @@ pub fn train_recon(opts: &TrainOptions, data: &TrainData, stop: &Stop) -> Result
     run_loop(&mut stage, data, opts, state, stop)
 }
 
-/// Stage 2: trains the segmentation net with the reconstruction encoder of `recon_ckpt` frozen.
-pub fn train_seg(opts: &TrainOptions, data: &TrainData, recon_ckpt: &Path, stop: &Stop) -> Result<Outcome> {
+/// Where stage 2 starts: its frozen reconstruction net, and the segmentation net's first values.
+#[derive(Clone, Copy)]
+pub enum SegStart<'a> {
+    /// R from a stage-1 checkpoint (`OUT/recon-best.ckpt.safetensors`); S initialised from the seed.
+    Recon(&'a Path),
+    /// Fine-tuning: R (frozen) and S's starting values both from a weights file, which must
+    /// hold every tensor of the model.
+    FineTune(&'a WeightsFile),
+}
+
+impl SegStart<'_> {
+    /// A read-only view of R's trained weights.
+    fn recon_weights(&self, device: &Device) -> Result<Weights> {
+        Ok(match self {
+            SegStart::Recon(path) => {
+                let recon = Checkpoint::open(path)
+                    .with_context(|| format!("loading reconstruction weights {}", path.display()))?;
+                Weights::new(recon.store.clone(), DType::F32, device)
+                    .pp("var")
+                    .pp(RECON_PREFIX)
+            }
+            SegStart::FineTune(file) => Weights::new(file.store.clone(), DType::F32, device).pp(RECON_PREFIX),
+        })
+    }
+
+    /// R's tensors for the final weights file, by name (`recon.*`).
+    fn recon_tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        // A checkpoint names its variables `var.<name>`; a weights file names them `<name>`.
+        let (store, stored_as) = match self {
+            SegStart::Recon(path) => (Checkpoint::open(path)?.store, "var."),
+            SegStart::FineTune(file) => (file.store.clone(), ""),
+        };
+        let prefix = format!("{stored_as}{RECON_PREFIX}.");
+        let mut out = BTreeMap::new();
+        for n in store.names().into_iter().filter(|n| n.starts_with(&prefix)) {
+            out.insert(
+                n[stored_as.len()..].to_string(),
+                store.get_any_shape(&n, DType::F32, &Device::Cpu)?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Stage 2: trains the segmentation net with the reconstruction encoder `from` names frozen.
+pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &Stop) -> Result<Outcome> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let nb = batches_per_epoch(data.epoch_len(), opts.batch);
     let (ck, state) = start(opts, "seg", nb)?;
-    let vars = var_source(&ck, opts.seed.wrapping_add(1));
-    let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp("seg");
-    let recon = Checkpoint::open(recon_ckpt)
-        .with_context(|| format!("loading reconstruction weights {}", recon_ckpt.display()))?;
-    let rw = Weights::new(recon.store.clone(), DType::F32, &opts.device)
-        .pp("var")
-        .pp("recon");
+    let seed = opts.seed.wrapping_add(1);
+    let vars = match (&ck, from) {
+        // A resumed run continues from its own checkpoint, fine-tuned or not.
+        (None, SegStart::FineTune(file)) => VarSource::strict(file.store.clone(), seed),
+        _ => var_source(&ck, seed),
+    };
+    let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp(SEG_PREFIX);
+    let rw = from.recon_weights(&opts.device)?;
     let mut stage = SegStage::new(&w, vars, &rw, &opts.config, opts.sgd, state.max_steps)?;
     if let Some(ck) = &ck {
         stage.opt.restore(ck.momentum(&opts.device)?, state.step);
@@ -443,18 +489,16 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, recon_ckpt: &Path, stop:
     run_loop(&mut stage, data, opts, state, stop)
 }
 
-/// The tensors of the final weights file: R from `recon_ckpt`, S from `seg_ckpt`.
-pub fn final_tensors(recon_ckpt: &Path, seg_ckpt: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let mut out = BTreeMap::new();
-    for (path, prefix) in [(recon_ckpt, "var.recon."), (seg_ckpt, "var.seg.")] {
-        let ck = Checkpoint::open(path)?;
-        for n in ck.store.names() {
-            if let Some(rest) = n.strip_prefix("var.") {
-                if n.starts_with(prefix) {
-                    out.insert(rest.to_string(), ck.store.get_any_shape(&n, DType::F32, &Device::Cpu)?);
-                }
-            }
-        }
+/// The tensors of the final weights file: R from where stage 2 started, S from `seg_ckpt`.
+pub fn final_tensors(from: SegStart, seg_ckpt: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = from.recon_tensors()?;
+    let ck = Checkpoint::open(seg_ckpt)?;
+    let prefix = format!("var.{SEG_PREFIX}.");
+    for n in ck.store.names().into_iter().filter(|n| n.starts_with(&prefix)) {
+        out.insert(
+            n["var.".len()..].to_string(),
+            ck.store.get_any_shape(&n, DType::F32, &Device::Cpu)?,
+        );
     }
     Ok(out)
 }
