@@ -10,7 +10,7 @@ use super::loss::{mse, segmentation_loss};
 use super::optim::{Sgd, SgdConfig};
 use crate::model::unet::Encoder;
 use crate::model::weights::{BnMode, VarSource, Weights};
-use crate::model::{ModelConfig, ReconNet, SegNet};
+use crate::model::{ModelConfig, ReconNet, SegNet, Srsnet};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
 
@@ -79,6 +79,9 @@ pub struct SegStage {
     pub bn: BnMode,
     /// Its optimiser.
     pub opt: Sgd,
+    /// The views S and R were loaded from, for [`SegStage::folded`].
+    views: (Weights, Weights),
+    config: ModelConfig,
 }
 
 impl SegStage {
@@ -106,7 +109,21 @@ impl SegStage {
             vars,
             bn,
             opt,
+            views: (seg_w.clone(), recon_w.clone()),
+            config: cfg.clone(),
         })
+    }
+
+    /// The inference model as it stands now: R's encoder and S with their BatchNorms folded
+    /// (running statistics), in f32 on the CPU, for the plan engine to run at validation.
+    pub fn folded(&self) -> anyhow::Result<Srsnet> {
+        let cpu = |w: &Weights| w.clone().with_dtype(DType::F32).with_bn_folding(true);
+        let (seg, recon) = &self.views;
+        let (seg, recon) = (cpu(seg), cpu(recon));
+        if !matches!(seg.device(), Device::Cpu) {
+            anyhow::bail!("the folded model is for the CPU engine");
+        }
+        Ok(Srsnet::load(&recon, &seg, &self.config)?)
     }
 
     /// DPConv's info feature from the frozen encoder, cut from the graph.

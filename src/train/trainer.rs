@@ -9,10 +9,14 @@ use super::optim::{Sgd, SgdConfig};
 use super::recipe::{Group, ValSet};
 use super::stages::{ReconStage, SegStage};
 use crate::dataset::Truth;
+use crate::engine::runner::CpuEngine;
+use crate::engine::simd::Isa;
+use crate::engine::threads::default_threads;
 use crate::eval::metrics::{MetricAccumulator, Metrics};
+use crate::image_io::Frame;
 use crate::model::weights::VarSource;
 use crate::model::weights_file::{WeightsFile, RECON_PREFIX, SEG_PREFIX};
-use crate::model::{ModelConfig, Weights};
+use crate::model::{ModelConfig, Srsnet, Weights};
 use crate::preprocess::PreprocessSpec;
 use crate::progress::Progress;
 use crate::stream::stop::Stop;
@@ -157,8 +161,9 @@ impl Stage for SegStage {
     fn validate(&mut self, val: &[ValSet], opts: &TrainOptions) -> Result<(f64, serde_json::Value)> {
         let mut rows = Vec::new();
         let mut total = 0.0;
+        let mut runner = SegRunner::new(self, &opts.device)?;
         for set in val {
-            let m = validate_seg(self, set, &opts.preprocess, &opts.device)?;
+            let m = validate_seg(&mut runner, set, &opts.preprocess)?;
             let score = set_score(set, &m);
             total += score;
             rows.push(json!({ "set": set.name, "score": score, "metrics": m }));
@@ -194,16 +199,54 @@ pub fn set_score(set: &ValSet, m: &Metrics) -> f64 {
     }
 }
 
+/// How validation runs S: on the CPU, the plan engine on the folded model, as `eval` and
+/// `run` do (several times faster than the Candle graph at the native sizes of validation
+/// frames); elsewhere the training graph in eval mode.
+pub enum SegRunner<'a> {
+    /// The folded model and the plan engine.
+    Plan(Box<Srsnet>, CpuEngine),
+    /// The Candle graph on a device.
+    Candle(&'a SegStage, Device),
+}
+
+impl<'a> SegRunner<'a> {
+    /// The runner for `stage` on `device`, with the model's current values.
+    pub fn new(stage: &'a SegStage, device: &Device) -> Result<Self> {
+        Ok(match device {
+            Device::Cpu => SegRunner::Plan(
+                Box::new(stage.folded()?),
+                CpuEngine::new(default_threads(), Isa::best())?,
+            ),
+            _ => SegRunner::Candle(stage, device.clone()),
+        })
+    }
+
+    /// S's logits for `image`, at its native size.
+    pub fn logits(&mut self, image: &Frame, spec: &PreprocessSpec) -> Result<Vec<f32>> {
+        match self {
+            SegRunner::Plan(model, engine) => {
+                let (input, (nw, nh), restore) = spec.prepare_values(image)?;
+                let mut z = vec![0.0; nw * nh];
+                engine.forward(model, &input, nh, nw, &mut z)?;
+                Ok(restore.apply(&z, nw, nh, image.width, image.height))
+            }
+            SegRunner::Candle(stage, device) => {
+                let (x, restore) = spec.prepare(image, DType::F32, device)?;
+                let logits = stage.predict(&x)?;
+                let (_, _, oh, ow) = logits.dims4()?;
+                let plane = logits.flatten_all()?.to_vec1::<f32>()?;
+                Ok(restore.apply(&plane, ow, oh, image.width, image.height))
+            }
+        }
+    }
+}
+
 /// The metrics of the segmentation net (eval mode, threshold 0.5) on one validation set at
 /// native resolution.
-pub fn validate_seg(stage: &SegStage, set: &ValSet, spec: &PreprocessSpec, device: &Device) -> Result<Metrics> {
+pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec) -> Result<Metrics> {
     let mut acc = MetricAccumulator::default();
     for item in &set.items {
-        let (x, restore) = spec.prepare(&item.image, DType::F32, device)?;
-        let logits = stage.predict(&x)?;
-        let (_, _, oh, ow) = logits.dims4()?;
-        let plane = logits.flatten_all()?.to_vec1::<f32>()?;
-        let z = restore.apply(&plane, ow, oh, item.image.width, item.image.height);
+        let z = runner.logits(&item.image, spec)?;
         let pred: Vec<bool> = z.iter().map(|&v| v > 0.0).collect();
         acc.add(&pred, item.image.width, item.image.height, &item.truth);
     }
