@@ -7,6 +7,7 @@ pub mod config;
 pub mod conv;
 pub mod cpu_storage;
 pub mod dpconv;
+pub mod dpconv_op;
 pub mod fusion;
 pub mod layers;
 pub mod srsnet;

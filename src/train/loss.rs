@@ -22,13 +22,17 @@ pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// `1 − mean_b Dice_b` with `Dice_b = (2·Σ σ(z)·y + s_b) / (Σ σ(z) + Σ y + s_b)` per sample.
 ///
 /// `s_b` is the reference's 1e-5 for a sample with a target. A target-free sample (a hard
-/// negative, which the reference never trains on) gets `s_b = 1` instead, so its loss is
-/// `Σp / (1 + Σp)`: with 1e-5 it would be a constant 1 with no gradient once `Σp` exceeds
+/// negative, which the reference never trains on) gets `s_b = 64` instead, so its loss is
+/// `Σp / (64 + Σp)`. With 1e-5 it would be a constant 1 with no gradient once `Σp` exceeds
 /// 1e-5, and the only signal against a false target would be BCE's, diluted over every pixel
-/// of the batch (about 800× weaker per pixel than Dice's on a crop with a target).
+/// of the batch (about 800× weaker per pixel than Dice's on a crop with a target). Why 64: on
+/// a crop with a target of mass Y, Dice charges a false pixel about 1/(2Y); `s_b = 64` charges
+/// it 1/64 at most, as on a crop with a typical target (Y ≈ 32 px). A small `s_b` is unstable:
+/// with `s_b = 1` the pull towards zero mass grows as the mass shrinks, and a fine-tuning run
+/// predicted nothing at all after two epochs (models/README.md, run `lite-v2-ft`).
 pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     const SMOOTH: f64 = 1e-5;
-    const SMOOTH_TARGET_FREE: f64 = 1.0;
+    const SMOOTH_TARGET_FREE: f64 = 64.0;
     let p = sigmoid(logits)?.flatten_from(1)?;
     let y = target.flatten_from(1)?;
     let y_sum = y.sum(1)?;
@@ -65,7 +69,7 @@ mod tests {
 
     #[test]
     fn a_target_free_sample_is_penalised_by_its_predicted_mass() -> Result<()> {
-        // Sample 0: no target, σ(z) = 0.5 on 4 pixels (Σp = 2): loss 2/3, gradient non-zero.
+        // Sample 0: no target, σ(z) = 0.5 on 4 pixels (Σp = 2): loss 2/66, gradient non-zero.
         // Sample 1: a target predicted exactly: loss ≈ 0 (the reference's formula).
         let z = candle_core::Var::from_tensor(&Tensor::new(
             &[[0f32, 0.0, 0.0, 0.0], [40.0, -40.0, -40.0, -40.0]],
@@ -73,11 +77,11 @@ mod tests {
         )?)?;
         let y = Tensor::new(&[[0f32, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], &Device::Cpu)?;
         let loss = soft_dice_loss(z.as_tensor(), &y)?;
-        assert!((loss.to_scalar::<f32>()? - (2.0 / 3.0) / 2.0).abs() < 1e-5);
+        assert!((loss.to_scalar::<f32>()? - (2.0 / 66.0) / 2.0).abs() < 1e-6);
         let g = loss.backward()?.get(z.as_tensor()).unwrap().to_vec2::<f32>()?;
-        // d/dz_i of ½·Σp/(1+Σp) = ½·σ'(z_i)/(1+Σp)² = ½·0.25/9.
+        // d/dz_i of ½·Σp/(64+Σp) = ½·σ'(z_i)·64/(64+Σp)² = ½·0.25·64/66².
         for gi in &g[0] {
-            assert!((gi - 0.125 / 9.0).abs() < 1e-6, "{gi}");
+            assert!((gi - 8.0 / 4356.0).abs() < 1e-7, "{gi}");
         }
         Ok(())
     }
