@@ -124,3 +124,46 @@ fn dpconv_matches_reference_grouped_form() {
         "the two frames should get different kernels (pooled info differs by {d})"
     );
 }
+
+/// The fused DPConv op (one launch for the batch on CUDA) through its CPU twin: equal to the
+/// reference's grouped-conv form on two frames with different kernels, in f32 and with an
+/// f16 feature map, and to the reference's `seg_dpconv_out` on the tiny fixture.
+#[test]
+fn fused_dpconv_op_matches_reference() {
+    let io = fixture("tiny_io.safetensors");
+    let cfg = tiny_config();
+    let model = Srsnet::load(
+        &weights(&fixture("tiny_recon.safetensors"), false),
+        &weights(&fixture("tiny_seg.safetensors"), false),
+        &cfg,
+    )
+    .unwrap();
+    let x = io_tensor(&io, "seg_x3_0_pre_dpconv");
+    let y = io_tensor(&io, "recon_x3_0");
+    let dp = model.seg().dpconv();
+    let literal = dp.forward_reference_form(&x, &y).unwrap();
+    let fused = dp.forward_fused(&x, &y).unwrap();
+    assert_close("fused op vs literal", &fused, &literal, 1e-5);
+    assert_close(
+        "fused op vs reference seg_dpconv_out",
+        &fused.narrow(0, 0, 1).unwrap(),
+        &io_tensor(&io, "seg_dpconv_out").narrow(0, 0, 1).unwrap(),
+        F32_TOL,
+    );
+    // An f16 feature map: the op reads f16, computes in f32 and writes f16.
+    let x16 = x.to_dtype(candle_core::DType::F16).unwrap();
+    let half = dp.forward_fused(&x16, &y).unwrap();
+    assert_eq!(half.dtype(), candle_core::DType::F16);
+    assert_close(
+        "fused op f16 vs literal",
+        &half.to_dtype(candle_core::DType::F32).unwrap(),
+        &literal,
+        2e-3,
+    );
+    // Inputs of the wrong shape are an error naming what was expected, not a crash.
+    let err = dp
+        .forward_fused(&x.narrow(1, 0, 1).unwrap(), &y)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("DPConv") && err.contains("expected"), "{err}");
+}

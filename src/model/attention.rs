@@ -1,8 +1,8 @@
 //! The attention gates of the reference: CBAM channel and spatial attention, and its ECA-like layer.
 
-use super::layers::{global_avg, global_max, linear_no_bias, Conv2d, ConvSpec};
+use super::layers::{global_avg, global_max, linear_no_bias, mean_f32, Conv2d, ConvSpec};
 use super::weights::{Init, Weights, WeightsError};
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, D};
 use candle_nn::ops::sigmoid;
 
 /// CBAM channel attention: `sigmoid(fc2(relu(fc1(GAP x))) + fc2(relu(fc1(GMP x))))`, shape (B, C, 1, 1).
@@ -48,7 +48,8 @@ impl SpatialAttention {
 
     /// Scales each pixel of `x` by its attention weight.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let s = Tensor::cat(&[x.mean_keepdim(1)?, x.max_keepdim(1)?], 1)?;
+        // The channel mean in f32 for f16 maps (see `layers::mean_f32`).
+        let s = Tensor::cat(&[mean_f32(x, D::Minus(3), true)?, x.max_keepdim(1)?], 1)?;
         sigmoid(&self.conv.forward(&s)?)
     }
 }

@@ -17,7 +17,8 @@ use super::weights::{Init, Weights, WeightsError};
 /// initialises its weights and biases from U(−1, 1): kernel elements of order 1, which makes
 /// DPConv's output dominate x3_0 at the start of training. We keep that (reference §10).
 const GEN_INIT: Init = Init::Uniform(1.0);
-use candle_core::{Result, Tensor};
+use super::dpconv_op::{dpconv_fused, FusedDpConv};
+use candle_core::{DType, Result, Tensor};
 
 #[derive(Debug, Clone)]
 /// Dynamic-parameter convolution: the per-frame kernel generated from R's deepest feature, applied to S's.
@@ -32,6 +33,9 @@ pub struct DpConv {
     pub(crate) gen_bias: Tensor,
     pub(crate) channels: usize,
     pub(crate) kernel: usize,
+    /// On CUDA, for inference: the generator as one f32 (2, N·M·K²) tensor (weights, then
+    /// biases) for the fused op ([`super::dpconv_op`]); `None` elsewhere and in training.
+    fused: Option<Tensor>,
 }
 
 impl DpConv {
@@ -51,7 +55,7 @@ impl DpConv {
                     source: Box::new(source),
                 })
         };
-        Ok(Self {
+        let mut dp = Self {
             ca: ChannelAttention::load(&w.pp("ca"), info)?,
             sa: SpatialAttention::load(&w.pp("sa"))?,
             info_weight: reshape(
@@ -64,7 +68,43 @@ impl DpConv {
             gen_bias: reshape(gen.get(&[n], "bias", GEN_INIT)?, "bias", (info, g))?,
             channels,
             kernel,
-        })
+            fused: None,
+        };
+        if w.device().is_cuda() && !w.is_trainable() {
+            dp.fused = Some(dp.fused_generator().map_err(|source| WeightsError::Candle {
+                file: w.origin(),
+                name: gen.full_name("weight"),
+                source: Box::new(source),
+            })?);
+        }
+        Ok(dp)
+    }
+
+    /// The generator in the fused op's layout: (2, N·M·K²) in f32.
+    pub fn fused_generator(&self) -> Result<Tensor> {
+        let flat = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32);
+        Tensor::stack(&[flat(&self.gen_weight)?, flat(&self.gen_bias)?], 0)
+    }
+
+    /// The fused op's sizes.
+    fn op(&self) -> FusedDpConv {
+        FusedDpConv {
+            channels: self.channels,
+            kernel: self.kernel,
+            info: self.info_bias.dims()[0],
+        }
+    }
+
+    /// `DPConv(X, Y)` through the fused op, on any device (on the CPU it runs the op's twin,
+    /// which is how the op is tested without a GPU). The pooled vector is computed by the
+    /// graph and passed in f32.
+    pub fn forward_fused(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let p = self.pooled_info(y)?.to_dtype(DType::F32)?;
+        let gen = match &self.fused {
+            Some(g) => g.clone(),
+            None => self.fused_generator()?.to_device(x.device())?,
+        };
+        dpconv_fused(x, &p, &gen, self.op())
     }
 
     /// The pooled info vector p (B, z): `A·GAP(Y ⊙ SA(Y ⊙ CA(Y))) + a`.
@@ -87,6 +127,11 @@ impl DpConv {
     /// `DPConv(X, Y)`: X (B, N, h, w) is the segmentation bottleneck, Y (B, z, h, w) the info
     /// feature. Returns the convolution output, before the caller's residual add.
     pub fn forward(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        // The fused op on CUDA at inference: one launch, and the kernel generator and the long
+        // per-pixel sums (N·K² = 2304 products in the official model) in f32.
+        if self.fused.is_some() {
+            return self.forward_fused(x, y);
+        }
         let p = self.pooled_info(y)?;
         let frames = (0..x.dim(0)?)
             .map(|b| {

@@ -43,8 +43,12 @@ impl FusedDpConv {
                 self.info
             );
         }
-        if n % self.info != 0 || self.kernel % 2 == 0 {
-            candle_core::bail!("DPConv: {n} kernel elements over {} info scalars, kernel {}", self.info, self.kernel);
+        if self.info == 0 || !n.is_multiple_of(self.info) || self.kernel.is_multiple_of(2) {
+            candle_core::bail!(
+                "DPConv: {n} kernel elements over {} info scalars, kernel {}",
+                self.info,
+                self.kernel
+            );
         }
         Ok((b, h, w))
     }
@@ -117,7 +121,12 @@ impl CustomOp3 for FusedDpConv {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = self.check(l1, l2, l3)?;
-        let out = self.run_f32(&values(s1, l1, "x")?, &values(s2, l2, "p")?, &values(s3, l3, "generator")?, dims);
+        let out = self.run_f32(
+            &values(s1, l1, "x")?,
+            &values(s2, l2, "p")?,
+            &values(s3, l3, "generator")?,
+            dims,
+        );
         let storage = match s1.dtype() {
             DType::F16 => CpuStorage::F16(out.into_iter().map(half::f16::from_f32).collect()),
             _ => CpuStorage::F32(out),
@@ -137,7 +146,11 @@ impl CustomOp3 for FusedDpConv {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let dims = self.check(l1, l2, l3)?;
         if (s2.dtype(), s3.dtype()) != (DType::F32, DType::F32) {
-            candle_core::bail!("DPConv on CUDA: p and the generator must be f32, not {:?} and {:?}", s2.dtype(), s3.dtype());
+            candle_core::bail!(
+                "DPConv on CUDA: p and the generator must be f32, not {:?} and {:?}",
+                s2.dtype(),
+                s3.dtype()
+            );
         }
         let inputs = ((s1, l1), (s2, l2), (s3, l3));
         let storage = match s1.dtype() {
@@ -215,5 +228,6 @@ mod cuda {
 /// `DPConv(X, Y)` from the pooled info `p` (B, z) and the generator `gen` (2, N·M·K²: the
 /// weights, then the biases), as one op; see the module doc.
 pub fn dpconv_fused(x: &Tensor, p: &Tensor, gen: &Tensor, op: FusedDpConv) -> Result<Tensor> {
-    x.contiguous()?.apply_op3_no_bwd(&p.contiguous()?, &gen.contiguous()?, &op)
+    x.contiguous()?
+        .apply_op3_no_bwd(&p.contiguous()?, &gen.contiguous()?, &op)
 }

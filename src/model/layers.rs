@@ -327,9 +327,26 @@ fn interpolation_matrix(n_in: usize, n_out: usize, like: &Tensor) -> Result<Tens
     Tensor::from_vec(m, (n_out, n_in), like.device())?.to_dtype(like.dtype())
 }
 
-/// Mean over the spatial dims: (B, C, H, W) → (B, C).
+/// Mean over the spatial dims: (B, C, H, W) → (B, C). An f16 map is summed in f32 (Candle
+/// sums f16 in f16, which over the 1–5 thousand pixels of a bottleneck map loses about three
+/// digits) and the mean rounded to f16 once.
 pub fn global_avg(x: &Tensor) -> Result<Tensor> {
-    x.flatten_from(2)?.mean(D::Minus1)
+    mean_f32(&x.flatten_from(2)?, D::Minus1, false)
+}
+
+/// The mean of `x` over `dim` (kept as size 1 if `keepdim`), summed in f32 when `x` is a
+/// half-precision tensor and returned in `x`'s dtype.
+pub fn mean_f32(x: &Tensor, dim: D, keepdim: bool) -> Result<Tensor> {
+    let wide = match x.dtype() {
+        DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+        _ => x.clone(),
+    };
+    let m = if keepdim {
+        wide.mean_keepdim(dim)?
+    } else {
+        wide.mean(dim)?
+    };
+    m.to_dtype(x.dtype())
 }
 
 /// Max over the spatial dims: (B, C, H, W) → (B, C).

@@ -423,6 +423,11 @@ impl Weights {
         }
     }
 
+    /// True when tensors are trainable variables (training), false when read from a file.
+    pub fn is_trainable(&self) -> bool {
+        matches!(self.source, Source::Vars(_))
+    }
+
     /// True when BatchNorms are folded into the preceding convolutions.
     pub fn fold_bn(&self) -> bool {
         self.fold_bn
