@@ -47,7 +47,23 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
+    use candle_core::cuda_backend::cudarc::driver::CudaContext;
+    let what = match CudaContext::device_count() {
+        Ok(0) => "this machine has no CUDA device".to_string(),
+        Ok(n) if ordinal >= n as usize => format!(
+            "this machine has {n} CUDA device{} (cuda:0{}); pick one with --device cuda:N",
+            if n == 1 { "" } else { "s" },
+            if n == 1 {
+                String::new()
+            } else {
+                format!(" to cuda:{}", n - 1)
+            }
+        ),
+        Ok(_) => "see the CUDA error above (out of memory, or a device in exclusive use)".to_string(),
+        Err(e) => format!("the CUDA driver did not initialise ({e}); check the NVIDIA driver with `nvidia-smi`"),
+    };
+    Device::new_cuda(ordinal)
+        .with_context(|| format!("cannot open CUDA device cuda:{ordinal}: {what}, or run on the CPU with --device cpu"))
 }
 
 #[cfg(not(feature = "cuda"))]
