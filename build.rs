@@ -13,8 +13,14 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     println!("cargo:rerun-if-env-changed=NVCC");
+    println!("cargo:rerun-if-env-changed=SRSNET_CUDA_STUBS");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
+    }
+    // A machine without the CUDA driver and libraries links against stubs of them
+    // (scripts/gpu-check.sh makes them); the binary then loads the real ones where it runs.
+    if let Some(dir) = std::env::var_os("SRSNET_CUDA_STUBS") {
+        println!("cargo:rustc-link-search=native={}", PathBuf::from(dir).display());
     }
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "87".into());
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());

@@ -6,13 +6,24 @@ use srsnet::model::{ModelConfig, NetConfig, WeightStore, Weights};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+/// The project root: where this test binary was built, or `SRSNET_TEST_ROOT` when the binary
+/// runs elsewhere (scripts/gpu-check.sh carries test binaries to a GPU machine).
+fn root() -> PathBuf {
+    std::env::var_os("SRSNET_TEST_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
-/// `../shared` beside the project, or None (the caller prints why it skips).
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// `../shared` beside the project (or `SRSNET_SHARED`), or None (the caller prints why it skips).
 pub fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel);
+    let base = std::env::var_os("SRSNET_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
+    let p = base.join(rel);
     if p.exists() {
         Some(p)
     } else {
