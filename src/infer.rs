@@ -143,7 +143,8 @@ impl Detector {
     }
 }
 
-/// Probabilities and targets from a frame's logits.
+/// Probabilities and targets from a frame's logits, in f32 on the host whatever the device
+/// computed in (an f16 sigmoid saturates to exactly 1 from a logit of about 8).
 fn detection(frame: &Frame, logits: &[f32], threshold: f32) -> Detection {
     let prob = logits.iter().map(|&z| crate::engine::kernels::sigmoid(z)).collect();
     Detection::from_prob(frame.width, frame.height, prob, threshold)

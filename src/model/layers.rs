@@ -317,7 +317,9 @@ pub fn align_corners_taps(n_in: usize, n_out: usize) -> impl Iterator<Item = (us
     })
 }
 
-/// The (n_out, n_in) align-corners linear interpolation matrix.
+/// The (n_out, n_in) align-corners linear interpolation matrix, computed in f32 and rounded
+/// once to the model's dtype. In f16 on CUDA the products with it still sum in f32: Candle's
+/// f16 GEMMs accumulate in f32 (`CUBLAS_COMPUTE_32F`) unless reduced precision is switched on.
 fn interpolation_matrix(n_in: usize, n_out: usize, like: &Tensor) -> Result<Tensor> {
     let mut m = vec![0f32; n_out * n_in];
     for (i, (lo, hi, frac)) in align_corners_taps(n_in, n_out).enumerate() {
