@@ -97,18 +97,22 @@ fn full_matches_reference_bn_folded() {
     );
 }
 
+/// The tiny fixture's model, unfolded, on the CPU in f32.
+fn tiny_model() -> Srsnet {
+    Srsnet::load(
+        &weights(&fixture("tiny_recon.safetensors"), false),
+        &weights(&fixture("tiny_seg.safetensors"), false),
+        &tiny_config(),
+    )
+    .unwrap()
+}
+
 /// The fused per-frame kernel equals the reference's grouped-conv form on a batch of two
 /// frames whose kernels differ (each frame has its own info feature).
 #[test]
 fn dpconv_matches_reference_grouped_form() {
     let io = fixture("tiny_io.safetensors");
-    let cfg = tiny_config();
-    let model = Srsnet::load(
-        &weights(&fixture("tiny_recon.safetensors"), false),
-        &weights(&fixture("tiny_seg.safetensors"), false),
-        &cfg,
-    )
-    .unwrap();
+    let model = tiny_model();
     let x = io_tensor(&io, "seg_x3_0_pre_dpconv");
     let y = io_tensor(&io, "recon_x3_0");
     let dp = model.seg().dpconv();
@@ -131,13 +135,7 @@ fn dpconv_matches_reference_grouped_form() {
 #[test]
 fn fused_dpconv_op_matches_reference() {
     let io = fixture("tiny_io.safetensors");
-    let cfg = tiny_config();
-    let model = Srsnet::load(
-        &weights(&fixture("tiny_recon.safetensors"), false),
-        &weights(&fixture("tiny_seg.safetensors"), false),
-        &cfg,
-    )
-    .unwrap();
+    let model = tiny_model();
     let x = io_tensor(&io, "seg_x3_0_pre_dpconv");
     let y = io_tensor(&io, "recon_x3_0");
     let dp = model.seg().dpconv();

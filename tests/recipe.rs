@@ -202,63 +202,41 @@ fn fine_tuning_starts_from_a_weights_file_and_keeps_its_reconstruction_net() {
     synth(&d.join("seq"), "2", "3", "4");
     synth(&d.join("neg"), "0", "5", "2");
     let preset = small_preset(&d);
-    let base = d.join("base");
-    let common = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "--dataset",
-            &format!("sequence:{}", s(&d.join("seq"))),
-            "--dataset",
-            &format!("negatives:{}@0.5", s(&d.join("neg/frames"))),
+    let data = [
+        format!("sequence:{}", s(&d.join("seq"))),
+        format!("negatives:{}@0.5", s(&d.join("neg/frames"))),
+    ];
+    // `srsnet train STAGE ARGS... --out OUT` on the two datasets, 1 epoch of 32-px crops.
+    let train = |stage: &str, args: &[&str], out: &Path| -> (i32, String) {
+        let mut a = vec![
+            "train",
+            stage,
+            "--out",
+            s(out),
             "--size",
             "32",
             "--batch",
             "4",
             "--epochs",
             "1",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        a.extend(extra.iter().map(|x| x.to_string()));
-        a
+        ];
+        a.extend(["--dataset", &data[0], "--dataset", &data[1]]);
+        a.extend(args);
+        srsnet(&a)
     };
-    let run = |args: Vec<String>| srsnet(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut a: Vec<String> = [
-        "train",
-        "all",
-        "--recon-epochs",
-        "1",
-        "--out",
-        s(&base),
-        "--preset",
-        s(&preset),
-    ]
-    .map(String::from)
-    .to_vec();
-    a.extend(common(&[]));
-    let (code, err) = run(a);
+    let base = d.join("base");
+    let (code, err) = train("all", &["--recon-epochs", "1", "--preset", s(&preset)], &base);
     assert_eq!(code, 0, "{err}");
     let init = base.join("srsnet.safetensors");
 
     // A learning rate of 1e-12 leaves every fp16 weight where it was: S provably starts from
     // the file (a fresh initialisation would differ everywhere), and R is the file's.
     let ft = d.join("ft");
-    let mut a: Vec<String> = [
-        "train",
+    let (code, err) = train(
         "seg",
-        "--init",
-        s(&init),
-        "--lr",
-        "1e-12",
-        "--out",
-        s(&ft),
-        "--preset",
-        s(&preset),
-    ]
-    .map(String::from)
-    .to_vec();
-    a.extend(common(&[]));
-    let (code, err) = run(a);
+        &["--init", s(&init), "--lr", "1e-12", "--preset", s(&preset)],
+        &ft,
+    );
     assert_eq!(code, 0, "{err}");
     let (before, after) = (tensors(&init), tensors(&ft.join("srsnet.safetensors")));
     assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
@@ -281,20 +259,7 @@ fn fine_tuning_starts_from_a_weights_file_and_keeps_its_reconstruction_net() {
     // from scratch.
     let broken = d.join("broken.safetensors");
     without_tensor(&init, &broken, "seg.conv0_0.0.CONV.weight");
-    let mut a: Vec<String> = [
-        "train",
-        "seg",
-        "--init",
-        s(&broken),
-        "--out",
-        s(&d.join("b")),
-        "--preset",
-        s(&preset),
-    ]
-    .map(String::from)
-    .to_vec();
-    a.extend(common(&[]));
-    let (code, err) = run(a);
+    let (code, err) = train("seg", &["--init", s(&broken), "--preset", s(&preset)], &d.join("b"));
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("broken.safetensors") && err.contains("`seg.conv0_0.0.CONV.weight` is missing"),
@@ -302,28 +267,15 @@ fn fine_tuning_starts_from_a_weights_file_and_keeps_its_reconstruction_net() {
     );
 
     // Another model than --preset names, and an output that would overwrite the input.
-    let mut a: Vec<String> = ["train", "seg", "--init", s(&init), "--out", s(&d.join("c"))]
-        .map(String::from)
-        .to_vec();
-    a.extend(common(&[]));
-    let (code, err) = run(a);
+    let (code, err) = train("seg", &["--init", s(&init)], &d.join("c"));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("its model is `test-small`, not the `lite`"), "{err}");
     let bytes = std::fs::read(&init).unwrap();
-    let mut a: Vec<String> = [
-        "train",
+    let (code, err) = train(
         "seg",
-        "--init",
-        s(&init),
-        "--out",
-        s(&d.join("e")),
-        "--preset",
-        s(&preset),
-    ]
-    .map(String::from)
-    .to_vec();
-    a.extend(common(&["--weights-out", s(&init)]));
-    let (code, err) = run(a);
+        &["--init", s(&init), "--preset", s(&preset), "--weights-out", s(&init)],
+        &d.join("e"),
+    );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("refusing to overwrite"), "{err}");
     assert_eq!(std::fs::read(&init).unwrap(), bytes);
