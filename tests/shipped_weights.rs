@@ -25,11 +25,19 @@ fn shipped_weights_carry_their_config_and_preprocessing() {
     // whose metrics at the checkpoint are recorded, with the operating point chosen after.
     let info = &file.info;
     assert!((info["threshold"].as_f64().unwrap() - 0.95).abs() < 1e-6, "{info}");
-    let sets = info["val_metrics"]["sets"].as_array().expect("per-set validation metrics");
+    let sets = info["val_metrics"]["sets"]
+        .as_array()
+        .expect("per-set validation metrics");
     assert_eq!(sets.len(), 4, "{info}");
-    assert!(sets.iter().all(|s| s["metrics"]["false_targets_per_frame"].is_number()), "{info}");
+    assert!(
+        sets.iter().all(|s| s["metrics"]["false_targets_per_frame"].is_number()),
+        "{info}"
+    );
     assert_eq!(info["recipe"]["validation"].as_array().map(Vec::len), Some(4));
-    assert_eq!(info["fine_tuned_from"]["info"]["source"], "srsnet train", "v1's record is kept");
+    assert_eq!(
+        info["fine_tuned_from"]["info"]["source"], "srsnet train",
+        "v1's record is kept"
+    );
 }
 
 #[test]

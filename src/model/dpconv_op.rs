@@ -3,7 +3,7 @@
 //! (`src/cuda/dpconv.cu`) -- not B convolutions, and no (B, N·M·K²) kernel tensor.
 //!
 //! `out[b, n] = Σ_m θ_b[n, m] ⋆ x[b, m]` with `θ_b[j] = Wg[j]·p[b, j / G] + Bg[j]` (see
-//! [`super::dpconv`]). The CPU implementation is the op's twin: the same loops in the same
+//! the DPConv layer, `model::dpconv`). The CPU implementation is the op's twin: the same loops in the same
 //! order, tested against the reference form on the CPU, so the CUDA kernel has a reference
 //! wherever it runs. The feature map may be f16 or f32; the pooled scalars and the generator
 //! are f32, and so is all arithmetic. Inference only (no backward): training keeps the Candle
