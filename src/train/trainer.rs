@@ -14,7 +14,7 @@ use crate::engine::simd::Isa;
 use crate::engine::threads::default_threads;
 use crate::eval::metrics::{MetricAccumulator, Metrics};
 use crate::image_io::Frame;
-use crate::model::weights::VarSource;
+use crate::model::weights::{VarSource, WeightStore};
 use crate::model::weights_file::{WeightsFile, RECON_PREFIX, SEG_PREFIX};
 use crate::model::{ModelConfig, Srsnet, Weights};
 use crate::preprocess::PreprocessSpec;
@@ -496,20 +496,24 @@ impl SegStart<'_> {
     /// R's tensors for the final weights file, by name (`recon.*`).
     fn recon_tensors(&self) -> Result<BTreeMap<String, Tensor>> {
         // A checkpoint names its variables `var.<name>`; a weights file names them `<name>`.
-        let (store, stored_as) = match self {
-            SegStart::Recon(path) => (Checkpoint::open(path)?.store, "var."),
-            SegStart::FineTune(file) => (file.store.clone(), ""),
-        };
-        let prefix = format!("{stored_as}{RECON_PREFIX}.");
-        let mut out = BTreeMap::new();
-        for n in store.names().into_iter().filter(|n| n.starts_with(&prefix)) {
-            out.insert(
-                n[stored_as.len()..].to_string(),
-                store.get_any_shape(&n, DType::F32, &Device::Cpu)?,
-            );
+        match self {
+            SegStart::Recon(path) => tensors_under(&Checkpoint::open(path)?.store, "var.", RECON_PREFIX),
+            SegStart::FineTune(file) => tensors_under(&file.store, "", RECON_PREFIX),
         }
-        Ok(out)
     }
+}
+
+/// The f32 tensors of `store` named `{stored_as}{net}.*`, keyed without `stored_as`.
+fn tensors_under(store: &WeightStore, stored_as: &str, net: &str) -> Result<BTreeMap<String, Tensor>> {
+    let prefix = format!("{stored_as}{net}.");
+    let mut out = BTreeMap::new();
+    for n in store.names().into_iter().filter(|n| n.starts_with(&prefix)) {
+        out.insert(
+            n[stored_as.len()..].to_string(),
+            store.get_any_shape(&n, DType::F32, &Device::Cpu)?,
+        );
+    }
+    Ok(out)
 }
 
 /// Stage 2: trains the segmentation net with the reconstruction encoder `from` names frozen.
@@ -535,14 +539,7 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &S
 /// The tensors of the final weights file: R from where stage 2 started, S from `seg_ckpt`.
 pub fn final_tensors(from: SegStart, seg_ckpt: &Path) -> Result<BTreeMap<String, Tensor>> {
     let mut out = from.recon_tensors()?;
-    let ck = Checkpoint::open(seg_ckpt)?;
-    let prefix = format!("var.{SEG_PREFIX}.");
-    for n in ck.store.names().into_iter().filter(|n| n.starts_with(&prefix)) {
-        out.insert(
-            n["var.".len()..].to_string(),
-            ck.store.get_any_shape(&n, DType::F32, &Device::Cpu)?,
-        );
-    }
+    out.extend(tensors_under(&Checkpoint::open(seg_ckpt)?.store, "var.", SEG_PREFIX)?);
     Ok(out)
 }
 
