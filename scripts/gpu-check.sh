@@ -75,7 +75,9 @@ build() {
   mkdir -p "$bundle/lib" && cp "$root/lib/libcudart.so.13" "$bundle/lib/"
   export PATH="$root/bin:$PATH" CUDA_ROOT="$root" CUDARC_CUDA_VERSION="$cuda_version" CUDA_COMPUTE_CAP="$cap"
   export SRSNET_CUDA_STUBS="$stubs"
-  cargo build --release --features cuda --bin srsnet
+  # One cargo invocation: building the gpu test also builds the `srsnet` binary (integration
+  # tests need it), with the same features; a separate `cargo build --bin` would resolve
+  # features without the dev-dependencies and compile candle-core a second time (~4 min).
   local tests
   tests="$(cargo test --release --features cuda --test gpu --no-run --message-format=json |
     python3 -c 'import json,sys
