@@ -20,6 +20,7 @@
 use super::cpu_storage::{cpu_f32_slice, f32_slice, is_cpu_f32};
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// `x (B, Cin, H, W) ⋆ w (Cout, Cin, k, k)`, stride 1, zero padding `padding`, dilation
 /// `dilation`. On the CPU in f32: im2col GEMM, with the fast backward when anything is trained.
@@ -147,27 +148,43 @@ fn im2col_slice(
     dilation: usize,
     (ho, wo): (usize, usize),
 ) -> Result<Tensor> {
-    let mut cols = vec![0f32; b * c * k * k * ho * wo];
-    cols.par_chunks_mut(ho * wo).enumerate().for_each(|(row, out)| {
-        let (plane_index, tap) = (row / (k * k), row % (k * k));
-        let plane = &data[plane_index * h * w..(plane_index + 1) * h * w];
-        let dy = (tap / k * dilation) as isize - padding as isize;
-        let dx = (tap % k * dilation) as isize - padding as isize;
-        for (oy, out_row) in out.chunks_mut(wo).enumerate() {
-            let iy = oy as isize + dy;
-            if iy < 0 || iy >= h as isize {
-                continue; // already zero
+    let len = b * c * k * k * ho * wo;
+    // Not zero-initialised: every element is written once below, zeros only where a tap falls
+    // in the padding. `vec![0; len]` zeroed the whole matrix on the calling thread first (glibc
+    // serves training's large blocks from the heap, where calloc must memset): a tenth of a
+    // lite seg training step, with the other cores idle.
+    let mut cols: Vec<f32> = Vec::with_capacity(len);
+    cols.spare_capacity_mut()[..len]
+        .par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (plane_index, tap) = (row / (k * k), row % (k * k));
+            let plane = &data[plane_index * h * w..(plane_index + 1) * h * w];
+            let dy = (tap / k * dilation) as isize - padding as isize;
+            let dx = (tap % k * dilation) as isize - padding as isize;
+            for (oy, out_row) in out.chunks_mut(wo).enumerate() {
+                let iy = oy as isize + dy;
+                if iy < 0 || iy >= h as isize {
+                    out_row.fill(MaybeUninit::new(0.0));
+                    continue;
+                }
+                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                // Output columns whose input column ox + dx lies inside the row.
+                let lo = (-dx).clamp(0, wo as isize) as usize;
+                let hi = (w as isize - dx).clamp(lo as isize, wo as isize) as usize;
+                out_row[..lo].fill(MaybeUninit::new(0.0));
+                if lo < hi {
+                    let s = (lo as isize + dx) as usize;
+                    for (o, &v) in out_row[lo..hi].iter_mut().zip(&src[s..s + (hi - lo)]) {
+                        *o = MaybeUninit::new(v);
+                    }
+                }
+                out_row[hi..].fill(MaybeUninit::new(0.0));
             }
-            let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-            // Output columns whose input column ox + dx lies inside the row.
-            let lo = (-dx).clamp(0, wo as isize) as usize;
-            let hi = (w as isize - dx).clamp(0, wo as isize) as usize;
-            if lo < hi {
-                let s = (lo as isize + dx) as usize;
-                out_row[lo..hi].copy_from_slice(&src[s..s + (hi - lo)]);
-            }
-        }
-    });
+        });
+    // SAFETY: the loop above wrote all `len` elements: each chunk is one (plane, tap) row of
+    // HO·WO values, and each of its rows is written in full (zeros, copied values, zeros).
+    unsafe { cols.set_len(len) };
     Tensor::from_vec(cols, (b, c * k * k, ho * wo), &Device::Cpu)
 }
 
@@ -192,6 +209,8 @@ mod tests {
             (6, 6, 3, 2, 2, 10),
             (5, 3, 1, 0, 1, 7),
             (2, 4, 3, 0, 1, 8),
+            // Taps that miss a whole row or column of this 2×5 input (all padding).
+            (2, 3, 7, 3, 1, 2),
         ] {
             let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, cin, size, size + 3), &d)?)?;
             let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, cin, k, k), &d)?)?;
