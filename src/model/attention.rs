@@ -46,11 +46,16 @@ impl SpatialAttention {
         })
     }
 
-    /// Scales each pixel of `x` by its attention weight.
+    /// Each pixel's attention weight for `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // The channel mean in f32 for f16 maps (see `layers::mean_f32`).
         let s = Tensor::cat(&[mean_f32(x, D::Minus(3), true)?, x.max_keepdim(1)?], 1)?;
-        sigmoid(&self.conv.forward(&s)?)
+        self.gate(&s)
+    }
+
+    /// The weights from the pooled map `[mean_c x, max_c x]` (B, 2, H, W).
+    pub fn gate(&self, pooled: &Tensor) -> Result<Tensor> {
+        sigmoid(&self.conv.forward(pooled)?)
     }
 }
 

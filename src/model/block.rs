@@ -1,6 +1,7 @@
 //! The Res-CBAM block (`Dense_BasicBlock_MALC`) and a layer of them.
 
 use super::attention::{ChannelAttention, SpatialAttention};
+use super::cbam_op;
 use super::layers::{ConvBn, ConvSpec};
 use super::weights::{Weights, WeightsError};
 use candle_core::{Module, Result, Tensor};
@@ -44,7 +45,13 @@ impl Module for ResCbamBlock {
         };
         let t = self.conv1.forward_relu(x)?;
         let t = self.conv2.forward(&t)?;
-        let t = t.broadcast_mul(&self.ca.forward(&t)?)?;
+        let ca = self.ca.forward(&t)?;
+        if cbam_op::applies(&[&t, &ca, &residual]) {
+            // The same maths in two passes over the map, without the gated intermediates.
+            let sa = self.sa.gate(&cbam_op::channel_pool(&t, &ca)?)?;
+            return cbam_op::scale_add_relu(&t, &ca, &sa, &residual);
+        }
+        let t = t.broadcast_mul(&ca)?;
         let t = t.broadcast_mul(&self.sa.forward(&t)?)?;
         (t + residual)?.relu()
     }

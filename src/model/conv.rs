@@ -168,16 +168,18 @@ fn im2col_slice(
                     out_row.fill(MaybeUninit::new(0.0));
                     continue;
                 }
-                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                // SAFETY: `MaybeUninit<f32>` has the layout of `f32`; viewing initialised values
+                // through it is always sound, and lets the copy below be one memcpy.
+                let src: &[MaybeUninit<f32>] = unsafe {
+                    &*(&plane[iy as usize * w..(iy as usize + 1) * w] as *const [f32] as *const [MaybeUninit<f32>])
+                };
                 // Output columns whose input column ox + dx lies inside the row.
                 let lo = (-dx).clamp(0, wo as isize) as usize;
                 let hi = (w as isize - dx).clamp(lo as isize, wo as isize) as usize;
                 out_row[..lo].fill(MaybeUninit::new(0.0));
                 if lo < hi {
                     let s = (lo as isize + dx) as usize;
-                    for (o, &v) in out_row[lo..hi].iter_mut().zip(&src[s..s + (hi - lo)]) {
-                        *o = MaybeUninit::new(v);
-                    }
+                    out_row[lo..hi].copy_from_slice(&src[s..s + (hi - lo)]);
                 }
                 out_row[hi..].fill(MaybeUninit::new(0.0));
             }

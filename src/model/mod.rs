@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod batchnorm_train;
 pub mod block;
+pub mod cbam_op;
 pub mod config;
 pub mod conv;
 pub mod cpu_storage;
