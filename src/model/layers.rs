@@ -5,6 +5,7 @@ use super::batchnorm_train::{BatchNormTrain, BN_EPS};
 use super::conv;
 use super::cpu_storage::is_cpu_f32;
 use super::weights::{BnMode, Init, Weights, WeightsError};
+use crate::engine::kernels::resample::align_corners_taps;
 use candle_core::{DType, Result, Tensor, Var, D};
 
 /// A 2-D convolution with stride 1 (the only stride the reference uses).
@@ -300,21 +301,6 @@ pub fn upsample(x: &Tensor, factor: usize) -> Result<Tensor> {
         .transpose(1, 2)?
         .contiguous()?
         .reshape((b, c, ho, wo))
-}
-
-/// Align-corners linear resampling from `n_in` to `n_out` samples: for each output index, its
-/// two source indices and the weight of the second (source coordinate `i·(n_in − 1)/(n_out − 1)`,
-/// in f64). The one definition both the Candle path and the CPU plan use.
-pub fn align_corners_taps(n_in: usize, n_out: usize) -> impl Iterator<Item = (usize, usize, f32)> {
-    (0..n_out).map(move |i| {
-        let src = if n_out > 1 {
-            i as f64 * (n_in - 1) as f64 / (n_out - 1) as f64
-        } else {
-            0.0
-        };
-        let lo = (src.floor() as usize).min(n_in - 1);
-        (lo, (lo + 1).min(n_in - 1), (src - lo as f64) as f32)
-    })
 }
 
 /// The (n_out, n_in) align-corners linear interpolation matrix, computed in f32 and rounded

@@ -18,14 +18,14 @@ pub struct Taps {
 }
 
 impl Taps {
-    /// Taps from `n_in` to `n_out` samples (`model::layers::align_corners_taps`).
+    /// Taps from `n_in` to `n_out` samples ([`align_corners_taps`]).
     pub fn new(n_in: usize, n_out: usize) -> Self {
         let mut t = Self {
             lo: Vec::with_capacity(n_out),
             hi: Vec::with_capacity(n_out),
             frac: Vec::with_capacity(n_out),
         };
-        for (lo, hi, frac) in crate::model::layers::align_corners_taps(n_in, n_out) {
+        for (lo, hi, frac) in align_corners_taps(n_in, n_out) {
             t.lo.push(lo);
             t.hi.push(hi);
             t.frac.push(frac);
@@ -75,4 +75,20 @@ pub fn pixel_shuffle(pool: &ThreadPool, x: Planes, out: &mut [f32], og: super::s
             }
         }
     });
+}
+
+/// Align-corners linear resampling from `n_in` to `n_out` samples: for each output index, its
+/// two source indices and the weight of the second (source coordinate `i·(n_in − 1)/(n_out − 1)`,
+/// in f64). The one definition both the Candle path (`model::layers`) and the CPU plan use; it lives here
+/// so that the model's training convolutions can use the engine's kernels without a cycle.
+pub fn align_corners_taps(n_in: usize, n_out: usize) -> impl Iterator<Item = (usize, usize, f32)> {
+    (0..n_out).map(move |i| {
+        let src = if n_out > 1 {
+            i as f64 * (n_in - 1) as f64 / (n_out - 1) as f64
+        } else {
+            0.0
+        };
+        let lo = (src.floor() as usize).min(n_in - 1);
+        (lo, (lo + 1).min(n_in - 1), (src - lo as f64) as f32)
+    })
 }
