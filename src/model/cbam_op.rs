@@ -15,7 +15,7 @@
 //! (the reference's spatial attention) does; Candle's max gives each tied element the whole
 //! gradient. Other devices and dtypes (f16 inference, CUDA) use the composition.
 
-use super::cpu_storage::{cpu_f32_slice, f32_slice, is_cpu_f32};
+use super::cpu_storage::{cpu_f32_slice, dot, f32_slice, is_cpu_f32};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -53,25 +53,6 @@ fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     f(cpu_f32_slice(&storage, layout, "fused attention tensor")?)
-}
-
-/// `Σ a·b` over a whole plane: eight f32 lanes (which the compiler vectorises; a single f32
-/// accumulator would be serial), summed in f64 at the end.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(&x, &y)| (x * y) as f64)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    (lanes.iter().map(|&v| v as f64).sum::<f64>() + tail) as f32
 }
 
 /// The first channel holding the maximum of `t·ca` at each pixel of frame `t_b` (C planes of

@@ -1,5 +1,6 @@
-//! Raw access to CPU f32 tensors, for the custom ops (`batchnorm_train.rs`, `conv.rs`) whose
-//! loops read Candle's storage directly instead of going through tensor ops.
+//! Raw access to CPU f32 tensors, for the custom ops (`batchnorm_train.rs`, `conv.rs`,
+//! `cbam_op.rs`) whose loops read Candle's storage directly instead of going through tensor
+//! ops, and the one reduction loop they share.
 
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 
@@ -23,4 +24,23 @@ pub fn cpu_f32_slice<'a>(s: &'a Storage, l: &Layout, what: &str) -> Result<&'a [
         Storage::Cpu(cpu) => f32_slice(cpu, l, what),
         _ => candle_core::bail!("{what} must be on the CPU"),
     }
+}
+
+/// `Σ a·b` over two equal-length rows or planes: eight f32 lanes (which the compiler vectorises; a single f32
+/// accumulator would be serial), summed in f64 at the end.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| (x * y) as f64)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    (lanes.iter().map(|&v| v as f64).sum::<f64>() + tail) as f32
 }
