@@ -12,7 +12,8 @@
 //! channels, 256²; 0.67 s for the 7×7 spatial-attention conv). Here the backward is
 //! - input gradient: a convolution of the output gradient with the flipped, transposed kernel
 //!   (what a transposed stride-1 convolution is), by the same direct kernel or im2col GEMM;
-//! - kernel gradient: `Σ_b g_b · im2col(x_b)ᵀ`, one batched GEMM.
+//! - kernel gradient: `Σ_b g_b · im2col(x_b)ᵀ`, one batched GEMM, or direct tap sums for "same"
+//!   convolutions with few channels (`direct_kernel_grad_pays`).
 //!
 //! The direct kernel (`direct_conv`) replaced im2col GEMM where it applies: the input is
 //! copied once into zero-bordered planes instead of k² times into a matrix, and the kernel is
@@ -33,7 +34,8 @@ use std::mem::MaybeUninit;
 use std::sync::{Mutex, OnceLock};
 
 /// `x (B, Cin, H, W) ⋆ w (Cout, Cin, k, k)`, stride 1, zero padding `padding`, dilation
-/// `dilation`. On the CPU in f32: im2col GEMM, with the fast backward when anything is trained.
+/// `dilation`. On the CPU in f32: the direct kernel or im2col GEMM (see the module doc), with
+/// the fast backward when anything is trained.
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, dilation: usize) -> Result<Tensor> {
     let cpu_f32 = is_cpu_f32(x) && is_cpu_f32(w);
     let (_, _, kh, kw) = w.dims4()?;
@@ -162,6 +164,16 @@ fn direct_kernel_grad(
     gw
 }
 
+/// Whether the direct kernel gradient beats im2col GEMM: for few channels, where im2col and
+/// the GEMM's packing cost more than its arithmetic. Each (output, input) channel pair reads
+/// both planes again, so at many channels the GEMM's operand reuse wins. Measured with the
+/// bench command of [`direct_conv`] (seg stage, batch 8), limits 0 / 256 / 1024 / unlimited:
+/// lite at 256² 1.43–1.49 images/s at 256 against 1.41 at 1024 and 1.36 unlimited; official
+/// at 128² 0.67 at 256 against 0.63 at 0 or 1024, and 0.45 unlimited.
+fn direct_kernel_grad_pays(cin: usize, cout: usize) -> bool {
+    cin * cout <= 256
+}
+
 /// The thread pool of the direct training convolutions, as many threads as rayon's (the
 /// GEMMs' pool), started on first use. The engine's kernels run on their own pool, not on
 /// rayon (see `engine::threads`); the two never run at the same time here, because a
@@ -270,7 +282,7 @@ impl CustomOp2 for ConvIm2col {
         let gx = conv2d_im2col(&g, &w_t, d * (k - 1) - self.padding, d)?;
         // ∂w[o, c, i, j] = Σ_b Σ_p g[b, o, p] · x_padded[b, c, p + d·(i, j)].
         let (b, _, ho, wo) = g.dims4()?;
-        if direct_applies(k, self.padding, d) {
+        if direct_applies(k, self.padding, d) && direct_kernel_grad_pays(cin, cout) {
             let (x, g) = (x.contiguous()?, g.contiguous()?);
             let (xs, xl) = x.storage_and_layout();
             let (gs, gl) = g.storage_and_layout();
@@ -384,6 +396,8 @@ mod tests {
             (2, 4, 3, 0, 1, 8),
             // Taps that miss a whole row or column of this 2×5 input (all padding).
             (2, 3, 7, 3, 1, 2),
+            // Direct forward, kernel gradient by GEMM (17·16 channel pairs > 256).
+            (17, 16, 3, 1, 1, 6),
         ] {
             let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, cin, size, size + 3), &d)?)?;
             let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, cin, k, k), &d)?)?;
