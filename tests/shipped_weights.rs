@@ -21,7 +21,7 @@ fn shipped_weights_carry_their_config_and_preprocessing() {
     let file = srsnet::model::weights_file::WeightsFile::open(&shipped()).unwrap();
     assert_eq!(file.config, srsnet::model::ModelConfig::lite());
     assert_eq!(file.preprocess.channels, 1);
-    // v3: fine-tuned from v2 (itself from v1) on the lite-v2 recipe, selected on its four validation sets,
+    // v2: fine-tuned from v1 on the lite-v2 recipe, selected on its four validation sets,
     // whose metrics at the checkpoint are recorded, with the operating point chosen after.
     let info = &file.info;
     assert!((info["threshold"].as_f64().unwrap() - 0.95).abs() < 1e-6, "{info}");
