@@ -90,6 +90,10 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "1",
         "--recon-epochs",
         "1",
+        "--crop",
+        "16",
+        "--hard-negatives",
+        "0.5",
         "--out",
         s(&out),
     ]);
@@ -122,8 +126,18 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
     let seg: serde_json::Value = log
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|v| v["stage"] == "seg")
+        .find(|v| v["stage"] == "seg" && v.get("val").is_some())
         .unwrap();
+    // The segmentation stage mined its net's false targets over all 54 training tiles first.
+    let mined: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v.get("mined_false_targets").is_some())
+        .unwrap_or_else(|| panic!("no mining record in {log}"));
+    assert_eq!(
+        (mined["stage"].as_str(), mined["samples"].as_u64()),
+        (Some("seg"), Some(54))
+    );
     let sets = seg["val"]["sets"].as_array().unwrap();
     assert_eq!(sets.len(), 2, "{seg}");
     assert!(
@@ -174,6 +188,30 @@ fn bad_recipes_are_refused_with_the_reason() {
     let (code, err) = srsnet(&["train", "all", "--dataset", "masks:x", "--out", s(&d.join("o"))]);
     assert_ne!(code, 0);
     assert!(err.contains("unknown kind"), "{err}");
+    let (code, err) = srsnet(&[
+        "train",
+        "all",
+        "--data",
+        "/x",
+        "--hard-negatives",
+        "0.3",
+        "--out",
+        s(&d.join("o")),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--hard-negatives 0.3 needs --crop"), "{err}");
+    let (code, err) = srsnet(&[
+        "train",
+        "all",
+        "--hard-negatives",
+        "1.5",
+        "--crop",
+        "16",
+        "--out",
+        s(&d.join("o")),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--hard-negatives"), "{err}");
 }
 
 /// Copies weights file `from` to `to` without tensor `drop`, keeping the metadata.

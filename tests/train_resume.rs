@@ -1,15 +1,17 @@
 //! A run stopped mid-epoch (as by Ctrl-C) and resumed ends with exactly the parameters,
-//! running statistics and optimiser state of the same run left uninterrupted.
+//! running statistics, optimiser state and hard-negative pool of the same run left uninterrupted.
 
 mod common;
 use candle_core::{DType, Device};
 use srsnet::dataset::Truth;
 use srsnet::image_io::Frame;
+use srsnet::model::weights_file::WeightsFile;
 use srsnet::model::{ModelConfig, NetConfig, WeightStore};
 use srsnet::preprocess::{Geometry, PreprocessSpec};
 use srsnet::stream::stop::Stop;
 use srsnet::synthetic::{Scene, SceneConfig};
 use srsnet::train::augment::AugmentConfig;
+use srsnet::train::checkpoint::Checkpoint;
 use srsnet::train::data::Sample;
 use srsnet::train::optim::SgdConfig;
 use srsnet::train::recipe::{ValItem, ValSet};
@@ -85,6 +87,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         progress: false,
         device: Device::Cpu,
         stop_after_batches: stop_after,
+        hard_negatives: 0.0,
     }
 }
 
@@ -184,5 +187,77 @@ fn resumed_training_equals_uninterrupted() {
         .unwrap(),
         Outcome::Finished
     );
+    assert_same_checkpoints(&last_path(&straight, "seg"), &last_path(&split, "seg"));
+}
+
+fn pool(dir: &std::path::Path) -> Vec<srsnet::train::mining::HardNegative> {
+    Checkpoint::open(&last_path(dir, "seg")).unwrap().state.hard_negatives
+}
+
+/// 64×64 frames of two bright targets of which only the first is in the mask: the shipped
+/// weights find both, so the second is a false target for mining to find. Also returns where
+/// the second target is in each frame.
+fn half_labelled(n: usize) -> (Vec<Sample>, Vec<(f64, f64)>) {
+    let mut scene = Scene::new(SceneConfig {
+        width: 64,
+        height: 64,
+        targets: 2,
+        seed: 5,
+        contrast: 0.4,
+        ..Default::default()
+    });
+    (0..n)
+        .map(|i| {
+            let (img, truth) = scene.frame(i * 5);
+            let mut mask = vec![0f32; 64 * 64];
+            let (x, y) = (truth[0].x.round() as usize, truth[0].y.round() as usize);
+            mask[y * 64 + x] = 1.0;
+            let sample = Sample {
+                name: format!("h{i}"),
+                image: Frame::new(64, 64, 1, img).unwrap(),
+                mask: Some(mask),
+            };
+            (sample, (truth[1].x, truth[1].y))
+        })
+        .unzip()
+}
+
+#[test]
+fn a_fine_tune_mining_hard_negatives_resumes_exactly() {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/srsnet-lite.safetensors");
+    let file = WeightsFile::open(&shipped).unwrap();
+    let opts = |out: PathBuf, resume: bool, stop_after: Option<usize>| TrainOptions {
+        config: file.config.clone(),
+        preprocess: file.preprocess.clone(),
+        augment: AugmentConfig {
+            crop: Some(32),
+            ..options(out.clone(), resume, stop_after).augment
+        },
+        val_every: 2,
+        hard_negatives: 0.5,
+        ..options(out, resume, stop_after)
+    };
+    let (samples, unlabelled) = half_labelled(8);
+    let data = TrainData::new(samples, Vec::new());
+    let never = Stop::new();
+    let from = SegStart::FineTune(&file);
+
+    let straight = tmp("mining-straight");
+    let done = train_seg(&opts(straight.clone(), false, None), &data, from, &never).unwrap();
+    assert_eq!(done, Outcome::Finished);
+
+    // 2 batches per epoch: stop after 1, resume to the end.
+    let split = tmp("mining-split");
+    let first = train_seg(&opts(split.clone(), false, Some(1)), &data, from, &never).unwrap();
+    assert_eq!(first, Outcome::Interrupted);
+    // Mined before the first batch: the unlabelled second target of each frame, near its truth.
+    let mined = pool(&split);
+    let near_unlabelled = mined.iter().filter(|h| {
+        let (x, y) = unlabelled[h.sample];
+        (h.x as f64 - x).abs() <= 2.0 && (h.y as f64 - y).abs() <= 2.0
+    });
+    assert!(near_unlabelled.count() >= 6, "{mined:?}");
+    let rest = train_seg(&opts(split.clone(), true, None), &data, from, &never).unwrap();
+    assert_eq!(rest, Outcome::Finished);
     assert_same_checkpoints(&last_path(&straight, "seg"), &last_path(&split, "seg"));
 }

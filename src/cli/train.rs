@@ -61,6 +61,8 @@ pub struct RunArgs {
     pub augment: AugmentConfig,
     /// Validate every this many epochs.
     pub val_every: usize,
+    /// Share of segmentation crops centred on mined false targets.
+    pub hard_negatives: f64,
     /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
     /// Continue from the output folder's last checkpoint.
@@ -85,6 +87,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         progress: true,
         device: run.device.clone(),
         stop_after_batches: None,
+        hard_negatives: run.hard_negatives,
     }
 }
 
@@ -221,6 +224,7 @@ pub fn train(
         }
         let mut opts = options(run, &config, &preprocess, run.recon_epochs);
         opts.augment.synthesis = Synthesis::default();
+        opts.hard_negatives = 0.0;
         if trainer::train_recon(&opts, &data, &stop)? == Outcome::Interrupted {
             return report_skipped(&loaded.skipped);
         }
@@ -264,7 +268,7 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "recipe": recipe,
         "epochs": run.epochs, "recon_epochs": run.recon_epochs, "batch": run.batch, "lr": run.sgd.lr,
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
-        "crop": run.augment.crop, "synthesis": run.augment.synthesis,
+        "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
     })
 }
 
@@ -409,6 +413,12 @@ pub struct TrainArgs {
     /// Validate every this many epochs (and after the last).
     #[arg(long, default_value_t = 1, value_parser = parse_at_least_one)]
     pub val_every: usize,
+    /// Share of segmentation crops (0–1) placed around a false target that the current net
+    /// raises on the training set, instead of drawn as usual. The false targets are mined
+    /// again at the start of every --val-every-th epoch (a pass of the net over every training
+    /// sample). Needs --crop.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
+    pub hard_negatives: f64,
     /// Output folder: checkpoints, log.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -477,6 +487,12 @@ impl TrainArgs {
 
     /// The recipe, run options and final weights path these arguments name.
     pub fn split(self) -> Result<(Recipe, RunArgs, PathBuf)> {
+        if self.hard_negatives > 0.0 && self.crop.is_none() {
+            bail!(
+                "--hard-negatives {} needs --crop: crops are what it places around false targets",
+                self.hard_negatives
+            );
+        }
         let data = self.recipe()?;
         let weights_out = self
             .weights_out
@@ -505,6 +521,7 @@ impl TrainArgs {
                 },
             },
             val_every: self.val_every,
+            hard_negatives: self.hard_negatives,
             out: self.out,
             resume: self.resume,
             device: self.device.open()?,

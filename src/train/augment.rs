@@ -170,6 +170,17 @@ pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> ChaCha8Rng {
 
 /// Returns the augmented (image, mask) of a square sample.
 pub fn augment(s: &Sample, cfg: &AugmentConfig, rng: &mut ChaCha8Rng) -> (Frame, Option<Vec<f32>>) {
+    augment_around(s, cfg, None, rng)
+}
+
+/// [`augment`], with the crop (if any) placed around pixel `centre` (x, y) of the sample,
+/// jittered as a target-biased crop is, when `centre` is given.
+pub fn augment_around(
+    s: &Sample,
+    cfg: &AugmentConfig,
+    centre: Option<(usize, usize)>,
+    rng: &mut ChaCha8Rng,
+) -> (Frame, Option<Vec<f32>>) {
     let n = s.image.width;
     debug_assert_eq!(n, s.image.height, "augmentation expects resized (square) samples");
     // RandomRotate90 (p 0.5, k ∈ 0..4) then Flip (p 0.5: horizontal, vertical or both), as the reference.
@@ -185,7 +196,10 @@ pub fn augment(s: &Sample, cfg: &AugmentConfig, rng: &mut ChaCha8Rng) -> (Frame,
     };
     let (x0, y0, side) = match cfg.crop {
         Some(c) if c < n => {
-            let (cx, cy) = crop_centre(s, n, cfg.target_bias, rng);
+            let (cx, cy) = match centre {
+                Some((x, y)) => jittered(y * n + x, n, c, rng),
+                None => crop_centre(s, n, c, cfg.target_bias, rng),
+            };
             let x0 = cx.saturating_sub(c / 2).min(n - c);
             let y0 = cy.saturating_sub(c / 2).min(n - c);
             (x0, y0, c)
@@ -217,8 +231,8 @@ pub fn augment(s: &Sample, cfg: &AugmentConfig, rng: &mut ChaCha8Rng) -> (Frame,
     (image, s.mask.as_ref().map(|m| pick(m)))
 }
 
-/// A crop centre: near a random target pixel with probability `bias` (when there are targets).
-fn crop_centre(s: &Sample, n: usize, bias: f64, rng: &mut ChaCha8Rng) -> (usize, usize) {
+/// A `c`-crop's centre: near a random target pixel with probability `bias` (when there are targets).
+fn crop_centre(s: &Sample, n: usize, c: usize, bias: f64, rng: &mut ChaCha8Rng) -> (usize, usize) {
     if let Some(mask) = &s.mask {
         if rng.gen_bool(bias.clamp(0.0, 1.0)) {
             let positives: Vec<usize> = mask
@@ -229,18 +243,24 @@ fn crop_centre(s: &Sample, n: usize, bias: f64, rng: &mut ChaCha8Rng) -> (usize,
                 .collect();
             if !positives.is_empty() {
                 let i = positives[rng.gen_range(0..positives.len())];
-                // Jitter so the target is not always at the centre of the crop.
-                let j = (n / 8).max(1) as isize;
-                let cx = (i % n) as isize + rng.gen_range(-j..=j);
-                let cy = (i / n) as isize + rng.gen_range(-j..=j);
-                return (
-                    cx.clamp(0, n as isize - 1) as usize,
-                    cy.clamp(0, n as isize - 1) as usize,
-                );
+                return jittered(i, n, c, rng);
             }
         }
     }
     (rng.gen_range(0..n), rng.gen_range(0..n))
+}
+
+/// Pixel `i` of an n×n sample moved by up to n/8 in x and y (clamped to the sample), so that
+/// what a `c`-crop is placed around is not always at its centre; never by c/2 or more, which
+/// could leave it outside the crop.
+fn jittered(i: usize, n: usize, c: usize, rng: &mut ChaCha8Rng) -> (usize, usize) {
+    let j = (n / 8).min(c.saturating_sub(1) / 2).max(1) as isize;
+    let cx = (i % n) as isize + rng.gen_range(-j..=j);
+    let cy = (i / n) as isize + rng.gen_range(-j..=j);
+    (
+        cx.clamp(0, n as isize - 1) as usize,
+        cy.clamp(0, n as isize - 1) as usize,
+    )
 }
 
 #[cfg(test)]
@@ -296,6 +316,25 @@ mod tests {
             let (img, mask) = augment(&s, &cfg, &mut sample_rng(5, 0, i));
             assert_eq!(img.width, 16);
             assert!(mask.unwrap().iter().any(|&m| m > 0.5), "crop {i} misses the target");
+        }
+    }
+
+    #[test]
+    fn crops_placed_around_a_pixel_contain_it() {
+        // Pixel (40, 50) of the 64×64 sample holds the value 50·64 + 40; the target (1, 1) is
+        // far away, so the crop follows the given centre, not the target bias.
+        let s = sample(64);
+        let cfg = AugmentConfig {
+            crop: Some(16),
+            target_bias: 1.0,
+            rotate_flip: true,
+            synthesis: Synthesis::default(),
+        };
+        for i in 0..20 {
+            let (img, mask) = augment_around(&s, &cfg, Some((40, 50)), &mut sample_rng(5, 0, i));
+            assert_eq!(img.width, 16);
+            assert!(img.data.contains(&3240.0), "crop {i} misses the pixel");
+            assert!(mask.unwrap().iter().all(|&m| m == 0.0), "crop {i} reaches the target");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Training checkpoints: every variable (parameters and BatchNorm running statistics), the
 //! optimiser's momentum buffers, and where the run stands, so `--resume` continues exactly.
 
+use super::mining::HardNegative;
 use crate::model::weights::WeightStore;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -26,6 +27,9 @@ pub struct RunState {
     pub best_score: Option<f64>,
     /// Epoch of the best score.
     pub best_epoch: Option<usize>,
+    /// The hard-negative pool mined last (empty unless the run mines; older checkpoints have none).
+    #[serde(default)]
+    pub hard_negatives: Vec<HardNegative>,
 }
 
 /// Writes a checkpoint (write then rename, so an interrupted write never replaces a good one).

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod heap;
 pub mod loss;
+pub mod mining;
 pub mod optim;
 pub mod recipe;
 pub mod stages;

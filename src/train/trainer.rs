@@ -2,9 +2,10 @@
 //! per-epoch checkpoints with the optimiser state (exact `--resume`); a checkpoint on Ctrl-C;
 //! a JSON Lines log; the best checkpoint kept by a named score.
 
-use super::augment::{augment, sample_rng, synthesize, AugmentConfig};
+use super::augment::{augment_around, sample_rng, synthesize, AugmentConfig};
 use super::checkpoint::{self, Checkpoint, RunState};
 use super::data::Sample;
+use super::mining::{self, HardNegative};
 use super::optim::{Sgd, SgdConfig};
 use super::recipe::{Group, ValSet};
 use super::stages::{ReconStage, SegStage};
@@ -61,6 +62,9 @@ pub struct TrainOptions {
     pub device: Device,
     /// Stop (as on Ctrl-C, with a checkpoint) after this many batches of this run.
     pub stop_after_batches: Option<usize>,
+    /// Share of segmentation crops centred on a false target of the current net instead
+    /// (`train::mining`; mined at the start of every `val_every`-th epoch); 0 turns mining off.
+    pub hard_negatives: f64,
 }
 
 /// How a run ended.
@@ -122,6 +126,11 @@ trait Stage {
     fn validate(&mut self, val: &[ValSet], opts: &TrainOptions) -> Result<(f64, serde_json::Value)>;
     fn opt(&mut self) -> &mut Sgd;
     fn vars(&self) -> BTreeMap<String, Var>;
+    /// The false targets the stage's net raises on `samples` (`train::mining`); a stage
+    /// without a segmentation output has none.
+    fn mine(&mut self, _samples: &[Sample], _opts: &TrainOptions) -> Result<Vec<HardNegative>> {
+        Ok(Vec::new())
+    }
 }
 
 impl Stage for ReconStage {
@@ -181,6 +190,10 @@ impl Stage for SegStage {
     }
     fn vars(&self) -> BTreeMap<String, Var> {
         self.vars.vars()
+    }
+    fn mine(&mut self, samples: &[Sample], opts: &TrainOptions) -> Result<Vec<HardNegative>> {
+        let mut runner = SegRunner::new(self, &opts.device)?;
+        mining::mine(samples, |image| runner.logits(image, &opts.preprocess))
     }
 }
 
@@ -257,20 +270,29 @@ fn batches_per_epoch(n: usize, batch: usize) -> usize {
     n.div_ceil(batch)
 }
 
-/// Builds batch `b` of `epoch`: augmented, normalised images and masks.
+/// Builds batch `b` of `epoch`: augmented, normalised images and masks. A share
+/// `opts.hard_negatives` of the draws is replaced by a crop around a spot of `pool`.
 fn make_batch(
     data: &[Sample],
     order: &[usize],
     b: usize,
     opts: &TrainOptions,
     epoch: usize,
+    pool: &[HardNegative],
 ) -> Result<(Tensor, Tensor)> {
     let idx = &order[b * opts.batch..((b + 1) * opts.batch).min(order.len())];
     let (mut xs, mut ms) = (Vec::new(), Vec::new());
     let mut side = 0;
     for (k, &i) in idx.iter().enumerate() {
-        let mut rng = sample_rng(opts.seed, epoch, b * opts.batch + k);
-        let (mut img, mut mask) = augment(&data[i], &opts.augment, &mut rng);
+        let index = b * opts.batch + k;
+        // Its own random stream, so that a run without mining draws exactly as before.
+        let spot = mining::draw(pool, opts.hard_negatives, &mut sample_rng(!opts.seed, epoch, index));
+        let (sample, centre) = match spot {
+            Some(h) => (&data[h.sample], Some((h.x, h.y))),
+            None => (&data[i], None),
+        };
+        let mut rng = sample_rng(opts.seed, epoch, index);
+        let (mut img, mut mask) = augment_around(sample, &opts.augment, centre, &mut rng);
         synthesize(&mut img, &mut mask, &opts.augment.synthesis, &mut rng);
         side = img.width;
         let c = img.channels;
@@ -346,6 +368,9 @@ fn run_loop(
     while state.epoch < opts.epochs {
         let epoch = state.epoch;
         let order = epoch_order(data, opts.seed, epoch);
+        if opts.hard_negatives > 0.0 && state.batch == 0 && epoch.is_multiple_of(opts.val_every.max(1)) {
+            mine_into(stage, data, opts, &mut state, &mut pb)?;
+        }
         let t0 = Instant::now();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         while state.batch < nb {
@@ -358,7 +383,7 @@ fn run_loop(
                 ));
                 return Ok(Outcome::Interrupted);
             }
-            let (x, m) = make_batch(&data.train, &order, state.batch, opts, epoch)?;
+            let (x, m) = make_batch(&data.train, &order, state.batch, opts, epoch, &state.hard_negatives)?;
             let lr = stage.opt().lr();
             let loss = stage.step(&x, &m)?;
             if !loss.is_finite() {
@@ -412,6 +437,29 @@ fn run_loop(
     Ok(Outcome::Finished)
 }
 
+/// Replaces the run's hard-negative pool with the false targets of the stage's current net on
+/// the training samples, and logs how many there are.
+fn mine_into(
+    stage: &mut dyn Stage,
+    data: &TrainData,
+    opts: &TrainOptions,
+    state: &mut RunState,
+    pb: &mut Progress,
+) -> Result<()> {
+    let t0 = Instant::now();
+    pb.set_message(format!("epoch {}: mining hard negatives", state.epoch + 1));
+    state.hard_negatives = stage.mine(&data.train, opts)?;
+    let samples: std::collections::BTreeSet<usize> = state.hard_negatives.iter().map(|h| h.sample).collect();
+    let record = json!({
+        "stage": stage.name(), "epoch": state.epoch, "mined_false_targets": state.hard_negatives.len(),
+        "samples_with_false_targets": samples.len(), "samples": data.train.len(),
+        "mine_secs": t0.elapsed().as_secs_f64(),
+    });
+    log_line(&opts.out_dir, &record)?;
+    pb.println(&record.to_string());
+    Ok(())
+}
+
 /// Where to start: a fresh state, or the `last` checkpoint with `--resume`.
 fn start(opts: &TrainOptions, stage: &str, nb: usize) -> Result<(Option<Checkpoint>, RunState)> {
     let last = last_path(&opts.out_dir, stage);
@@ -443,6 +491,7 @@ fn start(opts: &TrainOptions, stage: &str, nb: usize) -> Result<(Option<Checkpoi
         max_steps: opts.epochs * nb,
         best_score: None,
         best_epoch: None,
+        hard_negatives: Vec::new(),
     };
     Ok((None, fresh))
 }
