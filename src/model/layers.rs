@@ -285,9 +285,13 @@ pub fn pool(x: &Tensor) -> Result<Tensor> {
     x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
 }
 
-/// Bilinear up-sampling by an integer factor with `align_corners=True`, as two matrix
-/// products `A_h · X · A_wᵀ`. Exact, and (unlike candle's `upsample_bilinear2d`) differentiable.
+/// Bilinear up-sampling by an integer factor with `align_corners=True`, differentiable
+/// (unlike candle's `upsample_bilinear2d`): on the CPU in f32 the fused op of
+/// [`super::resample_op`], elsewhere two matrix products `A_h · X · A_wᵀ`.
 pub fn upsample(x: &Tensor, factor: usize) -> Result<Tensor> {
+    if is_cpu_f32(x) {
+        return super::resample_op::upsample(x, factor);
+    }
     let (b, c, h, w) = x.dims4()?;
     let (ho, wo) = (h * factor, w * factor);
     let a_w = interpolation_matrix(w, wo, x)?; // (wo, w)

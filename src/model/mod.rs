@@ -11,6 +11,7 @@ pub mod dpconv;
 pub mod dpconv_op;
 pub mod fusion;
 pub mod layers;
+pub mod resample_op;
 pub mod srsnet;
 pub mod unet;
 pub mod weights;
