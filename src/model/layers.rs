@@ -273,14 +273,17 @@ impl ConvBn {
     }
 }
 
-/// 2×2 max pooling, stride 2, as a max over a (…, 2, …, 2) reshape.
+/// 2×2 max pooling, stride 2: on the CPU in f32 the fused op of [`super::resample_op`] (a tie
+/// sends the gradient to the window's first maximum, as PyTorch does), elsewhere a max over a
+/// (…, 2, …, 2) reshape (a tie gives each tied element the whole gradient).
 ///
 /// Not candle's `max_pool2d`: its backward (candle 0.11.1) multiplies the gradient by the
 /// mean of the max mask (1/4 for a unique maximum) instead of dividing by the number of
-/// maxima, so gradients through it come out 4× too small. The reduce-max backward used here
-/// is exact (a tie gives each tied element the full gradient; PyTorch picks one; ties are
-/// measure-zero on real data).
+/// maxima, so gradients through it come out 4× too small.
 pub fn pool(x: &Tensor) -> Result<Tensor> {
+    if is_cpu_f32(x) {
+        return super::resample_op::max_pool(x);
+    }
     let (b, c, h, w) = x.dims4()?;
     x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
 }

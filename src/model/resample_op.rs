@@ -1,6 +1,7 @@
-//! Align-corners bilinear up-sampling by an integer factor on the CPU in f32, as one autograd
-//! op: each output reads its 2×2 source taps, and the backward scatters each gradient back to
-//! them.
+//! Resolution changes on the CPU in f32 as autograd ops: align-corners bilinear up-sampling by
+//! an integer factor (each output reads its 2×2 source taps; the backward scatters each
+//! gradient back to them) and 2×2 max pooling (the backward sends each gradient to its
+//! window's maximum).
 //!
 //! Why: written with tensor ops (`layers::upsample` elsewhere), the resize is two dense matrix
 //! products with interpolation matrices that are zero but for two entries a row, so a ×2
@@ -10,6 +11,12 @@
 //!
 //! Order of operations: along W first, then along H, as the matrix form does, so the values
 //! agree with it to rounding (the products here use the same f32 weights).
+//!
+//! Max pooling as tensor ops is two reductions over a reshaped view, and each reduction's
+//! backward is a broadcast comparison and a product: six full-size passes where one does. Where
+//! several elements of a window tie for its maximum, the gradient goes to the first of them in
+//! row-major order, as PyTorch's `max_pool2d` (the reference) does; the reduction form gives each
+//! tied element the whole gradient.
 
 use super::cpu_storage::{cpu_f32_slice, f32_slice};
 use crate::engine::kernels::resample::align_corners_taps;
@@ -105,6 +112,79 @@ impl CustomOp1 for Upsample {
     }
 }
 
+/// 2×2 max pooling, stride 2, of `x` (B, C, H, W) with H and W even, contiguous CPU f32.
+pub fn max_pool(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if h % 2 != 0 || w % 2 != 0 {
+        candle_core::bail!("2×2 max pooling needs an even height and width, got {h}×{w}");
+    }
+    x.contiguous()?.apply_op1(MaxPool)
+}
+
+/// The maximum of each 2×2 window of a `w`-wide plane's row pair (`r0`, `r1`), and which of
+/// its four elements (0–3, row-major) holds it first; NaN wins, as in PyTorch.
+fn window_max(r0: &[f32], r1: &[f32], j: usize) -> (f32, usize) {
+    let v = [r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]];
+    let mut best = (v[0], 0);
+    for (k, &x) in v.iter().enumerate().skip(1) {
+        if x > best.0 || (x.is_nan() && !best.0.is_nan()) {
+            best = (x, k);
+        }
+    }
+    best
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MaxPool;
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = l.shape().dims4()?;
+        let x = f32_slice(s, l, "pooling input")?;
+        let (ho, wo) = (h / 2, w / 2);
+        let mut out = vec![0f32; b * c * ho * wo];
+        out.par_chunks_mut(ho * wo).enumerate().for_each(|(p, o)| {
+            let plane = &x[p * h * w..(p + 1) * h * w];
+            for (i, dst) in o.chunks_exact_mut(wo).enumerate() {
+                let (r0, r1) = (&plane[2 * i * w..][..w], &plane[(2 * i + 1) * w..][..w]);
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = window_max(r0, r1, j).0;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, c, ho, wo))))
+    }
+
+    /// Each window's gradient to its (first) maximum, found again from `x` rather than kept
+    /// from the forward, to hold no index map per pooled activation between the passes.
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let (b, c, h, w) = x.dims4()?;
+        let (ho, wo) = (h / 2, w / 2);
+        let (x, g) = (x.contiguous()?, g.contiguous()?);
+        let (xs, xl) = x.storage_and_layout();
+        let (gs, gl) = g.storage_and_layout();
+        let x = cpu_f32_slice(&xs, xl, "pooling input")?;
+        let g = cpu_f32_slice(&gs, gl, "pooling gradient")?;
+        let mut gx = vec![0f32; b * c * h * w];
+        gx.par_chunks_mut(h * w).enumerate().for_each(|(p, gp)| {
+            let plane = &x[p * h * w..(p + 1) * h * w];
+            let gout = &g[p * ho * wo..(p + 1) * ho * wo];
+            for (i, grow) in gout.chunks_exact(wo).enumerate() {
+                let (r0, r1) = (&plane[2 * i * w..][..w], &plane[(2 * i + 1) * w..][..w]);
+                for (j, &v) in grow.iter().enumerate() {
+                    let k = window_max(r0, r1, j).1;
+                    gp[(2 * i + k / 2) * w + 2 * j + k % 2] = v;
+                }
+            }
+        });
+        Ok(Some(Tensor::from_vec(gx, (b, c, h, w), &Device::Cpu)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +237,48 @@ mod tests {
             assert!(dv < 1e-5, "factor {factor}, {h}×{w}: value diff {dv}");
             assert!(dg < 1e-4, "factor {factor}, {h}×{w}: gradient diff {dg}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn max_pool_matches_the_reduction_form_and_sends_a_tie_to_its_first_element() -> Result<()> {
+        let x = Tensor::randn(0f32, 1., (2, 3, 6, 8), &Device::Cpu)?;
+        let wts = Tensor::randn(0f32, 1., (2, 3, 3, 4), &Device::Cpu)?;
+        let v = Var::from_tensor(&x)?;
+        let ours = max_pool(v.as_tensor())?;
+        let g = ours.mul(&wts)?.sum_all()?.backward()?;
+        let g = g.get(v.as_tensor()).expect("gradient").clone();
+        let v2 = Var::from_tensor(&x)?;
+        let theirs = v2.as_tensor().reshape((2, 3, 3, 2, 4, 2))?.max(5)?.max(3)?;
+        let g2 = theirs.mul(&wts)?.sum_all()?.backward()?;
+        let g2 = g2.get(v2.as_tensor()).expect("gradient").clone();
+        // Random normal values do not tie, so both forms agree exactly.
+        assert_eq!(max_abs_diff(&ours, &theirs)?, 0.0);
+        assert_eq!(max_abs_diff(&g, &g2)?, 0.0);
+
+        // A 2×4 plane: the first window ties at 1 in its elements 1 and 2, the second at 0
+        // (all four, as after a ReLU). The gradient goes to (0, 1) and (0, 2) only.
+        let x = Tensor::new(&[[0f32, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0]], &Device::Cpu)?.reshape((1, 1, 2, 4))?;
+        let v = Var::from_tensor(&x)?;
+        let y = max_pool(v.as_tensor())?;
+        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [1.0, 0.0]);
+        let g = y.sum_all()?.backward()?;
+        let g = g
+            .get(v.as_tensor())
+            .expect("gradient")
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(g, [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn max_pool_propagates_nan_and_refuses_odd_sizes() -> Result<()> {
+        let x = Tensor::new(&[[1f32, f32::NAN], [3.0, 2.0]], &Device::Cpu)?.reshape((1, 1, 2, 2))?;
+        assert!(max_pool(&x)?.flatten_all()?.to_vec1::<f32>()?[0].is_nan());
+        let odd = Tensor::zeros((1, 1, 3, 4), candle_core::DType::F32, &Device::Cpu)?;
+        let e = max_pool(&odd).unwrap_err().to_string();
+        assert!(e.contains("even height and width, got 3×4"), "{e}");
         Ok(())
     }
 
