@@ -13,7 +13,7 @@
 //! zero; it is computed in closed form all the same, so the optimiser still applies weight
 //! decay and momentum to `b` as PyTorch does.
 
-use super::cpu_storage::{cpu_f32_slice, f32_slice};
+use super::cpu_storage::{cpu_f32_slice, f32_slice, par_zeroed};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -109,7 +109,7 @@ impl CustomOp3 for BatchNormTrain {
         let shift: Vec<f32> = (0..c)
             .map(|ch| (gb[c + ch] as f64 - stats.mean[ch] * scale[ch] as f64) as f32)
             .collect();
-        let mut out = vec![0f32; x.len()];
+        let mut out = par_zeroed(x.len());
         out.par_chunks_mut(hw)
             .zip(x.par_chunks(hw))
             .enumerate()
@@ -176,7 +176,7 @@ impl CustomOp3 for BatchNormTrain {
                 acc
             })
             .collect();
-        let mut dx = vec![0f32; xv.len()];
+        let mut dx = par_zeroed(xv.len());
         dx.par_chunks_mut(hw).enumerate().for_each(|(i, d)| {
             let ch = i % c;
             let (mu, is) = (stats.mean[ch], inv_std[ch]);

@@ -15,7 +15,7 @@
 //! (the reference's spatial attention) does; Candle's max gives each tied element the whole
 //! gradient. Other devices and dtypes (f16 inference, CUDA) use the composition.
 
-use super::cpu_storage::{cpu_f32_slice, dot, f32_slice, is_cpu_f32};
+use super::cpu_storage::{cpu_f32_slice, dot, f32_slice, is_cpu_f32, par_zeroed};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -87,7 +87,7 @@ impl CustomOp2 for ChannelPool {
             f32_slice(cs, cl, "channel gate")?,
         );
         let hw = h * w;
-        let mut out = vec![0f32; b * 2 * hw];
+        let mut out = par_zeroed(b * 2 * hw);
         out.par_chunks_mut(2 * hw).enumerate().for_each(|(bi, o)| {
             let (t_b, ca_b) = (&t[bi * c * hw..(bi + 1) * c * hw], &ca[bi * c..(bi + 1) * c]);
             let (mean, max) = o.split_at_mut(hw);
@@ -104,7 +104,7 @@ impl CustomOp2 for ChannelPool {
     fn bwd(&self, t: &Tensor, ca: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, c, h, w) = t.dims4()?;
         let hw = h * w;
-        let mut gt = vec![0f32; b * c * hw];
+        let mut gt = par_zeroed(b * c * hw);
         let mut gca = vec![0f32; b * c];
         with_data(t, |t| {
             with_data(ca, |ca| {
@@ -163,7 +163,7 @@ impl CustomOp3 for ScaleAddRelu {
         let t = f32_slice(ts, tl, "attention input")?;
         let gates = f32_slice(gs, gl, "attention gates")?;
         let r = f32_slice(rs, rl, "residual")?;
-        let mut out = vec![0f32; b * c * hw];
+        let mut out = par_zeroed(b * c * hw);
         out.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
             let (bi, ci) = (plane / c, plane % c);
             let gate = &gates[bi * (c + hw)..(bi + 1) * (c + hw)];
@@ -186,7 +186,7 @@ impl CustomOp3 for ScaleAddRelu {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (b, c, h, w) = t.dims4()?;
         let hw = h * w;
-        let (mut gt, mut gr) = (vec![0f32; b * c * hw], vec![0f32; b * c * hw]);
+        let (mut gt, mut gr) = (par_zeroed(b * c * hw), par_zeroed(b * c * hw));
         let mut gg = vec![0f32; b * (c + hw)];
         with_data(t, |t| {
             with_data(gates, |gates| {

@@ -23,7 +23,7 @@
 //! 640×512 with a 3×3 kernel) and, in training, one copy of the output (Candle's custom-op API
 //! wants an owned output storage).
 
-use super::cpu_storage::{cpu_f32_slice, f32_slice, is_cpu_f32};
+use super::cpu_storage::{cpu_f32_slice, f32_slice, is_cpu_f32, par_zeroed};
 use crate::engine::buffers::{Geom, Planes};
 use crate::engine::kernels::conv::{conv as kernel_conv, tap_sums, ConvWeights, Epilogue, Staging};
 use crate::engine::simd::Isa;
@@ -202,18 +202,6 @@ fn bordered_planes(x: &[f32], planes: usize, g: Geom) -> Vec<f32> {
             }
         });
     // SAFETY: each of the `planes` chunks of `g.plane()` elements was filled in full above.
-    unsafe { out.set_len(len) };
-    out
-}
-
-/// A zero vector of `len` floats, zeroed by all of rayon's threads (glibc's calloc memsets
-/// reused heap blocks on the calling thread; see `im2col_slice`).
-fn par_zeroed(len: usize) -> Vec<f32> {
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(1 << 16)
-        .for_each(|c| c.fill(MaybeUninit::new(0.0)));
-    // SAFETY: every element was written by the fill above.
     unsafe { out.set_len(len) };
     out
 }

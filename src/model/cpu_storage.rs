@@ -1,8 +1,10 @@
 //! Raw access to CPU f32 tensors, for the custom ops (`batchnorm_train.rs`, `conv.rs`,
-//! `cbam_op.rs`) whose loops read Candle's storage directly instead of going through tensor
-//! ops, and the one reduction loop they share.
+//! `cbam_op.rs`, `resample_op.rs`) whose loops read Candle's storage directly instead of going
+//! through tensor ops, and the helpers they share: the reduction loop and output allocation.
 
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Whether a tensor is on the CPU in f32, the only case the custom ops handle.
 pub fn is_cpu_f32(t: &Tensor) -> bool {
@@ -43,4 +45,18 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     (lanes.iter().map(|&v| v as f64).sum::<f64>() + tail) as f32
+}
+
+/// A zero vector of `len` floats, zeroed by all of rayon's threads. Every op allocates its
+/// outputs and gradients with it: `vec![0.0; n]` is a calloc, which glibc serves from reused
+/// heap blocks (training keeps freed memory, `train::heap`) by a memset on the calling thread,
+/// so each full-size buffer was zeroed serially before the parallel loop that fills it.
+pub fn par_zeroed(len: usize) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(1 << 16)
+        .for_each(|c| c.fill(MaybeUninit::new(0.0)));
+    // SAFETY: every element was written by the fill above.
+    unsafe { out.set_len(len) };
+    out
 }

@@ -9,6 +9,7 @@
 //! are f32, and so is all arithmetic. Inference only (no backward): training keeps the Candle
 //! composition.
 
+use super::cpu_storage::par_zeroed;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
@@ -58,7 +59,7 @@ impl FusedDpConv {
         let (c, k) = (self.channels, self.kernel);
         let (ck2, r, group) = (c * k * k, (k / 2) as isize, self.group());
         let (wg, bg) = gen.split_at(c * ck2);
-        let mut out = vec![0f32; b * c * h * w];
+        let mut out = par_zeroed(b * c * h * w);
         let mut theta = vec![0f32; ck2];
         for f in 0..b {
             for n in 0..c {

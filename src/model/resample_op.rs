@@ -18,7 +18,7 @@
 //! row-major order, as PyTorch's `max_pool2d` (the reference) does; the reduction form gives each
 //! tied element the whole gradient.
 
-use super::cpu_storage::{cpu_f32_slice, f32_slice};
+use super::cpu_storage::{cpu_f32_slice, f32_slice, par_zeroed};
 use crate::engine::kernels::resample::align_corners_taps;
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -59,7 +59,7 @@ impl CustomOp1 for Upsample {
         let x = f32_slice(s, l, "up-sampling input")?;
         let (ho, wo) = self.out_dims(h, w);
         let (tx, ty) = (taps(w, wo), taps(h, ho));
-        let mut out = vec![0f32; b * c * ho * wo];
+        let mut out = par_zeroed(b * c * ho * wo);
         out.par_chunks_mut(ho * wo).enumerate().for_each(|(p, o)| {
             let plane = &x[p * h * w..(p + 1) * h * w];
             // Along W: every source row to `wo` columns.
@@ -89,7 +89,7 @@ impl CustomOp1 for Upsample {
         let g = g.contiguous()?;
         let (storage, layout) = g.storage_and_layout();
         let g = cpu_f32_slice(&storage, layout, "up-sampling gradient")?;
-        let mut gx = vec![0f32; b * c * h * w];
+        let mut gx = par_zeroed(b * c * h * w);
         gx.par_chunks_mut(h * w).enumerate().for_each(|(p, gp)| {
             let gout = &g[p * ho * wo..(p + 1) * ho * wo];
             let mut rows = vec![0f32; h * wo];
@@ -146,7 +146,7 @@ impl CustomOp1 for MaxPool {
         let (b, c, h, w) = l.shape().dims4()?;
         let x = f32_slice(s, l, "pooling input")?;
         let (ho, wo) = (h / 2, w / 2);
-        let mut out = vec![0f32; b * c * ho * wo];
+        let mut out = par_zeroed(b * c * ho * wo);
         out.par_chunks_mut(ho * wo).enumerate().for_each(|(p, o)| {
             let plane = &x[p * h * w..(p + 1) * h * w];
             for (i, dst) in o.chunks_exact_mut(wo).enumerate() {
@@ -169,7 +169,7 @@ impl CustomOp1 for MaxPool {
         let (gs, gl) = g.storage_and_layout();
         let x = cpu_f32_slice(&xs, xl, "pooling input")?;
         let g = cpu_f32_slice(&gs, gl, "pooling gradient")?;
-        let mut gx = vec![0f32; b * c * h * w];
+        let mut gx = par_zeroed(b * c * h * w);
         gx.par_chunks_mut(h * w).enumerate().for_each(|(p, gp)| {
             let plane = &x[p * h * w..(p + 1) * h * w];
             let gout = &g[p * ho * wo..(p + 1) * ho * wo];
