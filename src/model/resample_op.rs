@@ -7,7 +7,10 @@
 //! products with interpolation matrices that are zero but for two entries a row, so a ×2
 //! resize of a 128-wide map does 128 multiply-adds per output instead of 4, and it needs two
 //! transposed copies of the map in the forward and more in the backward. The decoder of S
-//! up-samples five times per frame at up to full resolution, in every training step.
+//! up-samples five times per frame at up to full resolution, in every training step. With this
+//! op the lite seg step (`srsnet bench --train seg --batch 8 --warmup 1 --iters 3`, 256², 2
+//! threads) went from 1.51–1.53 to 1.78–1.89 images/s and its peak memory from 2.9 to 2.47 GB
+//! (alternating runs), and the share of GEMM in its profile halved.
 //!
 //! Order of operations: along W first, then along H, as the matrix form does, so the values
 //! agree with it to rounding (the products here use the same f32 weights).
