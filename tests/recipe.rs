@@ -94,6 +94,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "16",
         "--hard-negatives",
         "0.5",
+        "--negative-loss",
+        "logits",
         "--out",
         s(&out),
     ]);
@@ -151,6 +153,16 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "{}",
         file.info
     );
+    // The training options are in the weights' record.
+    assert_eq!(
+        (
+            file.info["hard_negatives"].as_f64(),
+            file.info["negative_loss"].as_str()
+        ),
+        (Some(0.5), Some("logits")),
+        "{}",
+        file.info
+    );
 }
 
 #[test]
@@ -200,6 +212,21 @@ fn bad_recipes_are_refused_with_the_reason() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("--hard-negatives 0.3 needs --crop"), "{err}");
+    let (code, err) = srsnet(&[
+        "train",
+        "all",
+        "--data",
+        "/x",
+        "--negative-loss",
+        "focal",
+        "--out",
+        s(&d.join("o")),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("'focal'") && err.contains("mass") && err.contains("logits"),
+        "{err}"
+    );
     let (code, err) = srsnet(&[
         "train",
         "all",

@@ -88,6 +88,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         device: Device::Cpu,
         stop_after_batches: stop_after,
         hard_negatives: 0.0,
+        negative_loss: Default::default(),
     }
 }
 
@@ -235,6 +236,7 @@ fn a_fine_tune_mining_hard_negatives_resumes_exactly() {
         },
         val_every: 2,
         hard_negatives: 0.5,
+        negative_loss: srsnet::train::loss::NegativeLoss::Logits,
         ..options(out, resume, stop_after)
     };
     let (samples, unlabelled) = half_labelled(8);

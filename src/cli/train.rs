@@ -12,6 +12,7 @@ use crate::preprocess::{Geometry, PreprocessSpec};
 use crate::stream::stop::Stop;
 use crate::train::augment::{AugmentConfig, Synthesis};
 use crate::train::data::{Sample, Skipped};
+use crate::train::loss::NegativeLoss;
 use crate::train::optim::SgdConfig;
 use crate::train::recipe::{self, DatasetSpec, Group, Recipe};
 use crate::train::trainer::{self, best_path, Outcome, SegStart, TrainData, TrainOptions};
@@ -63,6 +64,8 @@ pub struct RunArgs {
     pub val_every: usize,
     /// Share of segmentation crops centred on mined false targets.
     pub hard_negatives: f64,
+    /// What a target-free segmentation crop costs.
+    pub negative_loss: NegativeLoss,
     /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
     /// Continue from the output folder's last checkpoint.
@@ -88,6 +91,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         device: run.device.clone(),
         stop_after_batches: None,
         hard_negatives: run.hard_negatives,
+        negative_loss: run.negative_loss,
     }
 }
 
@@ -269,6 +273,7 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "epochs": run.epochs, "recon_epochs": run.recon_epochs, "batch": run.batch, "lr": run.sgd.lr,
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
         "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
+        "negative_loss": run.negative_loss,
     })
 }
 
@@ -419,6 +424,11 @@ pub struct TrainArgs {
     /// sample). Needs --crop.
     #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
     pub hard_negatives: f64,
+    /// What a target-free crop costs besides its share of the BCE: `mass`, its predicted mass
+    /// Σp/(64 + Σp); or `logits`, its summed BCE over 64, which does not saturate on confident
+    /// false targets (`src/train/loss.rs`). Crops with a target keep the reference's loss.
+    #[arg(long, value_enum, default_value_t = NegativeLoss::Mass)]
+    pub negative_loss: NegativeLoss,
     /// Output folder: checkpoints, log.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -522,6 +532,7 @@ impl TrainArgs {
             },
             val_every: self.val_every,
             hard_negatives: self.hard_negatives,
+            negative_loss: self.negative_loss,
             out: self.out,
             resume: self.resume,
             device: self.device.open()?,

@@ -31,6 +31,14 @@ pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// with `s_b = 1` the pull towards zero mass grows as the mass shrinks, and a fine-tuning run
 /// predicted nothing at all after two epochs (models/README.md, run `lite-v2-ft`).
 pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    soft_dice_per_sample(logits, target)?
+        .mean_all()?
+        .neg()?
+        .affine(1.0, 1.0)
+}
+
+/// Each sample's `Dice_b` of [`soft_dice_loss`], shape (B,).
+fn soft_dice_per_sample(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     const SMOOTH: f64 = 1e-5;
     const SMOOTH_TARGET_FREE: f64 = 64.0;
     let p = sigmoid(logits)?.flatten_from(1)?;
@@ -40,15 +48,54 @@ pub fn soft_dice_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     let smooth = target_free.affine(SMOOTH_TARGET_FREE - SMOOTH, SMOOTH)?;
     let inter = p.mul(&y)?.sum(1)?;
     let denom = p.sum(1)?.add(&y_sum)?.add(&smooth)?;
-    let dice = inter.affine(2.0, 0.0)?.add(&smooth)?.div(&denom)?;
-    dice.mean_all()?.neg()?.affine(1.0, 1.0)
+    inter.affine(2.0, 0.0)?.add(&smooth)?.div(&denom)
 }
 
-/// Stage 2's loss: `0.5·BCE-with-logits + (1 − mean per-sample soft Dice)`.
-pub fn segmentation_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
-    bce_with_logits(logits, target)?
-        .affine(0.5, 0.0)?
-        .add(&soft_dice_loss(logits, target)?)
+/// What a target-free sample (a hard negative) costs in stage 2's loss, besides its share of
+/// the batch's BCE. Samples with a target always get the reference's soft Dice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NegativeLoss {
+    /// Its predicted mass, `Σp / (64 + Σp)` (soft Dice with smoothing 64, [`soft_dice_loss`]).
+    #[default]
+    Mass,
+    /// Its summed BCE over 64, `Σ softplus(z) / 64` ([`negative_logit_loss`]).
+    Logits,
+}
+
+/// `Σ_i softplus(z_i) / 64` per target-free sample, averaged over the batch as the Dice term
+/// is (a sample with a target contributes its soft Dice loss instead).
+///
+/// Why: [`soft_dice_loss`] charges a false pixel through σ(z), whose slope vanishes as the
+/// net grows sure: a false blob at p = 0.999 (z ≈ 7) gets 1e-3 of the gradient it got at
+/// p = 0.5, and the batch BCE, averaged over all 8·128² pixels, adds only 0.5/131072 per
+/// pixel. The confident blobs on roof edges and tree crowns that make most false targets are
+/// exactly those. This charges each pixel of a target-free sample what a false pixel costs
+/// beside a 64-px target (1/64 at p = 1) without the sigmoid's saturation: its gradient in z
+/// is σ(z)/64, which grows, not shrinks, with the net's confidence.
+pub fn negative_logit_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let z = logits.flatten_from(1)?;
+    let y = target.flatten_from(1)?;
+    let target_free = y.sum(1)?.eq(0.0)?.to_dtype(z.dtype())?;
+    let softplus = z.relu()?.add(&z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+    let per_sample = softplus.sum(1)?.affine(1.0 / 64.0, 0.0)?;
+    let dice = soft_dice_per_sample(logits, target)?;
+    // Per sample: 1 − Dice with a target, the logit term without.
+    let with_target = target_free.affine(-1.0, 1.0)?;
+    let per = with_target
+        .mul(&dice.neg()?.affine(1.0, 1.0)?)?
+        .add(&target_free.mul(&per_sample)?)?;
+    per.mean_all()
+}
+
+/// Stage 2's loss: `0.5·BCE-with-logits + (1 − mean per-sample soft Dice)`, with target-free
+/// samples costed by `negative`.
+pub fn segmentation_loss(logits: &Tensor, target: &Tensor, negative: NegativeLoss) -> Result<Tensor> {
+    let bce = bce_with_logits(logits, target)?.affine(0.5, 0.0)?;
+    match negative {
+        NegativeLoss::Mass => bce.add(&soft_dice_loss(logits, target)?),
+        NegativeLoss::Logits => bce.add(&negative_logit_loss(logits, target)?),
+    }
 }
 
 #[cfg(test)]
@@ -83,6 +130,34 @@ mod tests {
         for gi in &g[0] {
             assert!((gi - 8.0 / 4356.0).abs() < 1e-7, "{gi}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_logit_loss_charges_a_confident_false_pixel_without_saturating() -> Result<()> {
+        // Sample 0: no target, one pixel at z = 7, three at z = −40: loss Σ softplus / 64.
+        // Sample 1: a target predicted exactly: loss ≈ 0 (the reference's Dice).
+        let z = candle_core::Var::from_tensor(&Tensor::new(
+            &[[7f32, -40.0, -40.0, -40.0], [40.0, -40.0, -40.0, -40.0]],
+            &Device::Cpu,
+        )?)?;
+        let y = Tensor::new(&[[0f32, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], &Device::Cpu)?;
+        let loss = negative_logit_loss(z.as_tensor(), &y)?;
+        let softplus7 = (1.0 + 7f64.exp()).ln();
+        assert!((loss.to_scalar::<f32>()? as f64 - softplus7 / 64.0 / 2.0).abs() < 1e-6);
+        let g = loss.backward()?.get(z.as_tensor()).unwrap().to_vec2::<f32>()?;
+        // d/dz of ½·softplus(z)/64 = ½·σ(z)/64: about 1/128 at z = 7, where the mass loss's
+        // gradient is ½·σ'(7)·64/(64 + σ(7))² ≈ 7e-6.
+        let sigma7 = 1.0 / (1.0 + (-7f64).exp());
+        assert!((g[0][0] as f64 - sigma7 / 128.0).abs() < 1e-7, "{}", g[0][0]);
+        let mass = soft_dice_loss(z.as_tensor(), &y)?.backward()?;
+        let gm = mass.get(z.as_tensor()).unwrap().to_vec2::<f32>()?;
+        assert!(g[0][0] > 1000.0 * gm[0][0], "{} vs {}", g[0][0], gm[0][0]);
+        // With a target the two losses agree: the reference's Dice.
+        let yt = Tensor::new(&[[1f32, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], &Device::Cpu)?;
+        let a = negative_logit_loss(z.as_tensor(), &yt)?.to_scalar::<f32>()?;
+        let b = soft_dice_loss(z.as_tensor(), &yt)?.to_scalar::<f32>()?;
+        assert!((a - b).abs() < 1e-7, "{a} vs {b}");
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 use super::augment::{augment_around, sample_rng, synthesize, AugmentConfig};
 use super::checkpoint::{self, Checkpoint, RunState};
 use super::data::Sample;
+use super::loss::NegativeLoss;
 use super::mining::{self, HardNegative};
 use super::optim::{Sgd, SgdConfig};
 use super::recipe::{Group, ValSet};
@@ -65,6 +66,8 @@ pub struct TrainOptions {
     /// Share of segmentation crops centred on a false target of the current net instead
     /// (`train::mining`; mined at the start of every `val_every`-th epoch); 0 turns mining off.
     pub hard_negatives: f64,
+    /// What a target-free segmentation crop costs.
+    pub negative_loss: NegativeLoss,
 }
 
 /// How a run ended.
@@ -579,6 +582,7 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &S
     let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp(SEG_PREFIX);
     let rw = from.recon_weights(&opts.device)?;
     let mut stage = SegStage::new(&w, vars, &rw, &opts.config, opts.sgd, state.max_steps)?;
+    stage.negative_loss = opts.negative_loss;
     if let Some(ck) = &ck {
         stage.opt.restore(ck.momentum(&opts.device)?, state.step);
     }
