@@ -87,7 +87,7 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "--batch",
         "4",
         "--epochs",
-        "1",
+        "2",
         "--recon-epochs",
         "1",
         "--crop",
@@ -137,8 +137,12 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         .find(|v| v.get("mined_false_targets").is_some())
         .unwrap_or_else(|| panic!("no mining record in {log}"));
     assert_eq!(
-        (mined["stage"].as_str(), mined["samples"].as_u64()),
-        (Some("seg"), Some(54))
+        (
+            mined["stage"].as_str(),
+            mined["next_epoch"].as_u64(),
+            mined["samples"].as_u64()
+        ),
+        (Some("seg"), Some(1), Some(54))
     );
     let sets = seg["val"]["sets"].as_array().unwrap();
     assert_eq!(sets.len(), 2, "{seg}");
@@ -153,6 +157,9 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "{}",
         file.info
     );
+    // The best epoch's validation is in the record (the mining records between epochs are not
+    // mistaken for it).
+    assert!(file.info["val_metrics"]["sets"].is_array(), "{}", file.info);
     // The training options are in the weights' record.
     assert_eq!(
         (

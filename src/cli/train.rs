@@ -298,7 +298,7 @@ fn export(
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .rev()
-            .find(|v| v["stage"] == "seg" && v["epoch"].as_u64().map(|e| e as usize) == best)
+            .find(|v| v["stage"] == "seg" && v.get("val").is_some() && v["epoch"].as_u64().map(|e| e as usize) == best)
         {
             info["val_metrics"] = line["val"].clone();
         }

@@ -454,7 +454,9 @@ fn mine_into(
     state.hard_negatives = stage.mine(&data.train, opts)?;
     let samples: std::collections::BTreeSet<usize> = state.hard_negatives.iter().map(|h| h.sample).collect();
     let record = json!({
-        "stage": stage.name(), "epoch": state.epoch, "mined_false_targets": state.hard_negatives.len(),
+        // `next_epoch`, not `epoch`: epoch records count finished epochs, and this one comes
+        // before the epoch it names.
+        "stage": stage.name(), "next_epoch": state.epoch + 1, "mined_false_targets": state.hard_negatives.len(),
         "samples_with_false_targets": samples.len(), "samples": data.train.len(),
         "mine_secs": t0.elapsed().as_secs_f64(),
     });
