@@ -204,48 +204,26 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert_ne!(code, 0);
         assert!(err.contains(needle), "{needle}: {err}");
     }
-    let (code, err) = srsnet(&["train", "all", "--dataset", "masks:x", "--out", s(&d.join("o"))]);
-    assert_ne!(code, 0);
-    assert!(err.contains("unknown kind"), "{err}");
-    let (code, err) = srsnet(&[
-        "train",
-        "all",
-        "--data",
-        "/x",
-        "--hard-negatives",
-        "0.3",
-        "--out",
-        s(&d.join("o")),
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("--hard-negatives 0.3 needs --crop"), "{err}");
-    let (code, err) = srsnet(&[
-        "train",
-        "all",
-        "--data",
-        "/x",
-        "--negative-loss",
-        "focal",
-        "--out",
-        s(&d.join("o")),
-    ]);
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("'focal'") && err.contains("mass") && err.contains("logits"),
-        "{err}"
-    );
-    let (code, err) = srsnet(&[
-        "train",
-        "all",
-        "--hard-negatives",
-        "1.5",
-        "--crop",
-        "16",
-        "--out",
-        s(&d.join("o")),
-    ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("--hard-negatives"), "{err}");
+    let out = d.join("o");
+    let flags: [(&[&str], &[&str]); 4] = [
+        (&["--dataset", "masks:x"], &["unknown kind"]),
+        (
+            &["--data", "/x", "--hard-negatives", "0.3"],
+            &["--hard-negatives 0.3 needs --crop"],
+        ),
+        (
+            &["--data", "/x", "--negative-loss", "focal"],
+            &["'focal'", "mass", "logits"],
+        ),
+        (&["--hard-negatives", "1.5", "--crop", "16"], &["--hard-negatives"]),
+    ];
+    for (args, needles) in flags {
+        let mut argv = vec!["train", "all", "--out", s(&out)];
+        argv.extend_from_slice(args);
+        let (code, err) = srsnet(&argv);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(needles.iter().all(|n| err.contains(n)), "{args:?}: {err}");
+    }
 }
 
 /// Copies weights file `from` to `to` without tensor `drop`, keeping the metadata.
