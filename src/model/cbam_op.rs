@@ -15,7 +15,7 @@
 //! (the reference's spatial attention) does; Candle's max gives each tied element the whole
 //! gradient. Other devices and dtypes (f16 inference, CUDA) use the composition.
 
-use super::cpu_storage::{cpu_f32_slice, dot, f32_slice, is_cpu_f32, par_zeroed};
+use super::cpu_storage::{dot, f32_slice, is_cpu_f32, par_zeroed, with_cpu_f32};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -50,9 +50,7 @@ pub fn scale_add_relu(t: &Tensor, ca: &Tensor, sa: &Tensor, residual: &Tensor) -
 
 /// Reads a tensor's contiguous CPU f32 data inside a backward pass.
 fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    f(cpu_f32_slice(&storage, layout, "fused attention tensor")?)
+    with_cpu_f32(t, "fused attention tensor", f)
 }
 
 /// The first channel holding the maximum of `t·ca` at each pixel of frame `t_b` (C planes of

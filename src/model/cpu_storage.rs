@@ -28,6 +28,14 @@ pub fn cpu_f32_slice<'a>(s: &'a Storage, l: &Layout, what: &str) -> Result<&'a [
     }
 }
 
+/// Runs `f` on a tensor's f32 data, made contiguous, when it is on the CPU (as in a custom
+/// op's backward, which gets tensors rather than storages); `what` names it in the error.
+pub fn with_cpu_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    f(cpu_f32_slice(&storage, layout, what)?)
+}
+
 /// `Σ a·b` over two equal-length rows or planes: eight f32 lanes (which the compiler vectorises; a single f32
 /// accumulator would be serial), summed in f64 at the end.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

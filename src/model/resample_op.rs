@@ -21,7 +21,7 @@
 //! row-major order, as PyTorch's `max_pool2d` (the reference) does; the reduction form gives each
 //! tied element the whole gradient.
 
-use super::cpu_storage::{cpu_f32_slice, f32_slice, par_zeroed};
+use super::cpu_storage::{cpu_f32_slice, f32_slice, par_zeroed, with_cpu_f32};
 use crate::engine::kernels::resample::align_corners_taps;
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -89,28 +89,28 @@ impl CustomOp1 for Upsample {
         let (b, c, h, w) = x.dims4()?;
         let (ho, wo) = self.out_dims(h, w);
         let (tx, ty) = (taps(w, wo), taps(h, ho));
-        let g = g.contiguous()?;
-        let (storage, layout) = g.storage_and_layout();
-        let g = cpu_f32_slice(&storage, layout, "up-sampling gradient")?;
         let mut gx = par_zeroed(b * c * h * w);
-        gx.par_chunks_mut(h * w).enumerate().for_each(|(p, gp)| {
-            let gout = &g[p * ho * wo..(p + 1) * ho * wo];
-            let mut rows = vec![0f32; h * wo];
-            for (src, &(lo, hi, a, f)) in gout.chunks_exact(wo).zip(&ty) {
-                for (d, &v) in rows[lo * wo..(lo + 1) * wo].iter_mut().zip(src) {
-                    *d += a * v;
+        with_cpu_f32(g, "up-sampling gradient", |g| {
+            gx.par_chunks_mut(h * w).enumerate().for_each(|(p, gp)| {
+                let gout = &g[p * ho * wo..(p + 1) * ho * wo];
+                let mut rows = vec![0f32; h * wo];
+                for (src, &(lo, hi, a, f)) in gout.chunks_exact(wo).zip(&ty) {
+                    for (d, &v) in rows[lo * wo..(lo + 1) * wo].iter_mut().zip(src) {
+                        *d += a * v;
+                    }
+                    for (d, &v) in rows[hi * wo..(hi + 1) * wo].iter_mut().zip(src) {
+                        *d += f * v;
+                    }
                 }
-                for (d, &v) in rows[hi * wo..(hi + 1) * wo].iter_mut().zip(src) {
-                    *d += f * v;
+                for (src, dst) in rows.chunks_exact(wo).zip(gp.chunks_exact_mut(w)) {
+                    for (&v, &(lo, hi, a, f)) in src.iter().zip(&tx) {
+                        dst[lo] += a * v;
+                        dst[hi] += f * v;
+                    }
                 }
-            }
-            for (src, dst) in rows.chunks_exact(wo).zip(gp.chunks_exact_mut(w)) {
-                for (&v, &(lo, hi, a, f)) in src.iter().zip(&tx) {
-                    dst[lo] += a * v;
-                    dst[hi] += f * v;
-                }
-            }
-        });
+            });
+            Ok(())
+        })?;
         Ok(Some(Tensor::from_vec(gx, (b, c, h, w), &Device::Cpu)?))
     }
 }

@@ -8,15 +8,15 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     pred.sub(target)?.sqr()?.mean_all()
 }
 
-/// Mean binary cross-entropy with logits in the stable form
-/// `max(z, 0) − z·y + log(1 + exp(−|z|))`: finite for any logit, saturated ones included.
+/// `softplus(z) = log(1 + exp(z))` in the stable form `max(z, 0) + log(1 + exp(−|z|))`:
+/// finite for any logit, saturated ones included. It is the BCE of a pixel whose label is 0.
+fn softplus(z: &Tensor) -> Result<Tensor> {
+    z.relu()?.add(&z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)
+}
+
+/// Mean binary cross-entropy with logits, `softplus(z) − z·y` ([`softplus`]'s stable form).
 pub fn bce_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
-    let softplus_neg_abs = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
-    logits
-        .relu()?
-        .sub(&logits.mul(target)?)?
-        .add(&softplus_neg_abs)?
-        .mean_all()
+    softplus(logits)?.sub(&logits.mul(target)?)?.mean_all()
 }
 
 /// `1 − mean_b Dice_b` with `Dice_b = (2·Σ σ(z)·y + s_b) / (Σ σ(z) + Σ y + s_b)` per sample.
@@ -77,8 +77,7 @@ pub fn negative_logit_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     let z = logits.flatten_from(1)?;
     let y = target.flatten_from(1)?;
     let target_free = y.sum(1)?.eq(0.0)?.to_dtype(z.dtype())?;
-    let softplus = z.relu()?.add(&z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
-    let per_sample = softplus.sum(1)?.affine(1.0 / 64.0, 0.0)?;
+    let per_sample = softplus(&z)?.sum(1)?.affine(1.0 / 64.0, 0.0)?;
     let dice = soft_dice_per_sample(logits, target)?;
     // Per sample: 1 − Dice with a target, the logit term without.
     let with_target = target_free.affine(-1.0, 1.0)?;
