@@ -96,6 +96,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "0.5",
         "--negative-loss",
         "logits",
+        "--negative-weight",
+        "0.5",
         "--out",
         s(&out),
     ]);
@@ -164,9 +166,10 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
     assert_eq!(
         (
             file.info["hard_negatives"].as_f64(),
-            file.info["negative_loss"].as_str()
+            file.info["negative_loss"].as_str(),
+            file.info["negative_weight"].as_f64()
         ),
-        (Some(0.5), Some("logits")),
+        (Some(0.5), Some("logits"), Some(0.5)),
         "{}",
         file.info
     );
@@ -205,7 +208,7 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     let out = d.join("o");
-    let flags: [(&[&str], &[&str]); 4] = [
+    let flags: [(&[&str], &[&str]); 5] = [
         (&["--dataset", "masks:x"], &["unknown kind"]),
         (
             &["--data", "/x", "--hard-negatives", "0.3"],
@@ -216,6 +219,7 @@ fn bad_recipes_are_refused_with_the_reason() {
             &["'focal'", "mass", "logits"],
         ),
         (&["--hard-negatives", "1.5", "--crop", "16"], &["--hard-negatives"]),
+        (&["--negative-weight=-1"], &["--negative-weight", "non-negative"]),
     ];
     for (args, needles) in flags {
         let mut argv = vec!["train", "all", "--out", s(&out)];

@@ -89,6 +89,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         stop_after_batches: stop_after,
         hard_negatives: 0.0,
         negative_loss: Default::default(),
+        negative_weight: 1.0,
     }
 }
 
@@ -237,6 +238,7 @@ fn a_fine_tune_mining_hard_negatives_resumes_exactly() {
         val_every: 2,
         hard_negatives: 0.5,
         negative_loss: srsnet::train::loss::NegativeLoss::Logits,
+        negative_weight: 0.5,
         ..options(out, resume, stop_after)
     };
     let (samples, unlabelled) = half_labelled(8);

@@ -66,6 +66,8 @@ pub struct RunArgs {
     pub hard_negatives: f64,
     /// What a target-free segmentation crop costs.
     pub negative_loss: NegativeLoss,
+    /// The weight of that cost.
+    pub negative_weight: f64,
     /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
     /// Continue from the output folder's last checkpoint.
@@ -92,6 +94,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         stop_after_batches: None,
         hard_negatives: run.hard_negatives,
         negative_loss: run.negative_loss,
+        negative_weight: run.negative_weight,
     }
 }
 
@@ -273,7 +276,7 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "epochs": run.epochs, "recon_epochs": run.recon_epochs, "batch": run.batch, "lr": run.sgd.lr,
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
         "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
-        "negative_loss": run.negative_loss,
+        "negative_loss": run.negative_loss, "negative_weight": run.negative_weight,
     })
 }
 
@@ -429,6 +432,10 @@ pub struct TrainArgs {
     /// false targets (`src/train/loss.rs`). Crops with a target keep the reference's loss.
     #[arg(long, value_enum, default_value_t = NegativeLoss::Mass)]
     pub negative_loss: NegativeLoss,
+    /// Weight of a target-free crop's --negative-loss cost against a target crop's Dice (1:
+    /// equal; below 1 a milder push against false targets, which costs fewer dim targets).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative)]
+    pub negative_weight: f64,
     /// Output folder: checkpoints, log.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -533,6 +540,7 @@ impl TrainArgs {
             val_every: self.val_every,
             hard_negatives: self.hard_negatives,
             negative_loss: self.negative_loss,
+            negative_weight: self.negative_weight,
             out: self.out,
             resume: self.resume,
             device: self.device.open()?,

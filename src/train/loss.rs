@@ -64,7 +64,8 @@ pub enum NegativeLoss {
 }
 
 /// `Σ_i softplus(z_i) / 64` per target-free sample, averaged over the batch as the Dice term
-/// is (a sample with a target contributes its soft Dice loss instead).
+/// is (a sample with a target contributes its soft Dice loss instead); [`region_loss`] with
+/// [`NegativeLoss::Logits`] and weight 1.
 ///
 /// Why: [`soft_dice_loss`] charges a false pixel through σ(z), whose slope vanishes as the
 /// net grows sure: a false blob at p = 0.999 (z ≈ 7) gets 1e-3 of the gradient it got at
@@ -74,27 +75,46 @@ pub enum NegativeLoss {
 /// beside a 64-px target (1/64 at p = 1) without the sigmoid's saturation: its gradient in z
 /// is σ(z)/64, which grows, not shrinks, with the net's confidence.
 pub fn negative_logit_loss(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
-    let z = logits.flatten_from(1)?;
+    region_loss(logits, target, NegativeLoss::Logits, 1.0)
+}
+
+/// The batch mean of a per-sample region loss: `1 − Dice_b` for a sample with a target (the
+/// reference's), and for a target-free sample `weight ×` the cost `negative` names.
+///
+/// Why a weight: at weight 1 the logit cost cut false targets on unseen target-free frames 4×
+/// but made the net under-segment and drop dim targets (run `lite-v5-hn-logits` in
+/// models/README.md); a weight below 1 trades some of that back without bringing back the
+/// sigmoid's saturation, since the gradient stays `weight·σ(z)/64`.
+pub fn region_loss(logits: &Tensor, target: &Tensor, negative: NegativeLoss, weight: f64) -> Result<Tensor> {
     let y = target.flatten_from(1)?;
-    let target_free = y.sum(1)?.eq(0.0)?.to_dtype(z.dtype())?;
-    let per_sample = softplus(&z)?.sum(1)?.affine(1.0 / 64.0, 0.0)?;
-    let dice = soft_dice_per_sample(logits, target)?;
-    // Per sample: 1 − Dice with a target, the logit term without.
+    let target_free = y.sum(1)?.eq(0.0)?.to_dtype(logits.dtype())?;
+    let dice_loss = soft_dice_per_sample(logits, target)?.neg()?.affine(1.0, 1.0)?;
+    let free_cost = match negative {
+        NegativeLoss::Mass => dice_loss.clone(),
+        NegativeLoss::Logits => softplus(&logits.flatten_from(1)?)?.sum(1)?.affine(1.0 / 64.0, 0.0)?,
+    };
     let with_target = target_free.affine(-1.0, 1.0)?;
     let per = with_target
-        .mul(&dice.neg()?.affine(1.0, 1.0)?)?
-        .add(&target_free.mul(&per_sample)?)?;
+        .mul(&dice_loss)?
+        .add(&target_free.affine(weight, 0.0)?.mul(&free_cost)?)?;
     per.mean_all()
 }
 
-/// Stage 2's loss: `0.5·BCE-with-logits + (1 − mean per-sample soft Dice)`, with target-free
-/// samples costed by `negative`.
-pub fn segmentation_loss(logits: &Tensor, target: &Tensor, negative: NegativeLoss) -> Result<Tensor> {
+/// Stage 2's loss: `0.5·BCE-with-logits + the region loss`, target-free samples costed by
+/// `negative` times `negative_weight` ([`region_loss`]). With the default (mass, weight 1) it
+/// is the reference's `0.5·BCE + 1 − mean soft Dice`, computed as [`soft_dice_loss`] does so
+/// that training parity with the reference fixtures stays exact.
+pub fn segmentation_loss(
+    logits: &Tensor,
+    target: &Tensor,
+    negative: NegativeLoss,
+    negative_weight: f64,
+) -> Result<Tensor> {
     let bce = bce_with_logits(logits, target)?.affine(0.5, 0.0)?;
-    match negative {
-        NegativeLoss::Mass => bce.add(&soft_dice_loss(logits, target)?),
-        NegativeLoss::Logits => bce.add(&negative_logit_loss(logits, target)?),
+    if negative == NegativeLoss::Mass && negative_weight == 1.0 {
+        return bce.add(&soft_dice_loss(logits, target)?);
     }
+    bce.add(&region_loss(logits, target, negative, negative_weight)?)
 }
 
 #[cfg(test)]
@@ -157,6 +177,31 @@ mod tests {
         let a = negative_logit_loss(z.as_tensor(), &yt)?.to_scalar::<f32>()?;
         let b = soft_dice_loss(z.as_tensor(), &yt)?.to_scalar::<f32>()?;
         assert!((a - b).abs() < 1e-7, "{a} vs {b}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_negative_weight_scales_only_the_target_free_samples() -> Result<()> {
+        // Sample 0: no target; sample 1: a target half predicted (Dice well below 1).
+        let z = Tensor::new(&[[3f32, -1.0, 0.5, -2.0], [0.0, 1.0, -3.0, -40.0]], &Device::Cpu)?;
+        let y = Tensor::new(&[[0f32, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]], &Device::Cpu)?;
+        let zv = z.to_vec2::<f32>()?;
+        let p: Vec<f64> = zv[1].iter().map(|&v| 1.0 / (1.0 + (-v as f64).exp())).collect();
+        let dice1 = (2.0 * (p[0] + p[1]) + 1e-5) / (p.iter().sum::<f64>() + 2.0 + 1e-5);
+        let softplus_sum: f64 = zv[0].iter().map(|&v| (1.0 + (v as f64).exp()).ln()).sum();
+        let p0: f64 = zv[0].iter().map(|&v| 1.0 / (1.0 + (-v as f64).exp())).sum();
+        for w in [1.0, 0.25, 0.0] {
+            let logits = region_loss(&z, &y, NegativeLoss::Logits, w)?.to_scalar::<f32>()? as f64;
+            let want = (w * softplus_sum / 64.0 + (1.0 - dice1)) / 2.0;
+            assert!((logits - want).abs() < 1e-6, "logits, weight {w}: {logits} vs {want}");
+            let mass = region_loss(&z, &y, NegativeLoss::Mass, w)?.to_scalar::<f32>()? as f64;
+            let want = (w * p0 / (64.0 + p0) + (1.0 - dice1)) / 2.0;
+            assert!((mass - want).abs() < 1e-6, "mass, weight {w}: {mass} vs {want}");
+        }
+        // At weight 1 the mass cost is the reference's soft Dice loss.
+        let a = region_loss(&z, &y, NegativeLoss::Mass, 1.0)?.to_scalar::<f32>()?;
+        let b = soft_dice_loss(&z, &y)?.to_scalar::<f32>()?;
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         Ok(())
     }
 

@@ -81,6 +81,8 @@ pub struct SegStage {
     pub opt: Sgd,
     /// What a target-free sample costs (the reference's loss has none; see `train::loss`).
     pub negative_loss: NegativeLoss,
+    /// What a target-free sample's cost is multiplied by (1: as `negative_loss` says).
+    pub negative_weight: f64,
     /// The views S and R were loaded from, for [`SegStage::folded`].
     views: (Weights, Weights),
     config: ModelConfig,
@@ -112,6 +114,7 @@ impl SegStage {
             bn,
             opt,
             negative_loss: NegativeLoss::default(),
+            negative_weight: 1.0,
             views: (seg_w.clone(), recon_w.clone()),
             config: cfg.clone(),
         })
@@ -138,7 +141,12 @@ impl SegStage {
     pub fn step(&mut self, x: &Tensor, mask: &Tensor) -> Result<f64> {
         self.bn.set_training(true);
         let y = self.info(x)?;
-        let loss = segmentation_loss(&self.net.forward(x, &y)?, mask, self.negative_loss)?;
+        let loss = segmentation_loss(
+            &self.net.forward(x, &y)?,
+            mask,
+            self.negative_loss,
+            self.negative_weight,
+        )?;
         let grads = loss.backward()?;
         self.opt.step(&grads)?;
         loss.to_dtype(DType::F64)?.to_scalar::<f64>()

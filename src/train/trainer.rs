@@ -68,6 +68,8 @@ pub struct TrainOptions {
     pub hard_negatives: f64,
     /// What a target-free segmentation crop costs.
     pub negative_loss: NegativeLoss,
+    /// The weight of that cost (1 for the cost as named).
+    pub negative_weight: f64,
 }
 
 /// How a run ended.
@@ -585,6 +587,7 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &S
     let rw = from.recon_weights(&opts.device)?;
     let mut stage = SegStage::new(&w, vars, &rw, &opts.config, opts.sgd, state.max_steps)?;
     stage.negative_loss = opts.negative_loss;
+    stage.negative_weight = opts.negative_weight;
     if let Some(ck) = &ck {
         stage.opt.restore(ck.momentum(&opts.device)?, state.step);
     }
