@@ -2,7 +2,7 @@
 //! per-epoch checkpoints with the optimiser state (exact `--resume`); a checkpoint on Ctrl-C;
 //! a JSON Lines log; the best checkpoint kept by a named score.
 
-use super::augment::{augment_around, sample_rng, synthesize, AugmentConfig};
+use super::augment::{augment_around, sample_rng, synthesize, AugmentConfig, Synthesis};
 use super::checkpoint::{self, Checkpoint, RunState};
 use super::data::Sample;
 use super::loss::NegativeLoss;
@@ -271,6 +271,41 @@ pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec)
     Ok(acc.finish())
 }
 
+/// Draw `index` of `epoch`: sample `i` augmented, or, for a share `hard_negatives` of the
+/// draws, a crop around a spot of `pool`; then its synthetic targets and artefacts.
+///
+/// A crop placed on a mined false target gets no synthetic target: it is there to be charged
+/// as a false target by the negative loss, and a pasted target would make it a target crop,
+/// charged by the Dice, whose push on a confident false blob vanishes (`train::loss`). Before
+/// this, `--synthetic-targets 0.8` turned 80 % of the mined crops into target crops (run
+/// `lite-v6-hn-weighted` in models/README.md).
+fn training_crop(
+    data: &[Sample],
+    i: usize,
+    (seed, epoch, index): (u64, usize, usize),
+    augment: &AugmentConfig,
+    hard_negatives: f64,
+    pool: &[HardNegative],
+) -> (Frame, Option<Vec<f32>>) {
+    // Its own random stream, so that a run without mining draws exactly as before.
+    let spot = mining::draw(pool, hard_negatives, &mut sample_rng(!seed, epoch, index));
+    let (sample, centre) = match spot {
+        Some(h) => (&data[h.sample], Some((h.x, h.y))),
+        None => (&data[i], None),
+    };
+    let mut rng = sample_rng(seed, epoch, index);
+    let (mut img, mut mask) = augment_around(sample, augment, centre, &mut rng);
+    let synthesis = match centre {
+        Some(_) => Synthesis {
+            targets: 0.0,
+            ..augment.synthesis
+        },
+        None => augment.synthesis,
+    };
+    synthesize(&mut img, &mut mask, &synthesis, &mut rng);
+    (img, mask)
+}
+
 fn batches_per_epoch(n: usize, batch: usize) -> usize {
     n.div_ceil(batch)
 }
@@ -290,15 +325,8 @@ fn make_batch(
     let mut side = 0;
     for (k, &i) in idx.iter().enumerate() {
         let index = b * opts.batch + k;
-        // Its own random stream, so that a run without mining draws exactly as before.
-        let spot = mining::draw(pool, opts.hard_negatives, &mut sample_rng(!opts.seed, epoch, index));
-        let (sample, centre) = match spot {
-            Some(h) => (&data[h.sample], Some((h.x, h.y))),
-            None => (&data[i], None),
-        };
-        let mut rng = sample_rng(opts.seed, epoch, index);
-        let (mut img, mut mask) = augment_around(sample, &opts.augment, centre, &mut rng);
-        synthesize(&mut img, &mut mask, &opts.augment.synthesis, &mut rng);
+        let draw = (opts.seed, epoch, index);
+        let (img, mask) = training_crop(data, i, draw, &opts.augment, opts.hard_negatives, pool);
         side = img.width;
         let c = img.channels;
         for ch in 0..c {
@@ -628,6 +656,46 @@ mod tests {
             groups: gs,
             val: vec![],
         }
+    }
+
+    #[test]
+    fn crops_on_mined_false_targets_get_no_synthetic_targets() {
+        // A target-free, textured 64×64 frame, one mined false target at its centre.
+        let pixels = (0..64 * 64)
+            .map(|i| 0.3 + 0.2 * ((i * 7919 % 97) as f32 / 97.0))
+            .collect();
+        let sample = Sample {
+            name: "bg".into(),
+            image: Frame::new(64, 64, 1, pixels).unwrap(),
+            mask: Some(vec![0.0; 64 * 64]),
+        };
+        let pool = [HardNegative {
+            sample: 0,
+            x: 32,
+            y: 32,
+        }];
+        let augment = AugmentConfig {
+            crop: Some(32),
+            target_bias: 0.8,
+            rotate_flip: true,
+            synthesis: Synthesis {
+                targets: 1.0,
+                artefacts: 0.0,
+            },
+        };
+        let labelled = |share: f64| {
+            (0..20)
+                .filter(|&index| {
+                    let (img, mask) =
+                        training_crop(std::slice::from_ref(&sample), 0, (5, 1, index), &augment, share, &pool);
+                    assert_eq!((img.width, img.height), (32, 32));
+                    mask.is_some_and(|m| m.iter().any(|&v| v > 0.0))
+                })
+                .count()
+        };
+        // Ordinary crops all get their pasted targets; crops on the mined spot none.
+        assert_eq!(labelled(0.0), 20);
+        assert_eq!(labelled(1.0), 0);
     }
 
     #[test]
