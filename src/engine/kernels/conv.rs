@@ -572,23 +572,25 @@ impl<const K: usize> WithSimd for TapSums<'_, K> {
         let (w, stride, l) = (self.ig.w, self.ig.stride(), S::F32_LANES);
         for (y, grow) in self.g.chunks_exact(w).enumerate() {
             let rows: [&[f32]; K] = std::array::from_fn(|i| &self.xp[(y + i) * stride..(y + i + 1) * stride]);
-            let mut v = [s.splat_f32s(0.0); 49];
+            // K × K accumulators, sized by K so that they live in registers: a fixed 49 (7×7)
+            // for every K kept them on the stack and zeroed 3 KB per row.
+            let mut v = [[s.splat_f32s(0.0); K]; K];
             let mut x0 = 0;
             while x0 + l <= w {
                 // SAFETY: x0 + l ≤ w, and x0 + j + l ≤ w + K − 1 = stride for j < K.
                 let gv = unsafe { load::<S>(grow, x0) };
-                for (i, row) in rows.iter().enumerate() {
-                    for j in 0..K {
+                for (vi, row) in v.iter_mut().zip(&rows) {
+                    for (j, acc) in vi.iter_mut().enumerate() {
                         let xv = unsafe { load::<S>(row, x0 + j) };
-                        v[i * K + j] = s.mul_add_e_f32s(gv, xv, v[i * K + j]);
+                        *acc = s.mul_add_e_f32s(gv, xv, *acc);
                     }
                 }
                 x0 += l;
             }
-            for (i, row) in rows.iter().enumerate() {
-                for j in 0..K {
+            for (i, (vi, row)) in v.iter().zip(&rows).enumerate() {
+                for (j, &sum) in vi.iter().enumerate() {
                     let tail: f32 = (x0..w).map(|x| grow[x] * row[x + j]).sum();
-                    self.acc[i * K + j] += (s.reduce_sum_f32s(v[i * K + j]) + tail) as f64;
+                    self.acc[i * K + j] += (s.reduce_sum_f32s(sum) + tail) as f64;
                 }
             }
         }
