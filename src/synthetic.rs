@@ -279,6 +279,28 @@ pub fn quantise(img: &[f32], bits: BitDepth) -> Pixels {
     }
 }
 
+/// Flat-field frames per level in [`factory_profile`], as `calibration/README.md` records for
+/// the shipped example profile.
+const FACTORY_FLAT_FRAMES: usize = 16;
+
+/// The synthetic camera's factory calibration: the two-point profile (NUC + bad pixels) that
+/// `srsnet calibrate` builds from 16 cold (0.3) and 16 hot (0.7) flat fields of the same
+/// sensor, in its raw units. Real IR cores ship with such a defect table; without it the
+/// simulated stuck-bright pixels, single-pixel spikes with no optical blur, are what the
+/// network reports as point targets (about 19 per frame at 320×256, see README.md).
+pub fn factory_profile(cfg: &SceneConfig, bits: BitDepth) -> anyhow::Result<crate::calibration::Profile> {
+    // Each level is its own recording of a fresh camera, as two `srsnet synth --flat` runs are.
+    let record = |level: f32| -> Vec<Vec<f32>> {
+        let mut scene = Scene::new(cfg.clone());
+        (0..FACTORY_FLAT_FRAMES)
+            .map(|_| quantise(&scene.flat_field(level), bits).values())
+            .collect()
+    };
+    let cold = record(0.3);
+    let hot = record(0.7);
+    crate::calibration::two_point(cfg.width, cfg.height, &cold, &hot)
+}
+
 /// What `srsnet synth` writes.
 #[derive(Debug, Clone)]
 pub struct SynthRequest {
@@ -321,6 +343,34 @@ pub fn write_sequence(out: &std::path::Path, req: &SynthRequest) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_factory_profile_is_the_shipped_calibration_of_the_default_camera() {
+        // calibration/README.md records how the shipped file was made with `srsnet synth --flat`
+        // and `srsnet calibrate`: the in-process profile must flag the same pixels and correct
+        // them the same way.
+        let shipped = crate::calibration::Profile::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calibration/synthetic-320x256-seed7.safetensors"),
+        )
+        .unwrap();
+        let cfg = SceneConfig {
+            width: 320,
+            height: 256,
+            seed: 7,
+            ..Default::default()
+        };
+        let made = factory_profile(&cfg, BitDepth::Eight).unwrap();
+        assert_eq!((made.width, made.height), (320, 256));
+        assert_eq!(made.bad.iter().filter(|&&b| b).count(), 40);
+        assert_eq!(made.bad, shipped.bad);
+        let worst = made
+            .gain
+            .iter()
+            .zip(&shipped.gain)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "gain differs by {worst}");
+    }
 
     #[test]
     fn deterministic_given_seed() {

@@ -83,6 +83,63 @@ fn run_with_calibration_of_the_wrong_size_reports_every_frame() {
 }
 
 #[test]
+fn the_synthetic_camera_comes_with_its_factory_calibration() {
+    // Its 40 stuck pixels, half of them bright, are replaced unless --uncalibrated: the
+    // synthetic-tuned top-hat then raises no false alarm, where it raises some on every frame.
+    let d = tmp("factory");
+    let fa = |extra: &[&str]| {
+        let stats = d.join("s.json");
+        let mut args = vec![
+            "run",
+            "--model",
+            "tophat:9:6",
+            "--count",
+            "6",
+            "--stats-json",
+            stats.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (code, _, err) = srsnet(&args);
+        assert_eq!(code, 0, "{err}");
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        std::fs::remove_file(&stats).unwrap();
+        (
+            s["false_targets_per_frame"].as_f64().unwrap(),
+            s["pd"].as_f64().unwrap(),
+            err,
+        )
+    };
+    let (ft, pd, err) = fa(&[]);
+    assert!(err.contains("factory profile (two-point NUC, 40 bad pixels"), "{err}");
+    assert_eq!((ft, pd), (0.0, 1.0));
+    let (ft, _, err) = fa(&["--uncalibrated"]);
+    assert!(!err.contains("factory profile"), "{err}");
+    assert!(ft >= 1.0, "the raw sensor's stuck pixels: {ft} false targets per frame");
+    // Other sources have no factory profile to skip.
+    let seq = d.join("seq");
+    let (code, _, err) = srsnet(&[
+        "synth",
+        "--out",
+        seq.to_str().unwrap(),
+        "--count",
+        "2",
+        "--size",
+        "64x48",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--source",
+        seq.to_str().unwrap(),
+        "--uncalibrated",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--uncalibrated is for the synthetic source"), "{err}");
+}
+
+#[test]
 fn run_synthetic_with_shipped_calibration_and_outputs() {
     let d = tmp("outputs");
     let cal = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("calibration/synthetic-320x256-seed7.safetensors");

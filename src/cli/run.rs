@@ -12,7 +12,7 @@ use crate::stream::publish::{MqttUrl, PublishOptions, Publisher, DEFAULT_BUFFER}
 use crate::stream::sinks::Sinks;
 use crate::stream::sources::{self, PixelFormat, SourceOptions, SourceSpec};
 use crate::stream::stop::Stop;
-use crate::synthetic::BitDepth;
+use crate::synthetic::{factory_profile, BitDepth};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -83,9 +83,13 @@ pub struct RunArgs {
     /// Keep retrying a camera that disappears instead of ending the stream.
     #[arg(long)]
     pub reconnect: bool,
-    /// Calibration profile (NUC + bad pixels) for this camera.
+    /// Calibration profile (NUC + bad pixels) for this camera. The synthetic camera comes with
+    /// its own factory profile (`synthetic::factory_profile`) unless --uncalibrated is given.
     #[arg(long)]
     pub calibration: Option<PathBuf>,
+    /// Synthetic source: skip its factory calibration and see the raw sensor (stuck pixels included).
+    #[arg(long, conflicts_with = "calibration")]
+    pub uncalibrated: bool,
     /// 16-bit mapping.
     #[arg(long, value_enum, default_value = "percentile")]
     pub stretch: StretchMode,
@@ -195,6 +199,32 @@ impl RunArgs {
 }
 
 /// `--publish`: an `mqtt://` URL.
+/// The profile the run corrects frames with: `--calibration`'s, or for the synthetic camera
+/// its factory profile (unless `--uncalibrated`), or none.
+fn calibration(args: &RunArgs) -> Result<Option<Profile>> {
+    if let Some(p) = &args.calibration {
+        let profile = Profile::load(p).with_context(|| format!("loading calibration profile {}", p.display()))?;
+        return Ok(Some(profile));
+    }
+    match (&args.source, args.uncalibrated) {
+        (SourceSpec::Synthetic, false) => {
+            let scene = sources::synthetic_scene(&args.source_options());
+            let profile = factory_profile(&scene, args.bits).context("the synthetic camera's factory calibration")?;
+            eprintln!(
+                "calibration: the synthetic camera's factory profile ({}; --uncalibrated for the raw sensor)",
+                profile.description
+            );
+            Ok(Some(profile))
+        }
+        (SourceSpec::Synthetic, true) => Ok(None),
+        (_, true) => bail!(
+            "--uncalibrated is for the synthetic source, which comes with a factory calibration; other sources \
+             are uncorrected unless --calibration is given"
+        ),
+        _ => Ok(None),
+    }
+}
+
 fn parse_mqtt_url(s: &str) -> Result<MqttUrl, String> {
     MqttUrl::parse(s).map_err(|e| e.to_string())
 }
@@ -266,10 +296,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
     let weights = args.weights.clone().unwrap_or_else(default_weights);
     let segmenter = Segmenter::new(&args.model, &weights, &args.device.open()?, args.engine.options())?;
     let threshold = args.threshold.unwrap_or(segmenter.default_threshold());
-    let calibration = match &args.calibration {
-        Some(p) => Some(Profile::load(p).with_context(|| format!("loading calibration profile {}", p.display()))?),
-        None => None,
-    };
+    let calibration = calibration(&args)?;
     let source = sources::open(&args.source, &args.source_options())?;
     let described = format!("{}; model: {}", source.describe(), segmenter.name());
     eprintln!("source: {described}");

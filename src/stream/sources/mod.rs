@@ -195,21 +195,26 @@ impl FrameSource for Limited {
     }
 }
 
+/// The scene the synthetic source simulates for these options.
+pub fn synthetic_scene(opts: &SourceOptions) -> SceneConfig {
+    let (width, height) = opts.size.unwrap_or(DEFAULT_SYNTHETIC_SIZE);
+    SceneConfig {
+        width,
+        height,
+        targets: opts.targets,
+        seed: opts.seed,
+        ..Default::default()
+    }
+}
+
 fn open_all(spec: &SourceSpec, opts: &SourceOptions) -> Result<Box<dyn FrameSource>> {
     match spec {
-        SourceSpec::Synthetic => {
-            let (width, height) = opts.size.unwrap_or(DEFAULT_SYNTHETIC_SIZE);
-            let cfg = SceneConfig {
-                width,
-                height,
-                targets: opts.targets,
-                seed: opts.seed,
-                ..Default::default()
-            };
-            Ok(Box::new(synthetic::SyntheticSource::new(
-                cfg, opts.bits, opts.count, opts.fps,
-            )?))
-        }
+        SourceSpec::Synthetic => Ok(Box::new(synthetic::SyntheticSource::new(
+            synthetic_scene(opts),
+            opts.bits,
+            opts.count,
+            opts.fps,
+        )?)),
         SourceSpec::Raw(file) => {
             let Some((w, h)) = opts.size else {
                 bail!("raw:{}: a raw recording needs --size WxH", file.display())
