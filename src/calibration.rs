@@ -129,7 +129,8 @@ impl Profile {
 /// Replaces each flagged pixel by the median of the valid pixels of its 3×3 neighbourhood
 /// (5×5 when none of the 3×3 is valid; left as is when neither has a valid pixel).
 pub fn replace_bad_pixels(values: &mut [f32], w: usize, h: usize, bad: &[bool]) {
-    let src = values.to_vec();
+    // In place: only bad pixels are written and only valid ones are read, so no copy of the
+    // frame is needed.
     let mut neigh = Vec::with_capacity(24);
     for i in (0..w * h).filter(|&i| bad[i]) {
         let (x, y) = ((i % w) as isize, (i / w) as isize);
@@ -141,7 +142,7 @@ pub fn replace_bad_pixels(values: &mut [f32], w: usize, h: usize, bad: &[bool]) 
                     if nx >= 0 && ny >= 0 && nx < w as isize && ny < h as isize {
                         let j = ny as usize * w + nx as usize;
                         if !bad[j] {
-                            neigh.push(src[j]);
+                            neigh.push(values[j]);
                         }
                     }
                 }
@@ -160,19 +161,56 @@ pub fn replace_bad_pixels(values: &mut [f32], w: usize, h: usize, bad: &[bool]) 
     }
 }
 
-/// Per-pixel mean and standard deviation over frames.
-fn frame_stats(frames: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
-    let n = frames[0].len();
-    let k = frames.len() as f64;
-    let mut mean = vec![0f32; n];
-    let mut std = vec![0f32; n];
-    for i in 0..n {
-        let m = frames.iter().map(|f| f[i] as f64).sum::<f64>() / k;
-        let v = frames.iter().map(|f| (f[i] as f64 - m).powi(2)).sum::<f64>() / k;
-        mean[i] = m as f32;
-        std[i] = v.sqrt() as f32;
+/// Per-pixel temporal mean and standard deviation of a flat-field recording, accumulated one
+/// frame at a time, so that a recording never has to be held whole (32 frames of 640×512 are
+/// 42 MB as f32, a third of `srsnet run`'s whole footprint).
+#[derive(Debug, Clone)]
+pub struct FlatStats {
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+    frames: usize,
+}
+
+impl FlatStats {
+    /// No frames yet, of `pixels` pixels each.
+    pub fn new(pixels: usize) -> Self {
+        Self {
+            sum: vec![0.0; pixels],
+            sum_sq: vec![0.0; pixels],
+            frames: 0,
+        }
     }
-    (mean, std)
+
+    /// The statistics of `frames` (all of one size).
+    pub fn of(frames: &[Vec<f32>]) -> Self {
+        let mut s = Self::new(frames.first().map_or(0, Vec::len));
+        frames.iter().for_each(|f| s.add(f));
+        s
+    }
+
+    /// Adds one frame (raw units; the size given to [`FlatStats::new`]).
+    pub fn add(&mut self, frame: &[f32]) {
+        assert_eq!(frame.len(), self.sum.len(), "flat-field frame size");
+        for ((s, q), &v) in self.sum.iter_mut().zip(&mut self.sum_sq).zip(frame) {
+            *s += v as f64;
+            *q += (v as f64) * (v as f64);
+        }
+        self.frames += 1;
+    }
+
+    /// (mean, standard deviation) per pixel. In f64 the one-pass variance loses nothing that
+    /// matters here: raw values are at most 65535 and a recording a few dozen frames.
+    fn mean_std(&self) -> (Vec<f32>, Vec<f32>) {
+        let k = self.frames.max(1) as f64;
+        self.sum
+            .iter()
+            .zip(&self.sum_sq)
+            .map(|(&s, &q)| {
+                let m = s / k;
+                (m as f32, (q / k - m * m).max(0.0).sqrt() as f32)
+            })
+            .unzip()
+    }
 }
 
 fn median(v: &[f32]) -> f32 {
@@ -189,14 +227,19 @@ fn median(v: &[f32]) -> f32 {
 /// from the median by more than `k_mad` median absolute deviations, or its temporal noise
 /// exceeds `k_noise` times the median noise (blinking).
 pub fn two_point(width: usize, height: usize, cold: &[Vec<f32>], hot: &[Vec<f32>]) -> Result<Profile> {
+    two_point_from(width, height, &FlatStats::of(cold), &FlatStats::of(hot))
+}
+
+/// [`two_point`] from the recordings' accumulated statistics.
+pub fn two_point_from(width: usize, height: usize, cold: &FlatStats, hot: &FlatStats) -> Result<Profile> {
     const DEAD_FRACTION: f32 = 0.2;
     const K_MAD: f32 = 8.0;
     const K_NOISE: f32 = 6.0;
-    if cold.is_empty() || hot.is_empty() {
+    if cold.frames == 0 || hot.frames == 0 {
         bail!("calibration needs at least one cold and one hot frame");
     }
-    let (c, c_noise) = frame_stats(cold);
-    let (h, h_noise) = frame_stats(hot);
+    let (c, c_noise) = cold.mean_std();
+    let (h, h_noise) = hot.mean_std();
     let response: Vec<f32> = h.iter().zip(&c).map(|(a, b)| a - b).collect();
     let med = median(&response);
     if med <= 0.0 {
@@ -210,7 +253,7 @@ pub fn two_point(width: usize, height: usize, cold: &[Vec<f32>], hot: &[Vec<f32>
         .map(|i| {
             response[i] < DEAD_FRACTION * med
                 || abs_dev[i] > K_MAD * mad
-                || (cold.len() > 1 && noise[i] > K_NOISE * noise_med)
+                || (cold.frames > 1 && noise[i] > K_NOISE * noise_med)
         })
         .collect();
     let (c_bar, h_bar) = (mean_of(&c, &bad), mean_of(&h, &bad));

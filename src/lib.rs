@@ -11,6 +11,7 @@ pub mod detect;
 pub mod device;
 pub mod engine;
 pub mod eval;
+pub mod heap;
 pub mod image_io;
 pub mod infer;
 pub mod limits;

@@ -2,6 +2,7 @@
 //! noise (per-column offsets and per-pixel gain), temporal sensor noise, and dim moving targets
 //! of 1–20 px. Deterministic given the seed. It feeds tests, examples and `--source synthetic`.
 
+use crate::calibration::FlatStats;
 use crate::dataset::sequence::write_centroids;
 use crate::image_io::{write_gray16_png, write_gray_png, Pixels};
 use rand::{Rng, SeedableRng};
@@ -290,15 +291,15 @@ const FACTORY_FLAT_FRAMES: usize = 16;
 /// network reports as point targets (about 19 per frame at 320×256, see README.md).
 pub fn factory_profile(cfg: &SceneConfig, bits: BitDepth) -> anyhow::Result<crate::calibration::Profile> {
     // Each level is its own recording of a fresh camera, as two `srsnet synth --flat` runs are.
-    let record = |level: f32| -> Vec<Vec<f32>> {
+    let record = |level: f32| {
         let mut scene = Scene::new(cfg.clone());
-        (0..FACTORY_FLAT_FRAMES)
-            .map(|_| quantise(&scene.flat_field(level), bits).values())
-            .collect()
+        let mut stats = FlatStats::new(cfg.width * cfg.height);
+        for _ in 0..FACTORY_FLAT_FRAMES {
+            stats.add(&quantise(&scene.flat_field(level), bits).values());
+        }
+        stats
     };
-    let cold = record(0.3);
-    let hot = record(0.7);
-    crate::calibration::two_point(cfg.width, cfg.height, &cold, &hot)
+    crate::calibration::two_point_from(cfg.width, cfg.height, &record(0.3), &record(0.7))
 }
 
 /// What `srsnet synth` writes.

@@ -313,7 +313,7 @@ pub fn train_throughput(
     use crate::train::optim::SgdConfig;
     use crate::train::stages::{ReconStage, SegStage};
     let cfg = ModelConfig::from_preset_or_path(preset)?;
-    crate::train::heap::retain_freed_memory();
+    crate::heap::retain_freed_memory();
     let d = Device::Cpu;
     let x = (Tensor::randn(0f32, 1.0, (batch, cfg.in_channels, size, size), &d)? * 0.3)?;
     let mask = Tensor::zeros((batch, 1, size, size), candle_core::DType::F32, &d)?;

@@ -210,6 +210,7 @@ fn calibration(args: &RunArgs) -> Result<Option<Profile>> {
         (SourceSpec::Synthetic, false) => {
             let scene = sources::synthetic_scene(&args.source_options());
             let profile = factory_profile(&scene, args.bits).context("the synthetic camera's factory calibration")?;
+            crate::heap::return_freed_memory();
             eprintln!(
                 "calibration: the synthetic camera's factory profile ({}; --uncalibrated for the raw sensor)",
                 profile.description
@@ -293,10 +294,12 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
     {
         super::refuse_overwrite(args.inputs(), out)?;
     }
+    // Before the model: the factory profile's flat-field statistics are freed by then, and
+    // the model's buffers reuse that memory instead of adding to the peak.
+    let calibration = calibration(&args)?;
     let weights = args.weights.clone().unwrap_or_else(default_weights);
     let segmenter = Segmenter::new(&args.model, &weights, &args.device.open()?, args.engine.options())?;
     let threshold = args.threshold.unwrap_or(segmenter.default_threshold());
-    let calibration = calibration(&args)?;
     let source = sources::open(&args.source, &args.source_options())?;
     let described = format!("{}; model: {}", source.describe(), segmenter.name());
     eprintln!("source: {described}");

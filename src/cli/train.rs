@@ -572,7 +572,7 @@ pub fn run(stage: TrainStage) -> Result<()> {
     if let Some(SegFrom::Init(init)) = &seg_from {
         super::refuse_overwrite([init.as_path()], &weights_out)?;
     }
-    crate::train::heap::retain_freed_memory();
+    crate::heap::retain_freed_memory();
     train(which, &data, &run, seg_from.as_ref(), &weights_out)
 }
 

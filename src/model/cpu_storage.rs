@@ -57,7 +57,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// A zero vector of `len` floats, zeroed by all of rayon's threads. Every op allocates its
 /// outputs and gradients with it: `vec![0.0; n]` is a calloc, which glibc serves from reused
-/// heap blocks (training keeps freed memory, `train::heap`) by a memset on the calling thread,
+/// heap blocks (training keeps freed memory, `crate::heap`) by a memset on the calling thread,
 /// so each full-size buffer was zeroed serially before the parallel loop that fills it.
 pub fn par_zeroed(len: usize) -> Vec<f32> {
     let mut out: Vec<f32> = Vec::with_capacity(len);

@@ -3,7 +3,6 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod data;
-pub mod heap;
 pub mod loss;
 pub mod mining;
 pub mod optim;

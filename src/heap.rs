@@ -1,4 +1,4 @@
-//! Keeping freed memory in the process during training.
+//! glibc heap policy: freed memory kept in the process during training, handed back after a one-off burst.
 //!
 //! Why: a training step allocates and frees hundreds of tensors of 1–300 MB (activations,
 //! gradients, im2col matrices). glibc serves every allocation above its mmap threshold (at most
@@ -20,5 +20,18 @@ pub fn retain_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+    }
+}
+
+/// Hands the heap's free pages back to the kernel (glibc's `malloc_trim`). For a one-off burst
+/// of large temporaries before a long-running job, such as `srsnet run` deriving the synthetic
+/// camera's factory calibration: without it the freed flat-field statistics stayed in the
+/// process and raised the 640×512 stream's peak resident memory by 5 MB. Elsewhere it does
+/// nothing.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; no live allocation is touched.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
