@@ -414,7 +414,7 @@ pub struct TrainArgs {
     /// extended, signal-to-clutter 2–8, some smeared), with exact masks.
     #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
     pub synthetic_targets: f64,
-    /// Probability that a segmentation crop gets a sensor artefact (dead/hot row or column,
+    /// Probability that a segmentation crop gets a sensor artefact (dead/hot row or column, stuck pixels,
     /// stripe noise) that must stay background.
     #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
     pub artefacts: f64,
