@@ -198,7 +198,6 @@ impl RunArgs {
     }
 }
 
-/// `--publish`: an `mqtt://` URL.
 /// The profile the run corrects frames with: `--calibration`'s, or for the synthetic camera
 /// its factory profile (unless `--uncalibrated`), or none.
 fn calibration(args: &RunArgs) -> Result<Option<Profile>> {
@@ -226,6 +225,7 @@ fn calibration(args: &RunArgs) -> Result<Option<Profile>> {
     }
 }
 
+/// `--publish`: an `mqtt://` URL.
 fn parse_mqtt_url(s: &str) -> Result<MqttUrl, String> {
     MqttUrl::parse(s).map_err(|e| e.to_string())
 }

@@ -141,7 +141,7 @@ fn add_artefact(img: &mut Frame, rng: &mut ChaCha8Rng) {
     if kind == 4 {
         return add_stuck_pixels(img, rng);
     }
-    let level = if rng.gen_bool(0.5) { 0.0 } else { 1.0 };
+    let level = stuck_level(rng);
     let (col, row) = (rng.gen_range(0..w), rng.gen_range(0..h));
     let sigma = rng.gen_range(0.005..0.03f32);
     let offsets: Vec<f32> = (0..w.max(h))
@@ -171,10 +171,19 @@ fn add_artefact(img: &mut Frame, rng: &mut ChaCha8Rng) {
 fn add_stuck_pixels(img: &mut Frame, rng: &mut ChaCha8Rng) {
     let n = img.width * img.height;
     for _ in 0..rng.gen_range(1..=6) {
-        let (i, level) = (rng.gen_range(0..n), if rng.gen_bool(0.5) { 0.0 } else { 1.0 });
+        let (i, level) = (rng.gen_range(0..n), stuck_level(rng));
         for c in 0..img.channels {
             img.data[c * n + i] = level;
         }
+    }
+}
+
+/// What a dead (0) or hot (1) sensor element reads, equally likely.
+fn stuck_level(rng: &mut ChaCha8Rng) -> f32 {
+    if rng.gen_bool(0.5) {
+        0.0
+    } else {
+        1.0
     }
 }
 
