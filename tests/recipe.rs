@@ -98,6 +98,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "logits",
         "--negative-weight",
         "0.5",
+        "--val-threshold",
+        "0.9",
         "--out",
         s(&out),
     ]);
@@ -148,6 +150,7 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
     );
     let sets = seg["val"]["sets"].as_array().unwrap();
     assert_eq!(sets.len(), 2, "{seg}");
+    assert_eq!(seg["val"]["threshold"].as_f64(), Some(0.9), "{seg}");
     assert!(
         sets[1]["metrics"]["false_targets_per_frame"].as_f64().is_some(),
         "{seg}"
@@ -167,9 +170,10 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         (
             file.info["hard_negatives"].as_f64(),
             file.info["negative_loss"].as_str(),
-            file.info["negative_weight"].as_f64()
+            file.info["negative_weight"].as_f64(),
+            file.info["val_threshold"].as_f64()
         ),
-        (Some(0.5), Some("logits"), Some(0.5)),
+        (Some(0.5), Some("logits"), Some(0.5), Some(0.9)),
         "{}",
         file.info
     );
@@ -208,7 +212,7 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     let out = d.join("o");
-    let flags: [(&[&str], &[&str]); 5] = [
+    let flags: [(&[&str], &[&str]); 7] = [
         (&["--dataset", "masks:x"], &["unknown kind"]),
         (
             &["--data", "/x", "--hard-negatives", "0.3"],
@@ -220,6 +224,14 @@ fn bad_recipes_are_refused_with_the_reason() {
         ),
         (&["--hard-negatives", "1.5", "--crop", "16"], &["--hard-negatives"]),
         (&["--negative-weight=-1"], &["--negative-weight", "non-negative"]),
+        (
+            &["--val-threshold", "1"],
+            &["--val-threshold", "strictly between 0 and 1"],
+        ),
+        (
+            &["--val-threshold", "0"],
+            &["--val-threshold", "strictly between 0 and 1"],
+        ),
     ];
     for (args, needles) in flags {
         let mut argv = vec!["train", "all", "--out", s(&out)];

@@ -90,6 +90,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         hard_negatives: 0.0,
         negative_loss: Default::default(),
         negative_weight: 1.0,
+        val_threshold: 0.5,
     }
 }
 

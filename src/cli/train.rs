@@ -68,6 +68,8 @@ pub struct RunArgs {
     pub negative_loss: NegativeLoss,
     /// The weight of that cost.
     pub negative_weight: f64,
+    /// The probability threshold of the segmentation stage's validations.
+    pub val_threshold: f64,
     /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
     /// Continue from the output folder's last checkpoint.
@@ -95,6 +97,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         hard_negatives: run.hard_negatives,
         negative_loss: run.negative_loss,
         negative_weight: run.negative_weight,
+        val_threshold: run.val_threshold,
     }
 }
 
@@ -277,6 +280,7 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
         "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
         "negative_loss": run.negative_loss, "negative_weight": run.negative_weight,
+        "val_threshold": run.val_threshold,
     })
 }
 
@@ -436,6 +440,10 @@ pub struct TrainArgs {
     /// equal; below 1 a milder push against false targets, which costs fewer dim targets).
     #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative)]
     pub negative_weight: f64,
+    /// Probability above which the segmentation stage's validations count a pixel as target;
+    /// the best checkpoint is chosen at it (use the threshold the weights will be run at).
+    #[arg(long, default_value_t = 0.5, value_parser = parse_probability)]
+    pub val_threshold: f64,
     /// Output folder: checkpoints, log.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -541,6 +549,7 @@ impl TrainArgs {
             hard_negatives: self.hard_negatives,
             negative_loss: self.negative_loss,
             negative_weight: self.negative_weight,
+            val_threshold: self.val_threshold,
             out: self.out,
             resume: self.resume,
             device: self.device.open()?,
@@ -589,6 +598,14 @@ fn parse_unit_open(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
         _ => Err(format!("`{s}`: expected a number in [0, 1)")),
+    }
+}
+
+/// A number strictly between 0 and 1.
+fn parse_probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!("`{s}`: expected a probability strictly between 0 and 1")),
     }
 }
 

@@ -70,6 +70,10 @@ pub struct TrainOptions {
     pub negative_loss: NegativeLoss,
     /// The weight of that cost (1 for the cost as named).
     pub negative_weight: f64,
+    /// The probability above which the segmentation stage's validations count a pixel as
+    /// target; the best checkpoint is chosen at it. Validating at the operating point the
+    /// weights will ship with keeps selection and use at the same threshold.
+    pub val_threshold: f64,
 }
 
 /// How a run ended.
@@ -177,17 +181,18 @@ impl Stage for SegStage {
         let mut total = 0.0;
         let mut runner = SegRunner::new(self, &opts.device)?;
         for set in val {
-            let m = validate_seg(&mut runner, set, &opts.preprocess)?;
+            let m = validate_seg(&mut runner, set, &opts.preprocess, opts.val_threshold)?;
             let score = set_score(set, &m);
             total += score;
             rows.push(json!({ "set": set.name, "score": score, "metrics": m }));
         }
         let score = total / val.len().max(1) as f64;
         // A single set keeps the flat report older tools read (`val.iou`, ...).
-        let report = match (val.len(), rows.first()) {
+        let mut report = match (val.len(), rows.first()) {
             (1, Some(r)) => r["metrics"].clone(),
             _ => json!({ "sets": rows, "score": score }),
         };
+        report["threshold"] = json!(opts.val_threshold);
         Ok((score, report))
     }
     fn opt(&mut self) -> &mut Sgd {
@@ -259,16 +264,22 @@ impl<'a> SegRunner<'a> {
     }
 }
 
-/// The metrics of the segmentation net (eval mode, threshold 0.5) on one validation set at
-/// native resolution.
-pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec) -> Result<Metrics> {
+/// The metrics of the segmentation net (eval mode) on one validation set at native
+/// resolution, a pixel being target where its probability is above `threshold`.
+pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec, threshold: f64) -> Result<Metrics> {
     let mut acc = MetricAccumulator::default();
     for item in &set.items {
         let z = runner.logits(&item.image, spec)?;
-        let pred: Vec<bool> = z.iter().map(|&v| v > 0.0).collect();
-        acc.add(&pred, item.image.width, item.image.height, &item.truth);
+        acc.add(&above(&z, threshold), item.image.width, item.image.height, &item.truth);
     }
     Ok(acc.finish())
+}
+
+/// Which logits have a probability above `threshold`, computed as `srsnet eval` does (the f32
+/// sigmoid, then a strict comparison), so that a checkpoint chosen here scores the same there.
+fn above(logits: &[f32], threshold: f64) -> Vec<bool> {
+    let t = threshold as f32;
+    logits.iter().map(|&z| crate::engine::kernels::sigmoid(z) > t).collect()
 }
 
 /// Draw `index` of `epoch`: sample `i` augmented, or, for a share `hard_negatives` of the
@@ -656,6 +667,16 @@ mod tests {
             groups: gs,
             val: vec![],
         }
+    }
+
+    #[test]
+    fn validation_counts_pixels_above_the_probability_threshold() {
+        // logit(0.95) = ln 19 ≈ 2.944: 2.9 is p ≈ 0.948, 3.0 is p ≈ 0.953.
+        let z = [-1.0, 0.0, 0.1, 2.9, 3.0];
+        assert_eq!(above(&z, 0.5), [false, false, true, true, true]);
+        assert_eq!(above(&z, 0.95), [false, false, false, false, true]);
+        // As `srsnet eval`'s strict `p > t`: a logit of 0 (p = 0.5 exactly) is not above 0.5.
+        assert_eq!(above(&[0.0], 0.5), [false]);
     }
 
     #[test]
