@@ -5,9 +5,10 @@
 //! Work is vectorised along the image row: each step computes a block of 8 (then 4, then 1)
 //! output channels × `V` vectors of adjacent pixels, so one input vector load feeds eight FMAs
 //! and one broadcast weight feeds `V`. With 8 × 3 accumulators in AVX-512's or NEON's 32
-//! registers (8 × 1 in AVX2's 16) the input loads, which come from L2 once a layer's input
-//! rows outgrow L1, are one per eight FMAs; a block of 8 is also exactly the lite model's
-//! width at full resolution. The input may be a concatenation read in
+//! registers the input loads, which come from L2 once a layer's input rows outgrow L1, are
+//! one per eight FMAs; a block of 8 is also exactly the lite model's width at full
+//! resolution. AVX2 has 16 registers, and there a block of 8 runs as two halves of
+//! 4 channels × 2 vectors (see `ConvTask::with_simd`). The input may be a concatenation read in
 //! place, so no layer ever copies its inputs together.
 
 use super::super::buffers::{Geom, Planes};
@@ -359,22 +360,32 @@ impl WithSimd for ConvTask<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
+        // AVX2's 16 registers hold 8 channels × 1 vector of accumulators, whose 8 FMAs per
+        // input load leave no slack for the FMA latency (and each broadcast is a load too);
+        // 4 channels × 2 vectors run 7–10 % faster on the official model and 5 % on lite
+        // (`srsnet bench`, AMD EPYC with AVX2 only, README "Speed"). So there a block of 8 is
+        // computed as its two halves, reading the same packed weights.
+        let halves = S::F32_LANES == 8;
         for y in self.rows.clone() {
             for &b in &self.w.blocks {
-                match (self.w.k, b.co) {
-                    (1, CO_WIDE) => self.row::<S, 1, CO_WIDE>(s, b, y),
-                    (3, CO_WIDE) => self.row::<S, 3, CO_WIDE>(s, b, y),
-                    (5, CO_WIDE) => self.row::<S, 5, CO_WIDE>(s, b, y),
-                    (7, CO_WIDE) => self.row::<S, 7, CO_WIDE>(s, b, y),
-                    (1, CO) => self.row::<S, 1, CO>(s, b, y),
-                    (3, CO) => self.row::<S, 3, CO>(s, b, y),
-                    (5, CO) => self.row::<S, 5, CO>(s, b, y),
-                    (7, CO) => self.row::<S, 7, CO>(s, b, y),
-                    (1, 1) => self.row::<S, 1, 1>(s, b, y),
-                    (3, 1) => self.row::<S, 3, 1>(s, b, y),
-                    (5, 1) => self.row::<S, 5, 1>(s, b, y),
-                    (7, 1) => self.row::<S, 7, 1>(s, b, y),
-                    (k, co) => unreachable!("no kernel for k = {k}, {co} channels (the plan builder refuses these)"),
+                match (self.w.k, b.co, halves) {
+                    (1, CO_WIDE, true) => self.halves::<S, 1>(s, b, y),
+                    (3, CO_WIDE, true) => self.halves::<S, 3>(s, b, y),
+                    (5, CO_WIDE, true) => self.halves::<S, 5>(s, b, y),
+                    (7, CO_WIDE, true) => self.halves::<S, 7>(s, b, y),
+                    (1, CO_WIDE, false) => self.row::<S, 1, CO_WIDE, CO_WIDE>(s, b, 0, y),
+                    (3, CO_WIDE, false) => self.row::<S, 3, CO_WIDE, CO_WIDE>(s, b, 0, y),
+                    (5, CO_WIDE, false) => self.row::<S, 5, CO_WIDE, CO_WIDE>(s, b, 0, y),
+                    (7, CO_WIDE, false) => self.row::<S, 7, CO_WIDE, CO_WIDE>(s, b, 0, y),
+                    (1, CO, _) => self.row::<S, 1, CO, CO>(s, b, 0, y),
+                    (3, CO, _) => self.row::<S, 3, CO, CO>(s, b, 0, y),
+                    (5, CO, _) => self.row::<S, 5, CO, CO>(s, b, 0, y),
+                    (7, CO, _) => self.row::<S, 7, CO, CO>(s, b, 0, y),
+                    (1, 1, _) => self.row::<S, 1, 1, 1>(s, b, 0, y),
+                    (3, 1, _) => self.row::<S, 3, 1, 1>(s, b, 0, y),
+                    (5, 1, _) => self.row::<S, 5, 1, 1>(s, b, 0, y),
+                    (7, 1, _) => self.row::<S, 7, 1, 1>(s, b, 0, y),
+                    (k, co, _) => unreachable!("no kernel for k = {k}, {co} channels (the plan builder refuses these)"),
                 }
             }
         }
@@ -388,11 +399,21 @@ struct Row<'a, const C: usize> {
 }
 
 impl ConvTask<'_> {
-    /// Output row `y` of block `b`'s channels.
+    /// Output row `y` of a block of 8 channels, as two blocks of 4.
     #[inline(always)]
-    fn row<S: Simd, const K: usize, const C: usize>(&self, s: S, b: CoBlock, y: usize) {
+    fn halves<S: Simd, const K: usize>(&self, s: S, b: CoBlock, y: usize) {
+        self.row::<S, K, CO, CO_WIDE>(s, b, 0, y);
+        self.row::<S, K, CO, CO_WIDE>(s, b, CO, y);
+    }
+
+    /// Output row `y` of channels `lane .. lane + C` of block `b`, whose packed weights hold
+    /// `W` lanes per (input channel, tap).
+    #[inline(always)]
+    fn row<S: Simd, const K: usize, const C: usize, const W: usize>(&self, s: S, b: CoBlock, lane: usize, y: usize) {
+        debug_assert!(W == b.co && lane + C <= W);
         let og = self.og;
-        let wb = &self.w.packed[b.offset..b.offset + self.w.cin * K * K * C];
+        let b = CoBlock { co0: b.co0 + lane, ..b };
+        let wb = &self.w.packed[b.offset + lane..b.offset + self.w.cin * K * K * W];
         let bias: [f32; C] = std::array::from_fn(|i| self.w.bias[b.co0 + i]);
         let l = S::F32_LANES;
         // Vectors per strip, so that the C×V accumulators, V inputs and a broadcast fit the
@@ -416,19 +437,19 @@ impl ConvTask<'_> {
         // at least K/2, so each load stays inside its row's plane (checked in `conv`).
         while x + v * l <= og.w {
             match v {
-                1 => unsafe { self.strip::<S, K, C, 1>(s, wb, &bias, y, x, &row) },
-                2 => unsafe { self.strip::<S, K, C, 2>(s, wb, &bias, y, x, &row) },
-                3 => unsafe { self.strip::<S, K, C, 3>(s, wb, &bias, y, x, &row) },
-                _ => unsafe { self.strip::<S, K, C, 4>(s, wb, &bias, y, x, &row) },
+                1 => unsafe { self.strip::<S, K, C, W, 1>(s, wb, &bias, y, x, &row) },
+                2 => unsafe { self.strip::<S, K, C, W, 2>(s, wb, &bias, y, x, &row) },
+                3 => unsafe { self.strip::<S, K, C, W, 3>(s, wb, &bias, y, x, &row) },
+                _ => unsafe { self.strip::<S, K, C, W, 4>(s, wb, &bias, y, x, &row) },
             }
             x += v * l;
         }
         while x + l <= og.w {
-            unsafe { self.strip::<S, K, C, 1>(s, wb, &bias, y, x, &row) };
+            unsafe { self.strip::<S, K, C, W, 1>(s, wb, &bias, y, x, &row) };
             x += l;
         }
         if x < og.w {
-            self.tail::<S, K, C>(s, wb, &bias, y, x, og.w - x, &row);
+            self.tail::<S, K, C, W>(s, wb, &bias, y, x, og.w - x, &row);
         }
         if self.epi.sigmoid {
             for r in &row.out {
@@ -445,7 +466,7 @@ impl ConvTask<'_> {
     /// `x + V·lanes ≤ w`.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    unsafe fn strip<S: Simd, const K: usize, const C: usize, const V: usize>(
+    unsafe fn strip<S: Simd, const K: usize, const C: usize, const W: usize, const V: usize>(
         &self,
         s: S,
         wb: &[f32],
@@ -472,7 +493,7 @@ impl ConvTask<'_> {
                                 acc[v] = s.mul_add_e_f32s(wv, xs[v], acc[v]);
                             }
                         }
-                        wi += C;
+                        wi += W;
                     }
                 }
             }
@@ -488,7 +509,7 @@ impl ConvTask<'_> {
     /// The last `n < lanes` pixels of a row, with partial loads and stores.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn tail<S: Simd, const K: usize, const C: usize>(
+    fn tail<S: Simd, const K: usize, const C: usize, const W: usize>(
         &self,
         s: S,
         wb: &[f32],
@@ -512,7 +533,7 @@ impl ConvTask<'_> {
                         for (co, acc) in acc.iter_mut().enumerate() {
                             *acc = s.mul_add_e_f32s(s.splat_f32s(wb[wi + co]), xs, *acc);
                         }
-                        wi += C;
+                        wi += W;
                     }
                 }
             }
@@ -655,7 +676,7 @@ mod tests {
     #[test]
     fn every_isa_matches_scalar() {
         for k in [1, 3, 5, 7] {
-            for (w, cout) in [(37, 6), (16, 4), (5, 1), (72, 9)] {
+            for (w, cout) in [(37, 6), (16, 4), (5, 1), (72, 9), (29, 12)] {
                 let gi = Geom { h: 5, w, pad: 3 };
                 let go = Geom { h: 5, w, pad: 1 };
                 let (a, b) = (random_planes(gi, 3, 1), random_planes(gi, 2, 2));
