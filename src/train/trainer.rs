@@ -180,11 +180,21 @@ impl Stage for SegStage {
         let mut rows = Vec::new();
         let mut total = 0.0;
         let mut runner = SegRunner::new(self, &opts.device)?;
+        let mut metrics = Vec::new();
         for set in val {
             let m = validate_seg(&mut runner, set, &opts.preprocess, opts.val_threshold)?;
             let score = set_score(set, &m);
             total += score;
             rows.push(json!({ "set": set.name, "score": score, "metrics": m }));
+            metrics.push(m);
+        }
+        if marks_nothing(&metrics) {
+            eprintln!(
+                "warning: the net marks nothing above {} on any validation set (no target found, no false \
+                 target): it has collapsed to background, the cheapest answer to a strong target-free cost \
+                 (--negative-weight, --hard-negatives); the score it gets is only the target-free sets' share",
+                opts.val_threshold
+            );
         }
         let score = total / val.len().max(1) as f64;
         // A single set keeps the flat report older tools read (`val.iou`, ...).
@@ -193,6 +203,7 @@ impl Stage for SegStage {
             _ => json!({ "sets": rows, "score": score }),
         };
         report["threshold"] = json!(opts.val_threshold);
+        report["marks_nothing"] = json!(marks_nothing(&metrics));
         Ok((score, report))
     }
     fn opt(&mut self) -> &mut Sgd {
@@ -273,6 +284,12 @@ pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec,
         acc.add(&above(&z, threshold), item.image.width, item.image.height, &item.truth);
     }
     Ok(acc.finish())
+}
+
+/// Whether validation found no component at all on any set: neither a target nor a false
+/// target (run `lite-v8-stuck` in models/README.md collapsed so, unseen until epoch 7).
+fn marks_nothing(sets: &[Metrics]) -> bool {
+    !sets.is_empty() && sets.iter().all(|m| m.hits == 0 && m.false_targets == 0)
 }
 
 /// Which logits have a probability above `threshold`, computed as `srsnet eval` does (the f32
@@ -667,6 +684,20 @@ mod tests {
             groups: gs,
             val: vec![],
         }
+    }
+
+    #[test]
+    fn a_net_that_marks_nothing_is_recognised() {
+        let m = |hits, false_targets| Metrics {
+            hits,
+            false_targets,
+            targets: 10,
+            ..Default::default()
+        };
+        assert!(marks_nothing(&[m(0, 0), m(0, 0)]));
+        assert!(!marks_nothing(&[m(0, 0), m(0, 1)]), "one false target is a mark");
+        assert!(!marks_nothing(&[m(1, 0), m(0, 0)]), "one hit is a mark");
+        assert!(!marks_nothing(&[]), "no validation sets: nothing to judge");
     }
 
     #[test]
