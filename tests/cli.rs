@@ -483,3 +483,59 @@ fn gst_without_the_feature_says_how_to_build() {
         "{err}"
     );
 }
+
+#[test]
+fn calibrate_rebuilds_the_shipped_synthetic_profile_from_its_flat_fields() {
+    // calibration/README.md's recipe: 16 cold and 16 hot flat fields of the synthetic camera,
+    // read frame by frame into per-pixel statistics. The result must be the committed profile.
+    let d = tmp("rebuild");
+    let (cold, hot, out) = (d.join("cold"), d.join("hot"), d.join("cal.safetensors"));
+    for (dir, level) in [(&cold, "0.3"), (&hot, "0.7")] {
+        let (code, _, err) = srsnet(&[
+            "synth",
+            "--out",
+            dir.to_str().unwrap(),
+            "--count",
+            "16",
+            "--flat",
+            level,
+            "--seed",
+            "7",
+        ]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = srsnet(&[
+        "calibrate",
+        "--cold",
+        cold.to_str().unwrap(),
+        "--hot",
+        hot.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let made = srsnet::calibration::Profile::load(&out).unwrap();
+    let shipped_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("calibration/synthetic-320x256-seed7.safetensors");
+    let shipped = srsnet::calibration::Profile::load(&shipped_path).unwrap();
+    assert_eq!((made.width, made.height), (320, 256));
+    assert_eq!(made.bad.iter().filter(|&&b| b).count(), 40);
+    assert_eq!(made.bad, shipped.bad);
+    let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst(&made.gain, &shipped.gain) < 1e-4, "gain");
+    assert!(worst(&made.offset, &shipped.offset) < 1e-2, "offset (raw units)");
+    // A folder with no frames is refused with its name.
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, _, err) = srsnet(&[
+        "calibrate",
+        "--cold",
+        empty.to_str().unwrap(),
+        "--hot",
+        hot.to_str().unwrap(),
+        "--out",
+        d.join("x.safetensors").to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("empty"), "{err}");
+}

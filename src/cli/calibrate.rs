@@ -2,7 +2,7 @@
 //! flat-field recording (raw Y8/Y16 files or image folders, named as `--source` names them).
 
 use super::{parse_size, refuse_overwrite};
-use crate::calibration::{two_point, Profile};
+use crate::calibration::{two_point_from, FlatStats, Profile};
 use crate::progress::Progress;
 use crate::stream::sources::{self, PixelFormat, SourceOptions, SourceSpec};
 use crate::stream::stop::Stop;
@@ -36,20 +36,21 @@ pub fn run(args: CalibrateArgs) -> Result<Profile> {
             refuse_overwrite([p.as_path()], &args.out)?;
         }
     }
-    let (w, h, c) = frames_of(&args.cold, &args)?;
-    let (w2, h2, hf) = frames_of(&args.hot, &args)?;
+    let (w, h, c) = flat_stats(&args.cold, &args)?;
+    let (w2, h2, hf) = flat_stats(&args.hot, &args)?;
     if (w, h) != (w2, h2) {
         bail!("cold frames are {w}×{h} but hot frames are {w2}×{h2}");
     }
-    let profile = two_point(w, h, &c, &hf)?;
+    let profile = two_point_from(w, h, &c, &hf)?;
     profile.save(&args.out)?;
     eprintln!("wrote {} ({}×{}, {})", args.out.display(), w, h, profile.description);
     Ok(profile)
 }
 
-/// Every frame of a recording as raw values; any unreadable frame is an error (a profile
+/// The per-pixel statistics of every frame of a recording, in raw values, accumulated frame by
+/// frame (a long recording is never held whole); any unreadable frame is an error (a profile
 /// from part of a recording would be silently wrong).
-fn frames_of(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, Vec<Vec<f32>>)> {
+fn flat_stats(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, FlatStats)> {
     if matches!(spec, SourceSpec::Synthetic | SourceSpec::Camera(_) | SourceSpec::Gst(_)) {
         bail!("{spec:?}: flat fields are read from raw:FILE or an image folder");
     }
@@ -61,7 +62,7 @@ fn frames_of(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, V
     };
     let mut src = sources::open(spec, &opts)?;
     let stop = Stop::new();
-    let mut out = Vec::new();
+    let mut stats: Option<FlatStats> = None;
     let mut dims = None;
     let mut progress = src.known_length().map(|n| Progress::new("calibrate", n));
     while let Some(f) = src.next_frame(&stop) {
@@ -79,13 +80,15 @@ fn frames_of(spec: &SourceSpec, args: &CalibrateArgs) -> Result<(usize, usize, V
             );
         }
         dims = Some((f.width, f.height));
-        out.push(f.pixels.values());
+        stats
+            .get_or_insert_with(|| FlatStats::new(f.width * f.height))
+            .add(&f.pixels.values());
     }
     if let Some(p) = progress {
         p.finish();
     }
-    let Some((w, h)) = dims else {
+    let (Some((w, h)), Some(stats)) = (dims, stats) else {
         bail!("{}: no frames", src.describe())
     };
-    Ok((w, h, out))
+    Ok((w, h, stats))
 }
