@@ -22,6 +22,14 @@ fn raw_recording(path: &std::path::Path, fill: u8) -> String {
     format!("raw:{}", path.display())
 }
 
+/// Writes a `srsnet synth` sequence to `out` with these further arguments.
+fn synth(out: &std::path::Path, args: &[&str]) {
+    let mut argv = vec!["synth", "--out", out.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let (code, _, err) = srsnet(&argv);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("srsnet-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -117,16 +125,7 @@ fn the_synthetic_camera_comes_with_its_factory_calibration() {
     assert!(ft >= 1.0, "the raw sensor's stuck pixels: {ft} false targets per frame");
     // Other sources have no factory profile to skip.
     let seq = d.join("seq");
-    let (code, _, err) = srsnet(&[
-        "synth",
-        "--out",
-        seq.to_str().unwrap(),
-        "--count",
-        "2",
-        "--size",
-        "64x48",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    synth(&seq, &["--count", "2", "--size", "64x48"]);
     let (code, _, err) = srsnet(&[
         "run",
         "--model",
@@ -491,18 +490,7 @@ fn calibrate_rebuilds_the_shipped_synthetic_profile_from_its_flat_fields() {
     let d = tmp("rebuild");
     let (cold, hot, out) = (d.join("cold"), d.join("hot"), d.join("cal.safetensors"));
     for (dir, level) in [(&cold, "0.3"), (&hot, "0.7")] {
-        let (code, _, err) = srsnet(&[
-            "synth",
-            "--out",
-            dir.to_str().unwrap(),
-            "--count",
-            "16",
-            "--flat",
-            level,
-            "--seed",
-            "7",
-        ]);
-        assert_eq!(code, 0, "{err}");
+        synth(dir, &["--count", "16", "--flat", level, "--seed", "7"]);
     }
     let (code, _, err) = srsnet(&[
         "calibrate",
@@ -549,16 +537,7 @@ fn the_shipped_weights_find_both_targets_of_a_sequence_with_stuck_pixels() {
     // checks the same sequence, but only when built with that feature.
     let d = tmp("stuck");
     let seq = d.join("seq");
-    let (code, _, err) = srsnet(&[
-        "synth",
-        "--out",
-        seq.to_str().unwrap(),
-        "--count",
-        "8",
-        "--size",
-        "96x64",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    synth(&seq, &["--count", "8", "--size", "96x64"]);
     let stats = d.join("stats.json");
     let (code, _, err) = srsnet(&[
         "run",
