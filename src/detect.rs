@@ -30,8 +30,14 @@ impl Detection {
 
     /// The binary mask `prob > threshold`.
     pub fn mask(&self, threshold: f32) -> Vec<bool> {
-        self.prob.iter().map(|&p| p > threshold).collect()
+        threshold_mask(&self.prob, threshold)
     }
+}
+
+/// Which pixels of a probability map are target: `prob > threshold`, strictly (the one rule
+/// for `infer`, `run`, `eval` and the trainer's validations).
+pub fn threshold_mask(prob: &[f32], threshold: f32) -> Vec<bool> {
+    prob.iter().map(|&p| p > threshold).collect()
 }
 
 /// A detected target.
@@ -151,8 +157,7 @@ pub fn blobs(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
 
 /// Targets of a probability map: components of `prob > threshold`.
 pub fn find_targets(prob: &[f32], w: usize, h: usize, threshold: f32) -> Vec<Target> {
-    let mask: Vec<bool> = prob.iter().map(|&p| p > threshold).collect();
-    let comps = label_components(&mask, w, h);
+    let comps = label_components(&threshold_mask(prob, threshold), w, h);
     let mut acc: Vec<(f64, f64, f64, usize, [usize; 4], f32)> =
         vec![(0.0, 0.0, 0.0, 0, [usize::MAX, usize::MAX, 0, 0], 0.0); comps.count];
     let mut plain = vec![(0f64, 0f64); comps.count];

@@ -188,7 +188,8 @@ impl Stage for SegStage {
             rows.push(json!({ "set": set.name, "score": score, "metrics": m }));
             metrics.push(m);
         }
-        if marks_nothing(&metrics) {
+        let nothing = marks_nothing(&metrics);
+        if nothing {
             eprintln!(
                 "warning: the net marks nothing above {} on any validation set (no target found, no false \
                  target): it has collapsed to background, the cheapest answer to a strong target-free cost \
@@ -203,7 +204,7 @@ impl Stage for SegStage {
             _ => json!({ "sets": rows, "score": score }),
         };
         report["threshold"] = json!(opts.val_threshold);
-        report["marks_nothing"] = json!(marks_nothing(&metrics));
+        report["marks_nothing"] = json!(nothing);
         Ok((score, report))
     }
     fn opt(&mut self) -> &mut Sgd {
@@ -293,10 +294,11 @@ fn marks_nothing(sets: &[Metrics]) -> bool {
 }
 
 /// Which logits have a probability above `threshold`, computed as `srsnet eval` does (the f32
-/// sigmoid, then a strict comparison), so that a checkpoint chosen here scores the same there.
+/// sigmoid, then the detector's threshold rule), so that a checkpoint chosen here scores the
+/// same there.
 fn above(logits: &[f32], threshold: f64) -> Vec<bool> {
-    let t = threshold as f32;
-    logits.iter().map(|&z| crate::engine::kernels::sigmoid(z) > t).collect()
+    let prob: Vec<f32> = logits.iter().map(|&z| crate::engine::kernels::sigmoid(z)).collect();
+    crate::detect::threshold_mask(&prob, threshold as f32)
 }
 
 /// Draw `index` of `epoch`: sample `i` augmented, or, for a share `hard_negatives` of the

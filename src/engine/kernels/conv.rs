@@ -362,9 +362,9 @@ impl WithSimd for ConvTask<'_> {
     fn with_simd<S: Simd>(self, s: S) {
         // AVX2's 16 registers hold 8 channels × 1 vector of accumulators, whose 8 FMAs per
         // input load leave no slack for the FMA latency (and each broadcast is a load too);
-        // 4 channels × 2 vectors run 7–10 % faster on the official model and 5 % on lite
-        // (`srsnet bench`, AMD EPYC with AVX2 only, README "Speed"). So there a block of 8 is
-        // computed as its two halves, reading the same packed weights.
+        // 4 channels × 2 vectors ran about 7 % faster on both the official and the lite model
+        // (`srsnet bench`, best of 8, AMD EPYC with AVX2 only, README "Speed"). So there a
+        // block of 8 is computed as its two halves, reading the same packed weights.
         let halves = S::F32_LANES == 8;
         for y in self.rows.clone() {
             for &b in &self.w.blocks {
@@ -417,10 +417,10 @@ impl ConvTask<'_> {
         let bias: [f32; C] = std::array::from_fn(|i| self.w.bias[b.co0 + i]);
         let l = S::F32_LANES;
         // Vectors per strip, so that the C×V accumulators, V inputs and a broadcast fit the
-        // registers: 32 for AVX-512 and NEON, 16 for eight-lane AVX2.
+        // registers: 32 for AVX-512 and NEON, 16 for eight-lane AVX2 (where blocks of 8 run
+        // as two halves of 4, see `with_simd`).
         let v = match (C, l == 8) {
-            (CO_WIDE, true) => 1,
-            (CO_WIDE, false) => 3,
+            (CO_WIDE, _) => 3,
             (CO, true) => 2,
             _ => 4,
         };
