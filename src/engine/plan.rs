@@ -4,9 +4,10 @@
 
 use super::buffers::{Act, Arena, Buffers, Cat, Geom};
 use super::kernels::attention::{channel_gate, channel_stats, gate_residual, gated_mean, spatial_pool};
-use super::kernels::conv::{conv, conv_many, staging_floats, ConvJob, ConvWeights, Epilogue, Staging, Upsampled};
+use super::kernels::conv::{conv, conv_many, ConvJob, ConvWeights, Epilogue, Staging, Upsampled};
 use super::kernels::resample::{max_pool, pixel_shuffle, Taps};
 use super::kernels::sigmoid;
+use super::kernels::winograd;
 use super::simd::Isa;
 use super::threads::ThreadPool;
 use crate::model::attention::{ChannelAttention, SpatialAttention};
@@ -248,10 +249,7 @@ impl Plan {
 
     /// Staging floats per thread the plan's steps need with `threads` threads.
     fn staging_need(&self, threads: usize) -> usize {
-        let need = |s: &Step| match &s.op {
-            Op::Block(b) => b.staging_need(threads, &self.bufs),
-            _ => 0,
-        };
+        let need = |s: &Step| s.op.staging_need(threads, &self.bufs);
         self.steps.iter().map(need).max().unwrap_or(0)
     }
 
@@ -375,7 +373,16 @@ impl Builder {
         self.arena.free(g.gate);
     }
 
+    /// `w`, moved into the Winograd domain where that kernel suits it at `level`.
+    fn fit(&self, mut w: ConvWeights, level: usize) -> ConvWeights {
+        if winograd::suits(w.k, w.cin, w.cout, self.geom(level, 1)) {
+            w.use_winograd();
+        }
+        w
+    }
+
     fn conv(&mut self, name: String, c: ConvWeights, src: Cat, level: usize, epi: Epilogue<'static>) -> Act {
+        let c = self.fit(c, level);
         let dst = self.alloc(level, c.cout);
         self.push(name, Op::Conv(Box::new(ConvOp { src, w: c, dst, epi })));
         dst
@@ -398,7 +405,7 @@ impl Builder {
     }
 
     fn block(&mut self, blk: &ResCbamBlock, src: Cat, ups: Vec<UpTaps>, level: usize, name: String) -> Result<Act> {
-        let conv1 = folded(&blk.conv1)?;
+        let conv1 = self.fit(folded(&blk.conv1)?, level);
         let cout = conv1.cout;
         let shortcut = match &blk.shortcut {
             Some(s) => Some(folded(s)?),
@@ -424,7 +431,7 @@ impl Builder {
             src,
             ups,
             conv1,
-            conv2: folded(&blk.conv2)?,
+            conv2: self.fit(folded(&blk.conv2)?, level),
             ca: channel_gate_of(&blk.ca, cout)?,
             shortcut,
             sa,
@@ -494,7 +501,7 @@ impl Builder {
             gen_w: floats(&d.gen_weight)?,
             gen_b: floats(&d.gen_bias)?,
             group: n * n * k * k / z,
-            conv: ConvWeights::new(&zeros, None, n, n, k),
+            conv: self.fit(ConvWeights::new(&zeros, None, n, n, k), 3),
             out: self.alloc(3, n),
             dst: self.alloc(3, n),
             gap: vec![0.0; z],
@@ -510,7 +517,7 @@ impl Builder {
     }
 
     fn spu(&mut self, s: &Spu, src: Act, level: usize, name: String) -> Result<Act> {
-        let w = folded(&s.conv)?;
+        let w = self.fit(folded(&s.conv)?, level - 1);
         // The output first, so the short-lived shuffled planes sit above it and leave no hole.
         let dst = self.alloc(level - 1, w.cout);
         let ps = self.alloc(level - 1, src.n / 4);
@@ -529,11 +536,14 @@ impl Builder {
     fn blam(&mut self, m: &Blam, low: Act, high: Act, level: usize, name: String) -> Result<Act> {
         let c = low.n;
         let eca = floats(&m.eca.conv)?;
-        let fuse = folded(&m.fuse)?;
+        let fuse = self.fit(folded(&m.fuse)?, level);
         let mut op = BlamOp {
             low,
             high,
-            bottom_up: [folded(&m.bottom_up1)?, folded(&m.bottom_up2)?],
+            bottom_up: [
+                self.fit(folded(&m.bottom_up1)?, level),
+                self.fit(folded(&m.bottom_up2)?, level),
+            ],
             eca: [eca[0], eca[1], eca[2]],
             fuse: fuse.clone(),
             fuse_base: fuse,
@@ -633,8 +643,22 @@ impl Builder {
 }
 
 impl Op {
+    /// Staging floats per thread its convolutions need (up-sampled rows, Winograd scratch).
+    fn staging_need(&self, threads: usize, bufs: &Buffers) -> usize {
+        let need = |w: &ConvWeights, a: Act| w.scratch_floats(threads, bufs.geom(a.buf), 0);
+        match self {
+            Op::Conv(c) => need(&c.w, c.dst),
+            Op::Block(b) => b.staging_need(threads, bufs),
+            Op::Blam(b) => need(&b.bottom_up[0], b.a[0])
+                .max(need(&b.bottom_up[1], b.a[1]))
+                .max(need(&b.fuse, b.dst)),
+            Op::DpConv(d) => need(&d.conv, d.out),
+            Op::Pool { .. } | Op::PixelShuffle { .. } => 0,
+        }
+    }
+
     fn weight_bytes(&self) -> usize {
-        let w = |c: &ConvWeights| c.macs_per_pixel() * 4;
+        let w = |c: &ConvWeights| c.bytes();
         match self {
             Op::Conv(c) => w(&c.w),
             Op::Block(b) => w(&b.conv1) + w(&b.conv2) + b.shortcut.as_ref().map_or(0, w),
@@ -646,7 +670,7 @@ impl Op {
 
     fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, staging: &mut Staging) {
         match self {
-            Op::Conv(c) => conv_into(isa, pool, bufs, &c.src, &c.w, c.dst, c.epi),
+            Op::Conv(c) => conv_into(isa, pool, bufs, &c.src, &c.w, c.dst, c.epi, staging),
             Op::Block(b) => b.run(isa, pool, bufs, staging),
             Op::Pool { src, dst } => {
                 let og = bufs.geom(dst.buf);
@@ -656,8 +680,8 @@ impl Op {
                 let og = bufs.geom(dst.buf);
                 bufs.write(*dst, |out, bufs| pixel_shuffle(pool, bufs.view(*src), out, og));
             }
-            Op::Blam(b) => b.run(isa, pool, bufs),
-            Op::DpConv(d) => d.run(isa, pool, bufs),
+            Op::Blam(b) => b.run(isa, pool, bufs, staging),
+            Op::DpConv(d) => d.run(isa, pool, bufs, staging),
         }
     }
 }
@@ -674,9 +698,19 @@ const SIGMOID: Epilogue<'static> = Epilogue {
     ..LINEAR
 };
 
-/// `conv_up_into` without up-sampled parts (no staging needed).
-fn conv_into(isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, src: &Cat, w: &ConvWeights, dst: Act, epi: Epilogue) {
-    conv_up_into(isa, pool, bufs, src, &[], &mut Staging::default(), w, dst, epi);
+/// `conv_up_into` without up-sampled parts (the staging serves a Winograd kernel's scratch).
+#[allow(clippy::too_many_arguments)]
+fn conv_into(
+    isa: Isa,
+    pool: &ThreadPool,
+    bufs: &mut Buffers,
+    src: &Cat,
+    w: &ConvWeights,
+    dst: Act,
+    epi: Epilogue,
+    staging: &mut Staging,
+) {
+    conv_up_into(isa, pool, bufs, src, &[], staging, w, dst, epi);
 }
 
 /// Convolves `src` (its `ups` parts up-sampled on the fly) into `dst`.
@@ -766,7 +800,7 @@ impl ChannelGate {
 
 impl SpatialGate {
     /// The gate plane `sigmoid(conv7x7([mean_c, max_c](x·scale)))`.
-    fn compute(&self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, x: Act, scale: &[f32]) {
+    fn compute(&self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, x: Act, scale: &[f32], staging: &mut Staging) {
         let pg = bufs.geom(self.pooled.buf);
         bufs.write(self.pooled, |out, bufs| {
             spatial_pool(isa, pool, bufs.view(x), scale, out, pg)
@@ -779,15 +813,21 @@ impl SpatialGate {
             &self.conv,
             self.gate,
             SIGMOID,
+            staging,
         );
     }
 }
 
 impl BlockOp {
-    /// Staging floats per thread its up-sampled parts need.
+    /// Staging floats per thread its convolutions need (conv1 and the shortcut stage the
+    /// up-sampled parts).
     fn staging_need(&self, threads: usize, bufs: &Buffers) -> usize {
         let ch: usize = self.ups.iter().map(|u| self.src.parts[u.part].n).sum();
-        staging_floats(threads, bufs.geom(self.t1.buf), ch)
+        let g = bufs.geom(self.t1.buf);
+        let first = |w: &ConvWeights| w.scratch_floats(threads, g, ch);
+        first(&self.conv1)
+            .max(self.shortcut.as_ref().map_or(0, first))
+            .max(self.conv2.scratch_floats(threads, g, 0))
     }
 
     fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, staging: &mut Staging) {
@@ -802,9 +842,18 @@ impl BlockOp {
             }
             _ => conv_up_into(isa, pool, bufs, src, ups, staging, &self.conv1, self.t1, RELU),
         }
-        conv_into(isa, pool, bufs, &Cat::of(&[self.t1]), &self.conv2, self.t2, LINEAR);
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.t1]),
+            &self.conv2,
+            self.t2,
+            LINEAR,
+            staging,
+        );
         self.ca.compute(isa, pool, bufs, self.t2);
-        self.sa.compute(isa, pool, bufs, self.t2, &self.ca.scale);
+        self.sa.compute(isa, pool, bufs, self.t2, &self.ca.scale, staging);
         let residual = match (&self.shortcut, self.res) {
             (_, Some(res)) => Cat::of(&[res]),
             (Some(w), None) => {
@@ -822,10 +871,19 @@ impl BlockOp {
 }
 
 impl BlamOp {
-    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
+    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, staging: &mut Staging) {
         let [a, a2] = self.a;
-        conv_into(isa, pool, bufs, &Cat::of(&[self.low]), &self.bottom_up[0], a, RELU);
-        conv_into(isa, pool, bufs, &Cat::of(&[a]), &self.bottom_up[1], a2, RELU);
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.low]),
+            &self.bottom_up[0],
+            a,
+            RELU,
+            staging,
+        );
+        conv_into(isa, pool, bufs, &Cat::of(&[a]), &self.bottom_up[1], a2, RELU, staging);
         // ECA: w = sigmoid(conv1d_k3(sigmoid(GMP(high)))), zero-padded; folded into the fusion
         // convolution as a scale on its first C input channels (the ECA-gated `high`).
         channel_stats(isa, pool, bufs.view(self.high), &mut self.avg, &mut self.max);
@@ -842,16 +900,25 @@ impl BlamOp {
             self.gate[i] = sigmoid(self.eca[0] * g(j - 1) + self.eca[1] * g(j) + self.eca[2] * g(j + 1));
         }
         self.fuse.scale_inputs_from(&self.fuse_base, &self.gate);
-        conv_into(isa, pool, bufs, &Cat::of(&[self.high, a2]), &self.fuse, self.dst, RELU);
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.high, a2]),
+            &self.fuse,
+            self.dst,
+            RELU,
+            staging,
+        );
     }
 }
 
 impl DpOp {
-    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers) {
+    fn run(&mut self, isa: Isa, pool: &ThreadPool, bufs: &mut Buffers, staging: &mut Staging) {
         // Info vector p = A·GAP(Y ⊙ SA(Y ⊙ CA(Y))) + a. The reference's quirk is kept: SA sees
         // the CA-weighted Y but multiplies the original Y.
         self.ca.compute(isa, pool, bufs, self.y);
-        self.sa.compute(isa, pool, bufs, self.y, &self.ca.scale);
+        self.sa.compute(isa, pool, bufs, self.y, &self.ca.scale, staging);
         gated_mean(bufs.view(self.y), bufs.view(self.sa.gate), &mut self.gap);
         let z = self.gap.len();
         for (o, p) in self.p.iter_mut().enumerate() {
@@ -864,7 +931,16 @@ impl DpOp {
             let j = (o * m + i) * kk + t;
             gw[j] * p[j / g] + gb[j]
         });
-        conv_into(isa, pool, bufs, &Cat::of(&[self.pre]), &self.conv, self.out, LINEAR);
+        conv_into(
+            isa,
+            pool,
+            bufs,
+            &Cat::of(&[self.pre]),
+            &self.conv,
+            self.out,
+            LINEAR,
+            staging,
+        );
         // x3_0 ← x3_0 + DPConv(x3_0, Y): residual, with no BN or activation after it.
         let (pre, out) = (self.pre, self.out);
         bufs.write(self.dst, |dst, bufs| {

@@ -16,6 +16,7 @@ use super::super::simd::{load, store, Isa};
 use super::super::threads::{SharedOut, ThreadPool};
 use super::resample::Taps;
 use super::sigmoid;
+use super::winograd::{self, winograd_conv, WinogradWeights};
 use pulp::{Simd, WithSimd};
 
 /// Output channels computed together: blocks of 8, then 4, then single channels.
@@ -43,6 +44,9 @@ pub struct ConvWeights {
     packed: Vec<f32>,
     bias: Vec<f32>,
     blocks: Vec<CoBlock>,
+    /// The kernel in the Winograd domain, once [`ConvWeights::use_winograd`] has moved it there
+    /// (`packed` is then empty): the convolution runs through `kernels::winograd`.
+    wino: Option<WinogradWeights>,
 }
 
 /// What the pass does after the convolution sum, in this order.
@@ -80,6 +84,7 @@ impl ConvWeights {
             packed: vec![0.0; offset],
             bias: bias.map_or_else(|| vec![0.0; cout], <[f32]>::to_vec),
             blocks,
+            wino: None,
         };
         w.repack(|o, i, t| oihw[(o * cin + i) * k * k + t]);
         w
@@ -88,6 +93,9 @@ impl ConvWeights {
     /// Rewrites the packed kernel from `weight(out channel, in channel, tap)`, allocating
     /// nothing: DPConv writes each frame's generated kernel straight into this layout.
     pub fn repack(&mut self, weight: impl Fn(usize, usize, usize) -> f32) {
+        if let Some(wino) = &mut self.wino {
+            return wino.repack(weight);
+        }
         let kk = self.k * self.k;
         for b in &self.blocks {
             let dst = &mut self.packed[b.offset..b.offset + self.cin * kk * b.co];
@@ -104,6 +112,13 @@ impl ConvWeights {
     /// Copies `base` with input channel `i` scaled by `scale[i]` (channels past `scale.len()`
     /// unscaled): a per-channel gate on the input folded into the weights.
     pub fn scale_inputs_from(&mut self, base: &ConvWeights, scale: &[f32]) {
+        if let (Some(wino), Some(from)) = (&mut self.wino, &base.wino) {
+            return wino.scale_inputs_from(from, scale);
+        }
+        assert!(
+            self.wino.is_none() && base.wino.is_none(),
+            "scaling between kernel layouts"
+        );
         let kk = self.k * self.k;
         for b in &self.blocks {
             for ci in 0..self.cin {
@@ -120,6 +135,45 @@ impl ConvWeights {
     /// Multiply-accumulates per output pixel.
     pub fn macs_per_pixel(&self) -> usize {
         self.cout * self.cin * self.k * self.k
+    }
+
+    /// Moves a 3×3 kernel into the Winograd domain (the plan does this for the layers where
+    /// `winograd::suits`): from then on `conv` runs it through `kernels::winograd`, which
+    /// needs the output's sides to be even.
+    pub fn use_winograd(&mut self) {
+        assert_eq!(self.k, 3, "Winograd F(2×2, 3×3) needs a 3×3 kernel");
+        if self.wino.is_some() {
+            return;
+        }
+        let packed = std::mem::take(&mut self.packed);
+        let at = |o: usize, i: usize, t: usize| {
+            let b = self
+                .blocks
+                .iter()
+                .find(|b| (b.co0..b.co0 + b.co).contains(&o))
+                .expect("block");
+            packed[b.offset + (i * 9 + t) * b.co + o - b.co0]
+        };
+        self.wino = Some(WinogradWeights::new(self.cout, self.cin, at));
+    }
+
+    /// Whether the kernel is in the Winograd domain.
+    pub fn is_winograd(&self) -> bool {
+        self.wino.is_some()
+    }
+
+    /// Bytes of packed kernel and bias.
+    pub fn bytes(&self) -> usize {
+        (self.packed.len() + self.bias.len()) * 4 + self.wino.as_ref().map_or(0, WinogradWeights::bytes)
+    }
+
+    /// Scratch floats per thread a convolution with these weights needs for output geometry
+    /// `og` with `threads` threads, `up_channels` of its input being up-sampled on the fly.
+    pub fn scratch_floats(&self, threads: usize, og: Geom, up_channels: usize) -> usize {
+        match &self.wino {
+            Some(_) => winograd::scratch_floats(self.cin, self.cout),
+            None => staging_floats(threads, og, up_channels),
+        }
     }
 }
 
@@ -158,6 +212,16 @@ impl Staging {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * 4
+    }
+
+    /// The floats per thread and the start of thread 0's region, checking that each of
+    /// `threads` regions holds `need` floats.
+    pub(super) fn regions(&mut self, threads: usize, need: usize) -> (usize, SharedOut) {
+        assert!(
+            self.per_thread >= need && self.data.len() >= threads * self.per_thread,
+            "staging size"
+        );
+        (self.per_thread, SharedOut(self.data.as_mut_ptr()))
     }
 }
 
@@ -220,6 +284,19 @@ pub fn conv_many(
 ) {
     let cin: usize = src.iter().map(|p| p.n).sum();
     assert!(!jobs.is_empty() && jobs.len() <= 2, "one or two convolutions");
+    // A Winograd job runs on its own (it reads the input in tiles, not rows); the rest share
+    // the direct pass.
+    if let Some(i) = jobs.iter().position(|j| j.w.wino.is_some()) {
+        let n = jobs.len();
+        let job = &mut jobs[i];
+        let (w, wino) = (job.w, job.w.wino.as_ref().expect("winograd"));
+        winograd_conv(isa, pool, src, up, staging, wino, &w.bias, job.out, og, &job.epi);
+        if n == 2 {
+            let other = 1 - i;
+            conv_many(isa, pool, src, up, staging, &mut jobs[other..=other], og);
+        }
+        return;
+    }
     let kmax = jobs.iter().map(|j| j.w.k).max().unwrap_or(1);
     for j in jobs.iter() {
         assert_eq!(cin, j.w.cin, "convolution input channels");
@@ -713,6 +790,89 @@ mod tests {
                         assert!(err < 1e-5, "{} k{k} w{w} cout{cout}: max err {err}", isa.name());
                     }
                 }
+            }
+        }
+    }
+
+    /// Winograd F(2×2, 3×3) gives the direct kernel's result within float rounding, on every
+    /// instruction set and thread count: channel counts with remainder blocks, a tile row
+    /// longer than one chunk, a two-part input with one part up-sampled on the fly, each
+    /// epilogue, the smallest 2×2 output, and after `repack` and `scale_inputs_from`.
+    #[test]
+    fn winograd_matches_the_direct_kernel() {
+        for (h, w, cout) in [(6, 10, 16), (2, 2, 17), (4, 70, 29), (8, 130, 22)] {
+            let g = Geom { h, w, pad: 1 };
+            let gl = Geom {
+                h: h.div_ceil(2),
+                w: w.div_ceil(2),
+                pad: 1,
+            };
+            let (full, low) = (random_planes(g, 9, 11), random_planes(gl, 12, 12));
+            let (th, tw) = (Taps::new(gl.h, h), Taps::new(gl.w, w));
+            let cin = 21;
+            let oihw: Vec<f32> = (0..cout * cin * 9)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 80.0)
+                .collect();
+            let bias: Vec<f32> = (0..cout).map(|i| i as f32 * 0.1 - 0.4).collect();
+            let res = random_planes(g, cout, 13);
+            let direct = ConvWeights::new(&oihw, Some(&bias), cout, cin, 3);
+            let mut wino = direct.clone();
+            wino.use_winograd();
+            assert!(wino.is_winograd() && wino.packed.is_empty());
+            let run = |isa: Isa, threads: usize, wts: &ConvWeights, epi: &Epilogue| {
+                let pool = ThreadPool::new(threads).unwrap();
+                let mut staging = Staging::default();
+                staging.ensure(threads, wts.scratch_floats(threads, g, 12));
+                let src = [planes(&full, g, 9), planes(&low, gl, 12)];
+                let up = [Upsampled {
+                    part: 1,
+                    th: &th,
+                    tw: &tw,
+                }];
+                let mut out = vec![0.0; g.plane() * cout];
+                conv(isa, &pool, &src, &up, &mut staging, wts, &mut out, g, epi);
+                out
+            };
+            for (relu, sigmoid, residual) in [(false, false, false), (true, false, true), (false, true, false)] {
+                let epi = Epilogue {
+                    residual: residual.then(|| planes(&res, g, cout)),
+                    relu,
+                    sigmoid,
+                };
+                let reference = run(Isa::Scalar, 1, &direct, &epi);
+                assert!(reference.iter().any(|&v| v.abs() > 0.5));
+                for isa in Isa::available() {
+                    for threads in [1, 3] {
+                        let out = run(isa, threads, &wino, &epi);
+                        let err = out
+                            .iter()
+                            .zip(&reference)
+                            .map(|(a, b)| (a - b).abs())
+                            .fold(0f32, f32::max);
+                        assert!(
+                            err < 1e-4,
+                            "{} {h}x{w} cout{cout} {threads}t: max err {err}",
+                            isa.name()
+                        );
+                        // The border stays zero for the next layer's reads.
+                        assert!(out[..g.stride()].iter().all(|&v| v == 0.0));
+                    }
+                }
+            }
+            // A gated copy and a regenerated kernel, as BLAM and DPConv change them per frame.
+            let scale: Vec<f32> = (0..cin).map(|i| 0.5 + i as f32 / 30.0).collect();
+            let (mut gated_direct, mut gated_wino) = (direct.clone(), wino.clone());
+            gated_direct.scale_inputs_from(&direct, &scale);
+            gated_wino.scale_inputs_from(&wino, &scale);
+            let (mut regen_direct, mut regen_wino) = (direct.clone(), wino.clone());
+            let theta = |o: usize, i: usize, t: usize| ((o * 7 + i * 3 + t) % 11) as f32 / 10.0 - 0.5;
+            regen_direct.repack(theta);
+            regen_wino.repack(theta);
+            let epi = Epilogue::default();
+            for (d, wg) in [(&gated_direct, &gated_wino), (&regen_direct, &regen_wino)] {
+                let (a, b) = (run(Isa::Scalar, 1, d, &epi), run(Isa::best(), 2, wg, &epi));
+                let err = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(err < 1e-4, "{h}x{w}: max err {err} after changing the kernel");
             }
         }
     }

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod conv;
 pub mod resample;
+pub mod winograd;
 
 /// The logistic function, as the Candle path computes it.
 #[inline(always)]
