@@ -18,6 +18,9 @@
 //! tests bound the difference to the direct kernel, and the plan's parity tests still hold the
 //! reference fixtures' 1e-4 bound.
 //!
+//! Every function a task calls is `#[inline(always)]`, so that it is compiled (and its plain
+//! loops auto-vectorised) with the task's instruction set.
+//!
 //! Work is split over tasks of [`CHUNK`] tiles in raster order (on narrow levels a task spans
 //! several tile rows); each task transforms its input into per-thread scratch (for parts stored at a lower resolution,
 //! the four rows a tile row reads are up-sampled there first), so nothing is allocated.
@@ -252,6 +255,7 @@ impl WithSimd for TileTask<'_> {
 
 impl TileTask<'_> {
     /// The task's tiles, row by row.
+    #[inline(always)]
     fn segments(&self) -> impl Iterator<Item = Segment> + '_ {
         let (end, mut g) = (self.first + self.count, self.first);
         std::iter::from_fn(move || {
@@ -271,12 +275,14 @@ impl TileTask<'_> {
     }
 
     /// `V = Bᵀ d B` of every input channel's tiles into `v` (`[ξ][channel][tile]`).
+    #[inline(always)]
     fn transform_input(&self, v: &mut [f32], e: &mut [f32], staged: &mut [f32], scratch: &mut [f32]) {
         for seg in self.segments() {
             self.transform_segment(seg, v, e, staged, scratch);
         }
     }
 
+    #[inline(always)]
     fn transform_segment(&self, seg: Segment, v: &mut [f32], e: &mut [f32], staged: &mut [f32], scratch: &mut [f32]) {
         let cin = self.w.cin;
         let width = 2 * seg.n + 2;
@@ -431,6 +437,7 @@ fn horizontal(e: &[f32], v: &mut [f32], at: [usize; 4], nt: usize) {
 /// low-resolution part `low` (geometry `g`) up-samples to (align-corners bilinear, the taps of
 /// `u`), zero outside the image, into `staged` (rows of [`ROW`] floats).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn up_rows(
     low: &[f32],
     g: Geom,
