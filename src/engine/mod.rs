@@ -17,6 +17,11 @@
 //! in place; pooling, up-sampling and pixel shuffle write straight into the next layer's
 //! input planes.
 //!
+//! Where channels are many (≥ 16 in, ≥ 32 out: the official model below full resolution),
+//! 3×3 layers run as Winograd F(2×2, 3×3) instead (`kernels/winograd.rs`): tiles transformed
+//! from the same planes into per-thread scratch, where the channel sums are small matrix
+//! products over contiguous operands, vectorised over tiles.
+//!
 //! # Fusion
 //! BatchNorm is folded into the convolutions at build time; bias, ReLU, sigmoid and residual
 //! adds run in the convolution's output pass; CBAM's channel gate is applied on the fly by
