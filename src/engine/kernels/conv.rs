@@ -400,7 +400,7 @@ fn stage_rows(low: Planes, u: &Upsampled, y0: usize, h: usize, gs: Geom, dst: &m
     let g = low.g;
     let w = gs.w;
     let (ra, rb) = scratch.split_at_mut(w);
-    let rb = &mut rb[..w];
+    let (mut ra, mut rb) = (&mut ra[..w], &mut rb[..w]);
     for c in 0..low.n {
         let p = low.plane(c);
         let plane = &mut dst[c * gs.plane()..(c + 1) * gs.plane()];
@@ -413,6 +413,13 @@ fn stage_rows(low: Planes, u: &Upsampled, y0: usize, h: usize, gs: Geom, dst: &m
                 continue;
             }
             let (lo, hi, fy) = (u.th.lo[r], u.th.hi[r], u.th.frac[r]);
+            // Up-sampling ×2 moves the row pair by one source row every other output row:
+            // the old upper row is the new lower one, so swap instead of interpolating it again
+            // (the horizontal pass, a gather per pixel, was done twice per source row before).
+            if cached[1] == lo && cached[0] != lo {
+                std::mem::swap(&mut ra, &mut rb);
+                cached.swap(0, 1);
+            }
             for (slot, src) in [(0, lo), (1, hi)] {
                 if cached[slot] != src {
                     let s = &p[g.at(src, 0)..][..g.w];
