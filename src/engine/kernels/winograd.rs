@@ -450,7 +450,10 @@ fn up_rows(
     scratch: &mut [f32],
 ) {
     let (ra, rb) = scratch.split_at_mut(ROW);
+    let (mut ra, mut rb) = (&mut ra[..width], &mut rb[..width]);
     let inside = |x: isize| (0..og.w as isize).contains(&x);
+    // Source rows already interpolated along x into `ra` and `rb` (as `conv`'s staging does).
+    let mut cached = [usize::MAX; 2];
     for k in 0..4 {
         let row = &mut staged[k * ROW..k * ROW + width];
         let r = r0 + k as isize;
@@ -460,9 +463,18 @@ fn up_rows(
         }
         let r = r as usize;
         let (lo, hi, fy) = (u.th.lo[r], u.th.hi[r], u.th.frac[r]);
-        for (dst, src) in [(&mut *ra, lo), (&mut *rb, hi)] {
+        if cached[1] == lo && cached[0] != lo {
+            std::mem::swap(&mut ra, &mut rb);
+            cached.swap(0, 1);
+        }
+        for (slot, src) in [(0, lo), (1, hi)] {
+            if cached[slot] == src {
+                continue;
+            }
+            cached[slot] = src;
+            let dst = if slot == 0 { &mut *ra } else { &mut *rb };
             let s = &low[g.at(src, 0)..][..g.w];
-            for (j, d) in dst[..width].iter_mut().enumerate() {
+            for (j, d) in dst.iter_mut().enumerate() {
                 let x = x0 + j as isize;
                 *d = if inside(x) {
                     let x = x as usize;
