@@ -4,10 +4,12 @@
 
 use super::buffers::{Act, Arena, Buffers, Cat, Geom};
 use super::kernels::attention::{channel_gate, channel_stats, gate_residual, gated_mean, spatial_pool};
-use super::kernels::conv::{conv, conv_many, ConvJob, ConvWeights, Epilogue, Staging, Upsampled};
+use super::kernels::conv::{conv, conv_many, ConvJob, ConvWeights};
 use super::kernels::resample::{max_pool, pixel_shuffle, Taps};
 use super::kernels::sigmoid;
+use super::kernels::staging::{Staging, Upsampled};
 use super::kernels::winograd;
+use super::kernels::Epilogue;
 use super::simd::Isa;
 use super::threads::ThreadPool;
 use crate::model::attention::{ChannelAttention, SpatialAttention};
@@ -69,7 +71,7 @@ struct SpatialGate {
 }
 
 /// A part of a block's input read at a lower resolution and up-sampled inside the
-/// convolutions that read it (see `kernels::conv::Upsampled`).
+/// convolutions that read it (see `kernels::staging::Upsampled`).
 #[derive(Debug)]
 struct UpTaps {
     part: usize,

@@ -25,7 +25,9 @@
 
 use super::cpu_storage::{cpu_f32_slice, f32_slice, is_cpu_f32, par_zeroed};
 use crate::engine::buffers::{Geom, Planes};
-use crate::engine::kernels::conv::{conv as kernel_conv, tap_sums, ConvWeights, Epilogue, Staging};
+use crate::engine::kernels::conv::{conv as kernel_conv, tap_sums, ConvWeights};
+use crate::engine::kernels::staging::Staging;
+use crate::engine::kernels::Epilogue;
 use crate::engine::simd::Isa;
 use crate::engine::threads::ThreadPool;
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Result, Shape, Storage, Tensor};

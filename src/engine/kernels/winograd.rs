@@ -28,8 +28,8 @@
 use super::super::buffers::{Geom, Planes};
 use super::super::simd::{load, store, Isa};
 use super::super::threads::{SharedOut, ThreadPool};
-use super::conv::{Epilogue, Staging, Upsampled};
-use super::sigmoid;
+use super::staging::{Staging, Upsampled};
+use super::{sigmoid, Epilogue};
 use pulp::{Simd, WithSimd};
 
 /// Fewest input channels for which the plan uses Winograd instead of the direct kernel.
