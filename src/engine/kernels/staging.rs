@@ -94,14 +94,10 @@ pub(super) fn stage_rows(
     dst: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let g = low.g;
     let w = gs.w;
-    let (ra, rb) = scratch.split_at_mut(w);
-    let (mut ra, mut rb) = (&mut ra[..w], &mut rb[..w]);
     for c in 0..low.n {
-        let p = low.plane(c);
+        let mut pair = RowPair::new(low.plane(c), low.g, u, w, scratch);
         let plane = &mut dst[c * gs.plane()..(c + 1) * gs.plane()];
-        let mut cached = [usize::MAX; 2];
         for j in 0..gs.h + 2 {
             let row = &mut plane[j * gs.stride()..(j + 1) * gs.stride()];
             let r = (y0 + j).wrapping_sub(1);
@@ -109,31 +105,82 @@ pub(super) fn stage_rows(
                 row.fill(0.0);
                 continue;
             }
-            let (lo, hi, fy) = (u.th.lo[r], u.th.hi[r], u.th.frac[r]);
-            // Up-sampling ×2 moves the row pair by one source row every other output row:
-            // the old upper row is the new lower one, so swap instead of interpolating it again
-            // (the horizontal pass, a gather per pixel, was done twice per source row before).
-            if cached[1] == lo && cached[0] != lo {
-                std::mem::swap(&mut ra, &mut rb);
-                cached.swap(0, 1);
-            }
-            for (slot, src) in [(0, lo), (1, hi)] {
-                if cached[slot] != src {
-                    let s = &p[g.at(src, 0)..][..g.w];
-                    let d = if slot == 0 { &mut *ra } else { &mut *rb };
-                    for (x, v) in d.iter_mut().enumerate() {
-                        let (l, hh, f) = (u.tw.lo[x], u.tw.hi[x], u.tw.frac[x]);
-                        *v = (1.0 - f) * s[l] + f * s[hh];
-                    }
-                    cached[slot] = src;
-                }
-            }
             row[0] = 0.0;
             row[w + 1] = 0.0;
-            for ((o, &a), &b) in row[1..=w].iter_mut().zip(ra.iter()).zip(rb.iter()) {
-                *o = (1.0 - fy) * a + fy * b;
+            pair.row_into(r, 0, &mut row[1..=w]);
+        }
+    }
+}
+
+/// Rows of the up-sampled image of one low-resolution plane, computed from the two source
+/// rows each reads, interpolated along x once and kept while the next output row needs them:
+/// ×2 up-sampling moves the pair by one source row every other output row, so the old upper
+/// row becomes the lower one instead of being interpolated again (that horizontal pass, a
+/// gather per pixel, was done twice per source row before).
+pub(super) struct RowPair<'a> {
+    low: &'a [f32],
+    g: Geom,
+    u: &'a Upsampled<'a>,
+    /// Width of the up-sampled image: columns outside `0..w` are zero.
+    w: usize,
+    lo: &'a mut [f32],
+    hi: &'a mut [f32],
+    /// The source rows `lo` and `hi` hold.
+    cached: [usize; 2],
+}
+
+impl<'a> RowPair<'a> {
+    /// Up-sampling `low` (geometry `g`) to an image `w` wide, for row segments of at most
+    /// `scratch.len() / 2` columns.
+    #[inline(always)]
+    pub(super) fn new(low: &'a [f32], g: Geom, u: &'a Upsampled<'a>, w: usize, scratch: &'a mut [f32]) -> Self {
+        let (lo, hi) = scratch.split_at_mut(scratch.len() / 2);
+        Self {
+            low,
+            g,
+            u,
+            w,
+            lo,
+            hi,
+            cached: [usize::MAX; 2],
+        }
+    }
+
+    /// Columns `x0 .. x0 + dst.len()` of up-sampled row `r` into `dst`.
+    #[inline(always)]
+    pub(super) fn row_into(&mut self, r: usize, x0: isize, dst: &mut [f32]) {
+        let (lo, hi, fy) = (self.u.th.lo[r], self.u.th.hi[r], self.u.th.frac[r]);
+        if self.cached[1] == lo && self.cached[0] != lo {
+            std::mem::swap(&mut self.lo, &mut self.hi);
+            self.cached.swap(0, 1);
+        }
+        let n = dst.len();
+        for (slot, src) in [(0, lo), (1, hi)] {
+            if self.cached[slot] != src {
+                let d = if slot == 0 { &mut *self.lo } else { &mut *self.hi };
+                let s = &self.low[self.g.at(src, 0)..][..self.g.w];
+                interpolate_row(s, self.u, x0, self.w, &mut d[..n]);
+                self.cached[slot] = src;
             }
         }
+        for ((o, &a), &b) in dst.iter_mut().zip(self.lo.iter()).zip(self.hi.iter()) {
+            *o = (1.0 - fy) * a + fy * b;
+        }
+    }
+}
+
+/// Columns `x0 .. x0 + dst.len()` of source row `s` up-sampled along x to `w` columns (the
+/// column taps of `u`), zero outside `0..w`.
+#[inline(always)]
+fn interpolate_row(s: &[f32], u: &Upsampled, x0: isize, w: usize, dst: &mut [f32]) {
+    let n = dst.len() as isize;
+    let (start, end) = ((-x0).clamp(0, n) as usize, (w as isize - x0).clamp(0, n) as usize);
+    dst[..start].fill(0.0);
+    dst[end..].fill(0.0);
+    for (j, d) in dst[start..end].iter_mut().enumerate() {
+        let x = (x0 + (start + j) as isize) as usize;
+        let (l, h, f) = (u.tw.lo[x], u.tw.hi[x], u.tw.frac[x]);
+        *d = (1.0 - f) * s[l] + f * s[h];
     }
 }
 

@@ -28,7 +28,7 @@
 use super::super::buffers::{Geom, Planes};
 use super::super::simd::{load, store, Isa};
 use super::super::threads::{SharedOut, ThreadPool};
-use super::staging::{Staging, Upsampled};
+use super::staging::{RowPair, Staging, Upsampled};
 use super::{sigmoid, Epilogue};
 use pulp::{Simd, WithSimd};
 
@@ -449,44 +449,12 @@ fn up_rows(
     staged: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let (ra, rb) = scratch.split_at_mut(ROW);
-    let (mut ra, mut rb) = (&mut ra[..width], &mut rb[..width]);
-    let inside = |x: isize| (0..og.w as isize).contains(&x);
-    // Source rows already interpolated along x into `ra` and `rb` (as `conv`'s staging does).
-    let mut cached = [usize::MAX; 2];
+    let mut pair = RowPair::new(low, g, u, og.w, &mut scratch[..2 * ROW]);
     for k in 0..4 {
         let row = &mut staged[k * ROW..k * ROW + width];
-        let r = r0 + k as isize;
-        if !(0..og.h as isize).contains(&r) {
-            row.fill(0.0);
-            continue;
-        }
-        let r = r as usize;
-        let (lo, hi, fy) = (u.th.lo[r], u.th.hi[r], u.th.frac[r]);
-        if cached[1] == lo && cached[0] != lo {
-            std::mem::swap(&mut ra, &mut rb);
-            cached.swap(0, 1);
-        }
-        for (slot, src) in [(0, lo), (1, hi)] {
-            if cached[slot] == src {
-                continue;
-            }
-            cached[slot] = src;
-            let dst = if slot == 0 { &mut *ra } else { &mut *rb };
-            let s = &low[g.at(src, 0)..][..g.w];
-            for (j, d) in dst.iter_mut().enumerate() {
-                let x = x0 + j as isize;
-                *d = if inside(x) {
-                    let x = x as usize;
-                    let (l, h, f) = (u.tw.lo[x], u.tw.hi[x], u.tw.frac[x]);
-                    (1.0 - f) * s[l] + f * s[h]
-                } else {
-                    0.0
-                };
-            }
-        }
-        for ((o, &a), &b) in row.iter_mut().zip(ra.iter()).zip(rb.iter()) {
-            *o = (1.0 - fy) * a + fy * b;
+        match usize::try_from(r0 + k as isize) {
+            Ok(r) if r < og.h => pair.row_into(r, x0, row),
+            _ => row.fill(0.0),
         }
     }
 }
