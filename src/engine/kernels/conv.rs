@@ -135,12 +135,10 @@ impl ConvWeights {
             return;
         }
         let packed = std::mem::take(&mut self.packed);
+        // Blocks cover the output channels in order, so each channel's block is one lookup.
+        let block_of: Vec<CoBlock> = self.blocks.iter().flat_map(|b| std::iter::repeat_n(*b, b.co)).collect();
         let at = |o: usize, i: usize, t: usize| {
-            let b = self
-                .blocks
-                .iter()
-                .find(|b| (b.co0..b.co0 + b.co).contains(&o))
-                .expect("block");
+            let b = block_of[o];
             packed[b.offset + (i * 9 + t) * b.co + o - b.co0]
         };
         self.wino = Some(WinogradWeights::new(self.cout, self.cin, at));
