@@ -149,7 +149,7 @@ impl ConvWeights {
         self.wino.is_some()
     }
 
-    /// Bytes of packed kernel and bias.
+    /// Bytes of kernel (packed or in the Winograd domain) and bias.
     pub fn bytes(&self) -> usize {
         (self.packed.len() + self.bias.len()) * 4 + self.wino.as_ref().map_or(0, WinogradWeights::bytes)
     }
