@@ -293,14 +293,82 @@ impl CustomOp2 for ConvIm2col {
             );
             return Ok((Some(gx), Some(Tensor::from_vec(gw, (cout, cin, k, k), &Device::Cpu)?)));
         }
-        let cols = im2col(&x.contiguous()?, k, self.padding, d, (ho, wo))?; // (B, Cin·k·k, HO·WO)
-        let gw = g
-            .reshape((b, cout, ho * wo))?
-            .matmul(&cols.transpose(1, 2)?)?
-            .sum(0)?
-            .reshape((cout, cin, k, k))?;
+        let x = x.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let x_dims = xl.shape().dims4()?;
+        let pixels = im2col_pixel_rows(
+            cpu_f32_slice(&xs, xl, "conv2d input")?,
+            x_dims,
+            k,
+            self.padding,
+            d,
+            (ho, wo),
+        )?;
+        let gw = pixel_rows(&g)?.t()?.matmul(&pixels)?.reshape((cout, cin, k, k))?;
         Ok((Some(gx), Some(gw)))
     }
+}
+
+/// `g` (B, C, H, W) as (B·H·W, C): one row per pixel, its channels side by side.
+fn pixel_rows(g: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = g.dims4()?;
+    g.reshape((b, c, h * w))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b * h * w, c))
+}
+
+/// The im2col matrix transposed, one row per output pixel: (B·HO·WO, C·k·k), element
+/// `(b·HO·WO + p, c·k·k + i·k + j)` the input that tap (i, j) of channel c sees at output
+/// position p (zero in the padding). The kernel gradient is then one GEMM over all pixels of
+/// all samples, `∂w (Cout, C·k²) = pixel_rows(g)ᵀ · this`.
+///
+/// Why this layout and not `g · im2colᵀ` per sample: there both operands run along the
+/// pixels, so the GEMM's packing gathers each row of `g` with a stride of a whole plane. In a
+/// lite seg training step the two calls with 16 output channels at 128² (K = 16,384) took 1.1
+/// and 1.8 s each, 20× what the same call took on the same data in a separate program (a
+/// cache-set effect of the 64 KB stride that we did not pin down); with both operands read
+/// along their rows here, neither gathers.
+fn im2col_pixel_rows(
+    data: &[f32],
+    (b, c, h, w): (usize, usize, usize, usize),
+    k: usize,
+    padding: usize,
+    dilation: usize,
+    (ho, wo): (usize, usize),
+) -> Result<Tensor> {
+    let taps = c * k * k;
+    let len = b * ho * wo * taps;
+    let mut rows: Vec<f32> = Vec::with_capacity(len);
+    // One output image row per task: WO pixel rows of C·k² values, written tap by tap.
+    rows.spare_capacity_mut()[..len]
+        .par_chunks_mut(wo * taps)
+        .enumerate()
+        .for_each(|(line, out)| {
+            let (bi, oy) = (line / ho, line % ho);
+            for col in 0..taps {
+                let (ci, tap) = (col / (k * k), col % (k * k));
+                let iy = oy as isize + (tap / k * dilation) as isize - padding as isize;
+                let dx = (tap % k * dilation) as isize - padding as isize;
+                // Output columns whose input column ox + dx lies inside the row.
+                let lo = (-dx).clamp(0, wo as isize) as usize;
+                let hi = (w as isize - dx).clamp(lo as isize, wo as isize) as usize;
+                let inside = iy >= 0 && iy < h as isize;
+                let src = &data[(bi * c + ci) * h * w..][..h * w];
+                for ox in 0..wo {
+                    let v = if inside && (lo..hi).contains(&ox) {
+                        src[iy as usize * w + (ox as isize + dx) as usize]
+                    } else {
+                        0.0
+                    };
+                    out[ox * taps + col] = MaybeUninit::new(v);
+                }
+            }
+        });
+    // SAFETY: each chunk holds WO pixel rows of `taps` values, and the loops above write every
+    // (pixel, column) pair of it once.
+    unsafe { rows.set_len(len) };
+    Tensor::from_vec(rows, (b * ho * wo, taps), &Device::Cpu)
 }
 
 /// The im2col matrix of a contiguous CPU f32 tensor (B, C, H, W): (B, C·k·k, HO·WO), row
@@ -416,6 +484,23 @@ mod tests {
         let w = Tensor::zeros((1, 2, 7, 7), DType::F32, &Device::Cpu)?;
         let err = conv2d(&x, &w, 1, 1).unwrap_err().to_string();
         assert!(err.contains("3×3") && err.contains("7×7"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn pixel_rows_are_the_im2col_matrix_transposed() -> Result<()> {
+        let d = Device::Cpu;
+        for (k, padding, dilation) in [(3, 1, 1), (3, 2, 2), (5, 0, 1)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 11), &d)?;
+            let out = output_size((9, 11), k, padding, dilation)?;
+            let cols = im2col(&x, k, padding, dilation, out)?; // (B, C·k², P)
+            let want = cols
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((2 * out.0 * out.1, 3 * k * k))?;
+            let got = im2col_pixel_rows(&x.flatten_all()?.to_vec1()?, (2, 3, 9, 11), k, padding, dilation, out)?;
+            assert_eq!(max_abs_diff(&got, &want)?, 0.0, "k{k} p{padding} d{dilation}");
+        }
         Ok(())
     }
 
