@@ -27,6 +27,7 @@ use super::cpu_storage::{cpu_f32_slice, f32_slice, is_cpu_f32, par_zeroed};
 use crate::engine::buffers::{Geom, Planes};
 use crate::engine::kernels::conv::{conv as kernel_conv, tap_sums, ConvWeights};
 use crate::engine::kernels::staging::Staging;
+use crate::engine::kernels::winograd;
 use crate::engine::kernels::Epilogue;
 use crate::engine::simd::Isa;
 use crate::engine::threads::ThreadPool;
@@ -109,12 +110,17 @@ fn direct_conv(
 ) -> Option<Vec<f32>> {
     let ig = Geom { h, w, pad: k / 2 };
     let og = Geom { h, w, pad: 0 };
-    let weights = ConvWeights::new(oihw, None, cout, cin, k);
+    let mut weights = ConvWeights::new(oihw, None, cout, cin, k);
+    // The layers where inference uses Winograd F(2×2, 3×3) (wide 3×3, even sizes) use it here too.
+    if winograd::suits(k, cin, cout, og) {
+        weights.use_winograd();
+    }
     let padded = bordered_planes(x, b * cin, ig);
     let mut y = par_zeroed(b * cout * h * w);
     with_kernel_pool(|pool| {
         let isa = Isa::best();
         let mut staging = Staging::default();
+        staging.ensure(pool.threads(), weights.scratch_floats(pool.threads(), og, 0));
         for (frame, out) in y.chunks_mut(cout * h * w).enumerate() {
             let src = Planes {
                 data: &padded[frame * cin * ig.plane()..(frame + 1) * cin * ig.plane()],
@@ -474,6 +480,29 @@ mod tests {
                 let e = max_rel(gg.get(v).expect("grad"), gw.get(v).expect("grad"));
                 assert!(e < 1e-5, "k{k} p{padding} d{dilation}: relative gradient error {e}");
             }
+        }
+        Ok(())
+    }
+
+    /// A wide 3×3 layer at even sizes runs its forward as Winograd F(2×2, 3×3), as inference
+    /// does (its input gradient too where 32 → 16 is wide enough, which it is not here): same
+    /// values and gradients as Candle's conv2d.
+    #[test]
+    fn wide_layers_match_candle_through_winograd() -> Result<()> {
+        let d = Device::Cpu;
+        let (cin, cout) = (16, 32);
+        assert!(winograd::suits(3, cin, cout, Geom { h: 8, w: 10, pad: 0 }));
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, cin, 8, 10), &d)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, cin, 3, 3), &d)?)?;
+        let want = x.conv2d(&w, 1, 1, 1, 1)?;
+        let got = conv2d(&x, &w, 1, 1)?;
+        assert!(max_rel(&got, &want) < 1e-5);
+        let weights = Tensor::randn(0f32, 1.0, want.shape(), &d)?;
+        let gw = (want * &weights)?.sum_all()?.backward()?;
+        let gg = (got * &weights)?.sum_all()?.backward()?;
+        for v in [&x, &w] {
+            let e = max_rel(gg.get(v).expect("grad"), gw.get(v).expect("grad"));
+            assert!(e < 1e-5, "relative gradient error {e}");
         }
         Ok(())
     }
