@@ -174,12 +174,14 @@ fn direct_kernel_grad(
 
 /// Whether the direct kernel gradient beats im2col GEMM: for few channels, where im2col and
 /// the GEMM's packing cost more than its arithmetic. Each (output, input) channel pair reads
-/// both planes again, so at many channels the GEMM's operand reuse wins. Measured with the
-/// bench command of [`direct_conv`] (seg stage, batch 8), limits 0 / 256 / 1024 / unlimited:
-/// lite at 256² 1.43–1.49 images/s at 256 against 1.41 at 1024 and 1.36 unlimited; official
-/// at 128² 0.67 at 256 against 0.63 at 0 or 1024, and 0.45 unlimited.
+/// both planes again, so at many channels the GEMM's operand reuse wins. Measured again after
+/// the GEMM moved to pixel rows (`im2col_pixel_rows`), with the bench command of
+/// [`direct_conv`] (seg stage, batch 8; lite at 256², official at 128², one run per limit and
+/// pair, alternating, on a loaded machine), limits 256 / 16,384 / unlimited: lite 2.30–2.59 /
+/// 2.36–2.69 / 2.70–2.81 images/s, official 0.90–1.09 / 1.00–1.08 / 0.81–0.89. Lite's widest
+/// pair (4,096) is under the limit; official's 128- and 256-channel layers stay on the GEMM.
 fn direct_kernel_grad_pays(cin: usize, cout: usize) -> bool {
-    cin * cout <= 256
+    cin * cout <= 16384
 }
 
 /// The thread pool of the direct training convolutions, as many threads as rayon's (the
