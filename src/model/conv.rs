@@ -462,8 +462,9 @@ mod tests {
             (2, 4, 3, 0, 1, 8),
             // Taps that miss a whole row or column of this 2×5 input (all padding).
             (2, 3, 7, 3, 1, 2),
-            // Direct forward, kernel gradient by GEMM (17·16 channel pairs > 256).
-            (17, 16, 3, 1, 1, 6),
+            // Direct forward, kernel gradient by GEMM over pixel rows (129·128 channel pairs
+            // > 16,384).
+            (129, 128, 3, 1, 1, 6),
         ] {
             let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, cin, size, size + 3), &d)?)?;
             let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, cin, k, k), &d)?)?;
