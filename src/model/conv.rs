@@ -471,11 +471,12 @@ mod tests {
             let want = x.conv2d(&w, padding, 1, dilation, 1)?;
             let got = conv2d(&x, &w, padding, dilation)?;
             assert_eq!(got.dims(), want.dims());
-            assert!(max_rel(&got, &want) < 1e-6);
+            // Relative to the largest output; sums of up to 1,161 products, in another order.
+            assert!(max_rel(&got, &want) < 1e-5);
             // Inference (nothing tracked) takes the direct im2col path: same values.
             let plain = conv2d(&x.as_tensor().detach(), &w.as_tensor().detach(), padding, dilation)?;
             assert!(!plain.track_op());
-            assert!(max_rel(&plain, &want) < 1e-6);
+            assert!(max_rel(&plain, &want) < 1e-5);
             let weights = Tensor::randn(0f32, 1.0, want.shape(), &d)?;
             let gw = (want * &weights)?.sum_all()?.backward()?;
             let gg = (got * &weights)?.sum_all()?.backward()?;
