@@ -207,12 +207,15 @@ impl CustomOp3 for ScaleAddRelu {
                                     let (t_p, y_p, g_p) = (&t_b[at.clone()], &y_b[at.clone()], &g_b[at.clone()]);
                                     let (gt_p, gr_p) = (&mut gt_b[at.clone()], &mut gr_b[at]);
                                     let a = ca[ci];
-                                    for p in 0..hw {
+                                    // Zipped slices, not indices: without bounds checks the loop vectorises.
+                                    let outs = gr_p.iter_mut().zip(gt_p.iter_mut()).zip(gzt.iter_mut());
+                                    let ins = y_p.iter().zip(g_p).zip(t_p).zip(sa.iter());
+                                    for (((gr, gt), gzt), (((&y, &g), &t), &s)) in outs.zip(ins) {
                                         // The ReLU passes the gradient where its output is positive.
-                                        let gz = if y_p[p] > 0.0 { g_p[p] } else { 0.0 };
-                                        gr_p[p] = gz;
-                                        gt_p[p] = gz * a * sa[p];
-                                        gzt[p] = gz * t_p[p];
+                                        let gz = if y > 0.0 { g } else { 0.0 };
+                                        *gr = gz;
+                                        *gt = gz * a * s;
+                                        *gzt = gz * t;
                                     }
                                     gca[ci] = dot(&gzt, sa);
                                     gsa.iter_mut().zip(&gzt).for_each(|(o, &v)| *o += v * a);
