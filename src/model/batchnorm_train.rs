@@ -13,7 +13,7 @@
 //! zero; it is computed in closed form all the same, so the optimiser still applies weight
 //! decay and momentum to `b` as PyTorch does.
 
-use super::cpu_storage::{cpu_f32_slice, f32_slice, par_zeroed};
+use super::cpu_storage::{cpu_f32_slice, f32_slice, par_collect_chunks};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -155,17 +155,18 @@ impl CustomOp3 for BatchNormTrain {
         let shift: Vec<f32> = (0..c)
             .map(|ch| (gb[c + ch] as f64 - stats.mean[ch] * scale[ch] as f64) as f32)
             .collect();
-        let mut out = par_zeroed(x.len());
-        out.par_chunks_mut(hw)
-            .zip(x.par_chunks(hw))
-            .enumerate()
-            .for_each(|(i, (o, xi))| {
-                let (s, t) = (scale[i % c], shift[i % c]);
-                for (o, &v) in o.iter_mut().zip(xi) {
-                    let y = v * s + t;
-                    *o = if self.relu { y.max(0.0) } else { y };
+        let relu = self.relu;
+        let out = par_collect_chunks(x.len(), hw, |i| {
+            let (s, t) = (scale[i % c], shift[i % c]);
+            x[i * hw..(i + 1) * hw].iter().map(move |&v| {
+                let y = v * s + t;
+                if relu {
+                    y.max(0.0)
+                } else {
+                    y
                 }
-            });
+            })
+        });
         *lock(&self.stats)? = Some(stats);
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -222,17 +223,17 @@ impl CustomOp3 for BatchNormTrain {
                     .fold((0.0, 0.0, 0.0), |a, s| (a.0 + s[0], a.1 + s[1], a.2 + s[2]))
             })
             .collect();
-        let mut dx = par_zeroed(xv.len());
-        dx.par_chunks_mut(hw).enumerate().for_each(|(i, d)| {
+        let dx = par_collect_chunks(xv.len(), hw, |i| {
             let ch = i % c;
             let (mu, is) = norm(ch);
             let k = (gamma[ch] as f64 * inv_std[ch]) as f32;
             let (mean_g, mean_gx) = ((sums[ch].0 / n) as f32, (sums[ch].1 / n) as f32);
             let r = i * hw..(i + 1) * hw;
-            for ((d, (&x, &g)), &o) in d.iter_mut().zip(xv[r.clone()].iter().zip(&gr[r.clone()])).zip(&out[r]) {
+            let (x, g, o) = (&xv[r.clone()], &gr[r.clone()], &out[r]);
+            x.iter().zip(g).zip(o).map(move |((&x, &g), &o)| {
                 let xhat = (x - mu) * is;
-                *d = k * (grad(g, o) - mean_g - xhat * mean_gx);
-            }
+                k * (grad(g, o) - mean_g - xhat * mean_gx)
+            })
         });
         let dev = x.device();
         let dbias: Vec<f32> = (0..c)

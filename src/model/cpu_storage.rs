@@ -68,3 +68,53 @@ pub fn par_zeroed(len: usize) -> Vec<f32> {
     unsafe { out.set_len(len) };
     out
 }
+
+/// A vector of `len` floats built in parallel, chunk by chunk: chunk `i` (of `chunk` values,
+/// the last one possibly shorter) is the first values of `values(i)`. For outputs that a
+/// loop computes in full, where zeroing them first ([`par_zeroed`]) was a memset of every
+/// output the training BatchNorm wrote (8 % of a lite seg step went to memset).
+///
+/// Panics if `values(i)` is shorter than its chunk (before anything unwritten is exposed).
+pub fn par_collect_chunks<I>(len: usize, chunk: usize, values: impl Fn(usize) -> I + Sync) -> Vec<f32>
+where
+    I: ExactSizeIterator<Item = f32>,
+{
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, dst)| {
+            let v = values(i);
+            assert!(
+                v.len() >= dst.len(),
+                "chunk {i}: {} values for {} elements",
+                v.len(),
+                dst.len()
+            );
+            dst.iter_mut().zip(v).for_each(|(o, v)| {
+                o.write(v);
+            });
+        });
+    // SAFETY: each chunk was written in full above (its iterator was at least as long, and a
+    // shorter one panics before this point).
+    unsafe { out.set_len(len) };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collected_chunks_hold_each_chunks_values_and_a_short_last_chunk() {
+        // 10 values in chunks of 4: the last chunk takes the first 2 of its iterator.
+        let v = par_collect_chunks(10, 4, |i| (0..4).map(move |j| (i * 10 + j) as f32));
+        assert_eq!(v, [0., 1., 2., 3., 10., 11., 12., 13., 20., 21.]);
+    }
+
+    #[test]
+    #[should_panic(expected = "chunk 1: 3 values for 4 elements")]
+    fn a_chunk_with_too_few_values_panics() {
+        par_collect_chunks(8, 4, |i| (0..if i == 1 { 3 } else { 4 }).map(|j| j as f32));
+    }
+}
