@@ -15,7 +15,7 @@
 //! (the reference's spatial attention) does; Candle's max gives each tied element the whole
 //! gradient. Other devices and dtypes (f16 inference, CUDA) use the composition.
 
-use super::cpu_storage::{dot, f32_slice, is_cpu_f32, par_zeroed, with_cpu_f32};
+use super::cpu_storage::{dot, f32_slice, is_cpu_f32, par_collect_chunks, par_zeroed, with_cpu_f32};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -161,15 +161,15 @@ impl CustomOp3 for ScaleAddRelu {
         let t = f32_slice(ts, tl, "attention input")?;
         let gates = f32_slice(gs, gl, "attention gates")?;
         let r = f32_slice(rs, rl, "residual")?;
-        let mut out = par_zeroed(b * c * hw);
-        out.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
+        let out = par_collect_chunks(b * c * hw, hw, |plane| {
             let (bi, ci) = (plane / c, plane % c);
             let gate = &gates[bi * (c + hw)..(bi + 1) * (c + hw)];
             let (a, sa) = (gate[ci], &gate[c..]);
             let (t_p, r_p) = (&t[plane * hw..(plane + 1) * hw], &r[plane * hw..(plane + 1) * hw]);
-            for (((o, &v), &s), &res) in o.iter_mut().zip(t_p).zip(sa).zip(r_p) {
-                *o = (v * a * s + res).max(0.0);
-            }
+            t_p.iter()
+                .zip(sa)
+                .zip(r_p)
+                .map(move |((&v, &s), &res)| (v * a * s + res).max(0.0))
         });
         Ok((CpuStorage::F32(out), tl.shape().clone()))
     }
