@@ -13,7 +13,7 @@
 //! zero; it is computed in closed form all the same, so the optimiser still applies weight
 //! decay and momentum to `b` as PyTorch does.
 
-use super::cpu_storage::{cpu_f32_slice, f32_slice, par_collect_chunks};
+use super::cpu_storage::{cpu_f32_slice, f32_slice, lane_sums, lane_sums_by, par_collect_chunks};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -93,41 +93,6 @@ fn channel_stats(x: &[f32], b: usize, c: usize, hw: usize) -> BatchStats {
         mean,
         count: b * hw,
     }
-}
-
-/// Elements summed in f32 before each partial sum is added in f64.
-const LANE_BLOCK: usize = 256;
-
-/// `Σ_k terms(k)` over `0..n` for `N` terms at once, in f64: each block of [`LANE_BLOCK`]
-/// elements is summed in eight f32 lanes (which the compiler vectorises; the f64 scalar loops
-/// this replaced were a tenth of a lite seg training step) and then added in f64, so a plane
-/// of 65,536 values keeps about f32 precision per block.
-fn lane_sums_by<const N: usize>(n: usize, terms: impl Fn(usize) -> [f32; N]) -> [f64; N] {
-    let mut total = [0f64; N];
-    for start in (0..n).step_by(LANE_BLOCK) {
-        let end = (start + LANE_BLOCK).min(n);
-        let mut lanes = [[0f32; 8]; N];
-        let mut k = start;
-        while k + 8 <= end {
-            for l in 0..8 {
-                let t = terms(k + l);
-                for (acc, v) in lanes.iter_mut().zip(t) {
-                    acc[l] += v;
-                }
-            }
-            k += 8;
-        }
-        for (j, acc) in lanes.iter().enumerate() {
-            let tail: f32 = (k..end).map(|k| terms(k)[j]).sum();
-            total[j] += (acc.iter().sum::<f32>() + tail) as f64;
-        }
-    }
-    total
-}
-
-/// [`lane_sums_by`] over the values of one slice.
-fn lane_sums<const N: usize>(x: &[f32], terms: impl Fn(f32) -> [f32; N]) -> [f64; N] {
-    lane_sums_by(x.len(), |k| terms(x[k]))
 }
 
 impl CustomOp3 for BatchNormTrain {

@@ -55,6 +55,42 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     (lanes.iter().map(|&v| v as f64).sum::<f64>() + tail) as f32
 }
 
+/// Elements summed in f32 before each partial sum is added in f64.
+const LANE_BLOCK: usize = 256;
+
+/// `Σ_k terms(k)` over `0..n` for `N` terms at once, in f64: each block of [`LANE_BLOCK`]
+/// elements is summed in eight f32 lanes (which the compiler vectorises, as in [`dot`]) and then
+/// added in f64, so a plane of 65,536 values keeps about f32 precision per block. The training
+/// BatchNorm's statistics and gradient sums: the f64 scalar loops this replaced there were a
+/// tenth of a lite seg training step.
+pub fn lane_sums_by<const N: usize>(n: usize, terms: impl Fn(usize) -> [f32; N]) -> [f64; N] {
+    let mut total = [0f64; N];
+    for start in (0..n).step_by(LANE_BLOCK) {
+        let end = (start + LANE_BLOCK).min(n);
+        let mut lanes = [[0f32; 8]; N];
+        let mut k = start;
+        while k + 8 <= end {
+            for l in 0..8 {
+                let t = terms(k + l);
+                for (acc, v) in lanes.iter_mut().zip(t) {
+                    acc[l] += v;
+                }
+            }
+            k += 8;
+        }
+        for (j, acc) in lanes.iter().enumerate() {
+            let tail: f32 = (k..end).map(|k| terms(k)[j]).sum();
+            total[j] += (acc.iter().sum::<f32>() + tail) as f64;
+        }
+    }
+    total
+}
+
+/// [`lane_sums_by`] over the values of one slice.
+pub fn lane_sums<const N: usize>(x: &[f32], terms: impl Fn(f32) -> [f32; N]) -> [f64; N] {
+    lane_sums_by(x.len(), |k| terms(x[k]))
+}
+
 /// A zero vector of `len` floats, zeroed by all of rayon's threads. Every op allocates its
 /// outputs and gradients with it: `vec![0.0; n]` is a calloc, which glibc serves from reused
 /// heap blocks (training keeps freed memory, `crate::heap`) by a memset on the calling thread,
