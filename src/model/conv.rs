@@ -358,9 +358,7 @@ fn im2col_pixel_rows(
                 let (ci, tap) = (col / (k * k), col % (k * k));
                 let iy = oy as isize + (tap / k * dilation) as isize - padding as isize;
                 let dx = (tap % k * dilation) as isize - padding as isize;
-                // Output columns whose input column ox + dx lies inside the row.
-                let lo = (-dx).clamp(0, wo as isize) as usize;
-                let hi = (w as isize - dx).clamp(lo as isize, wo as isize) as usize;
+                let (lo, hi) = inside_columns(dx, w, wo);
                 let inside = iy >= 0 && iy < h as isize;
                 let src = &data[(bi * c + ci) * h * w..][..h * w];
                 for ox in 0..wo {
@@ -377,6 +375,13 @@ fn im2col_pixel_rows(
     // (pixel, column) pair of it once.
     unsafe { rows.set_len(len) };
     Tensor::from_vec(rows, (b * ho * wo, taps), &Device::Cpu)
+}
+
+/// The output columns `lo..hi` (of `wo`) whose input column `ox + dx` lies inside a row of `w`.
+fn inside_columns(dx: isize, w: usize, wo: usize) -> (usize, usize) {
+    let lo = (-dx).clamp(0, wo as isize) as usize;
+    let hi = (w as isize - dx).clamp(lo as isize, wo as isize) as usize;
+    (lo, hi)
 }
 
 /// The im2col matrix of a contiguous CPU f32 tensor (B, C, H, W): (B, C·k·k, HO·WO), row
@@ -422,9 +427,7 @@ fn im2col_slice(
                 let src: &[MaybeUninit<f32>] = unsafe {
                     &*(&plane[iy as usize * w..(iy as usize + 1) * w] as *const [f32] as *const [MaybeUninit<f32>])
                 };
-                // Output columns whose input column ox + dx lies inside the row.
-                let lo = (-dx).clamp(0, wo as isize) as usize;
-                let hi = (w as isize - dx).clamp(lo as isize, wo as isize) as usize;
+                let (lo, hi) = inside_columns(dx, w, wo);
                 out_row[..lo].fill(MaybeUninit::new(0.0));
                 if lo < hi {
                     let s = (lo as isize + dx) as usize;
@@ -453,7 +456,6 @@ mod tests {
     /// checked itself against PyTorch by the training-parity fixture).
     #[test]
     fn matches_candle_conv_in_value_and_gradients() -> Result<()> {
-        let d = Device::Cpu;
         for (cin, cout, k, padding, dilation, size) in [
             (3, 5, 3, 1, 1, 9),
             (4, 2, 7, 3, 1, 12),
@@ -466,24 +468,37 @@ mod tests {
             // > 16,384).
             (129, 128, 3, 1, 1, 6),
         ] {
-            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, cin, size, size + 3), &d)?)?;
-            let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, cin, k, k), &d)?)?;
-            let want = x.conv2d(&w, padding, 1, dilation, 1)?;
-            let got = conv2d(&x, &w, padding, dilation)?;
-            assert_eq!(got.dims(), want.dims());
-            // Relative to the largest output; sums of up to 1,161 products, in another order.
-            assert!(max_rel(&got, &want) < 1e-5);
-            // Inference (nothing tracked) takes the direct im2col path: same values.
-            let plain = conv2d(&x.as_tensor().detach(), &w.as_tensor().detach(), padding, dilation)?;
-            assert!(!plain.track_op());
-            assert!(max_rel(&plain, &want) < 1e-5);
-            let weights = Tensor::randn(0f32, 1.0, want.shape(), &d)?;
-            let gw = (want * &weights)?.sum_all()?.backward()?;
-            let gg = (got * &weights)?.sum_all()?.backward()?;
-            for v in [&x, &w] {
-                let e = max_rel(gg.get(v).expect("grad"), gw.get(v).expect("grad"));
-                assert!(e < 1e-5, "k{k} p{padding} d{dilation}: relative gradient error {e}");
-            }
+            assert_matches_candle((2, cin, size, size + 3), (cout, k), padding, dilation)?;
+        }
+        Ok(())
+    }
+
+    /// Our conv2d of random `x` (B, Cin, H, W) and a random (Cout, Cin, k, k) kernel against
+    /// Candle's, in value (tracked and untracked) and in both gradients.
+    fn assert_matches_candle(
+        x_dims: (usize, usize, usize, usize),
+        (cout, k): (usize, usize),
+        padding: usize,
+        dilation: usize,
+    ) -> Result<()> {
+        let d = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, x_dims, &d)?)?;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, x_dims.1, k, k), &d)?)?;
+        let want = x.conv2d(&w, padding, 1, dilation, 1)?;
+        let got = conv2d(&x, &w, padding, dilation)?;
+        assert_eq!(got.dims(), want.dims());
+        // Relative to the largest output; sums of up to 1,161 products, in another order.
+        assert!(max_rel(&got, &want) < 1e-5);
+        // Inference (nothing tracked) takes the direct im2col path: same values.
+        let plain = conv2d(&x.as_tensor().detach(), &w.as_tensor().detach(), padding, dilation)?;
+        assert!(!plain.track_op());
+        assert!(max_rel(&plain, &want) < 1e-5);
+        let weights = Tensor::randn(0f32, 1.0, want.shape(), &d)?;
+        let gw = (want * &weights)?.sum_all()?.backward()?;
+        let gg = (got * &weights)?.sum_all()?.backward()?;
+        for v in [&x, &w] {
+            let e = max_rel(gg.get(v).expect("grad"), gw.get(v).expect("grad"));
+            assert!(e < 1e-5, "k{k} p{padding} d{dilation}: relative gradient error {e}");
         }
         Ok(())
     }
@@ -493,22 +508,9 @@ mod tests {
     /// values and gradients as Candle's conv2d.
     #[test]
     fn wide_layers_match_candle_through_winograd() -> Result<()> {
-        let d = Device::Cpu;
         let (cin, cout) = (16, 32);
         assert!(winograd::suits(3, cin, cout, Geom { h: 8, w: 10, pad: 0 }));
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, cin, 8, 10), &d)?)?;
-        let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (cout, cin, 3, 3), &d)?)?;
-        let want = x.conv2d(&w, 1, 1, 1, 1)?;
-        let got = conv2d(&x, &w, 1, 1)?;
-        assert!(max_rel(&got, &want) < 1e-5);
-        let weights = Tensor::randn(0f32, 1.0, want.shape(), &d)?;
-        let gw = (want * &weights)?.sum_all()?.backward()?;
-        let gg = (got * &weights)?.sum_all()?.backward()?;
-        for v in [&x, &w] {
-            let e = max_rel(gg.get(v).expect("grad"), gw.get(v).expect("grad"));
-            assert!(e < 1e-5, "relative gradient error {e}");
-        }
-        Ok(())
+        assert_matches_candle((2, cin, 8, 10), (cout, 3), 1, 1)
     }
 
     #[test]
