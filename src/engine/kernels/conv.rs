@@ -270,7 +270,7 @@ pub fn conv_many(
             let mut at = 0;
             for u in up {
                 let n = src[u.part].n * gs.plane();
-                stage_rows(src[u.part], u, y0, og.h, gs, &mut planes[at..at + n], scratch);
+                stage_rows(isa, src[u.part], u, y0, og.h, gs, &mut planes[at..at + n], scratch);
                 at += n;
             }
             let planes: &[f32] = planes;

@@ -10,11 +10,16 @@ use super::super::threads::{SharedOut, ThreadPool};
 use super::attention::bands;
 
 /// Source indices and weight of each output coordinate of an align-corners linear resize.
+/// `lo` and `hi` never decrease along the output (the vector gather relies on it).
 #[derive(Debug, Clone)]
 pub struct Taps {
     pub(crate) lo: Vec<usize>,
     pub(crate) hi: Vec<usize>,
     pub(crate) frac: Vec<f32>,
+    /// `lo` and `hi` as `i32`, the lane type of the vector permutes that gather the taps
+    /// (`staging::interpolate_row`).
+    pub(crate) lo32: Vec<i32>,
+    pub(crate) hi32: Vec<i32>,
 }
 
 impl Taps {
@@ -24,12 +29,18 @@ impl Taps {
             lo: Vec::with_capacity(n_out),
             hi: Vec::with_capacity(n_out),
             frac: Vec::with_capacity(n_out),
+            lo32: Vec::new(),
+            hi32: Vec::new(),
         };
         for (lo, hi, frac) in align_corners_taps(n_in, n_out) {
             t.lo.push(lo);
             t.hi.push(hi);
             t.frac.push(frac);
         }
+        // A source index beyond i32 would need a plane of 2³¹ columns; saturating keeps such
+        // taps off the vector path (its window test fails) instead of wrapping.
+        t.lo32 = t.lo.iter().map(|&i| i32::try_from(i).unwrap_or(i32::MAX)).collect();
+        t.hi32 = t.hi.iter().map(|&i| i32::try_from(i).unwrap_or(i32::MAX)).collect();
         t
     }
 }

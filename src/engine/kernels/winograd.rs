@@ -184,6 +184,7 @@ pub fn winograd_conv(
         // SAFETY: thread `thread`'s own region of the staging buffer.
         let scratch = unsafe { std::slice::from_raw_parts_mut(region.ptr().add(thread * per_thread), need) };
         isa.dispatch(TileTask {
+            isa,
             src,
             up,
             w,
@@ -201,6 +202,8 @@ pub fn winograd_conv(
 
 /// Tiles `first .. first + count` (raster order, `per_row` per tile row) of one convolution.
 struct TileTask<'a> {
+    /// The instruction set the task runs with, for the up-sampling it calls outside `Simd`.
+    isa: Isa,
     src: &'a [Planes<'a>],
     up: &'a [Upsampled<'a>],
     w: &'a WinogradWeights,
@@ -296,7 +299,7 @@ impl TileTask<'_> {
                 let plane = p.plane(c);
                 let rows: [&[f32]; 4] = match up {
                     Some(u) => {
-                        up_rows(plane, p.g, u, self.og, r0, x0, width, staged, scratch);
+                        up_rows(self.isa, plane, p.g, u, self.og, r0, x0, width, staged, scratch);
                         let staged: &[f32] = staged;
                         std::array::from_fn(|k| &staged[k * ROW..k * ROW + width])
                     }
@@ -440,6 +443,7 @@ fn horizontal(e: &[f32], v: &mut [f32], at: [usize; 4], nt: usize) {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn up_rows(
+    isa: Isa,
     low: &[f32],
     g: Geom,
     u: &Upsampled,
@@ -450,7 +454,7 @@ fn up_rows(
     staged: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let mut pair = RowPair::new(low, g, u, og.w, &mut scratch[..2 * ROW]);
+    let mut pair = RowPair::new(isa, low, g, u, og.w, &mut scratch[..2 * ROW]);
     for k in 0..4 {
         let row = &mut staged[k * ROW..k * ROW + width];
         match usize::try_from(r0 + k as isize) {
