@@ -5,8 +5,8 @@
 //! jobs, which breaks the plan's guarantee that a frame allocates nothing, and a pool of our
 //! own keeps the kernels off the threads the stream pipeline uses for capture and
 //! post-processing. A pool of N threads is the caller plus N − 1 workers. Between kernels the
-//! workers spin for a short while (kernels follow each other within microseconds) and then
-//! sleep on a condition variable, so an idle pool costs no CPU.
+//! workers spin for a short while (kernels follow each other within microseconds), then yield
+//! the core for a while, then sleep on a condition variable, so an idle pool costs no CPU.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,8 +14,27 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long an idle worker spins before it sleeps.
+/// How long an idle worker waits for the next job before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);
+
+/// How long of [`SPIN`] it busy-spins; after that it yields the core on each round. In a
+/// training step the kernels alternate with Candle's ops on rayon's threads, and a worker
+/// spinning for all of `SPIN` after each convolution took a core from them (3.4 % of a lite seg
+/// step's samples were that spin).
+const HOT_SPIN: Duration = Duration::from_micros(20);
+
+/// Whether a thread idle since `start` should go on waiting actively (spinning, then yielding).
+fn keep_waiting(start: Instant) -> bool {
+    let waited = start.elapsed();
+    if waited < HOT_SPIN {
+        std::hint::spin_loop();
+    } else if waited < SPIN {
+        std::thread::yield_now();
+    } else {
+        return false;
+    }
+    true
+}
 
 /// The job of one `run` call: a borrowed closure whose lifetime `run` erases. Sound because
 /// `run` does not return before every worker has finished with it.
@@ -112,8 +131,7 @@ impl ThreadPool {
         let mine = catch_unwind(AssertUnwindSafe(|| take_tasks(s, unsafe { &*f }, tasks, 0)));
         let start = Instant::now();
         while s.busy.load(Ordering::Acquire) != 0 {
-            if start.elapsed() < SPIN {
-                std::hint::spin_loop();
+            if keep_waiting(start) {
                 continue;
             }
             let guard = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,13 +158,12 @@ fn take_tasks(s: &Shared, f: &(dyn Fn(usize, usize) + Sync), tasks: usize, threa
 fn worker(s: &Shared, thread: usize) {
     let mut seen = 0usize;
     loop {
-        // Spin briefly on the generation counter, then sleep until a new job is published.
+        // Wait briefly on the generation counter, then sleep until a new job is published.
         let start = Instant::now();
-        while s.generation.load(Ordering::Acquire) == seen && start.elapsed() < SPIN {
+        while s.generation.load(Ordering::Acquire) == seen && keep_waiting(start) {
             if s.quit.load(Ordering::Relaxed) {
                 return;
             }
-            std::hint::spin_loop();
         }
         let job = {
             let mut guard = s.job.lock().unwrap_or_else(|e| e.into_inner());
