@@ -139,6 +139,48 @@ fn the_synthetic_camera_comes_with_its_factory_calibration() {
 }
 
 #[test]
+fn the_defect_map_finds_the_uncalibrated_cameras_stuck_pixels_over_time() {
+    // The raw synthetic sensor's stuck pixels, with no profile: after 3 frames as isolated
+    // spikes they are replaced, so only the first 2 of 12 frames raise their false targets.
+    let d = tmp("defects");
+    let stats = |extra: &[&str]| {
+        let path = d.join("s.json");
+        let mut args = vec!["run", "--model", "tophat:9:6", "--uncalibrated", "--count", "12"];
+        args.extend_from_slice(&["--stats-json", path.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let (code, _, err) = srsnet(&args);
+        assert_eq!(code, 0, "{err}");
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        (s, err)
+    };
+    let (off, _) = stats(&["--defect-frames", "0"]);
+    let (on, err) = stats(&["--defect-frames", "3"]);
+    let ft = |s: &serde_json::Value| s["false_targets_per_frame"].as_f64().unwrap();
+    assert!(ft(&off) >= 1.0, "{off}");
+    assert!(ft(&on) <= ft(&off) * 0.25, "with the map {} vs {}", ft(&on), ft(&off));
+    assert!(on["pd"].as_f64().unwrap() >= off["pd"].as_f64().unwrap(), "{on}");
+    // The camera has 40 stuck pixels, some of them touching or not far from their neighbours;
+    // the smooth scene itself has none to find.
+    let most = on["defect_pixels"]["most_in_a_frame"].as_u64().unwrap();
+    assert!((25..=40).contains(&most), "{on}");
+    // Replaced in frames 3 to 12 only (sensor noise lets a few drop out now and then).
+    let replaced = on["defect_pixels"]["replaced"].as_u64().unwrap();
+    assert!(replaced > 9 * most && replaced <= 10 * most, "{on}");
+    assert!(err.contains("stuck pixels replaced by the defect map"), "{err}");
+    assert_eq!(off["defect_pixels"]["replaced"], 0);
+    for (flag, value, expected) in [
+        ("--defect-contrast", "1.5", "between 0 and 1"),
+        ("--defect-contrast", "nan", "between 0 and 1"),
+        ("--defect-frames", "many", "--defect-frames <DEFECT_FRAMES>"),
+    ] {
+        let (code, _, err) = srsnet(&["run", "--model", "tophat", "--count", "1", flag, value]);
+        assert_ne!(code, 0, "{flag} {value}");
+        assert!(err.contains(expected), "{flag} {value}: {err}");
+    }
+}
+
+#[test]
 fn run_synthetic_with_shipped_calibration_and_outputs() {
     let d = tmp("outputs");
     let cal = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("calibration/synthetic-320x256-seed7.safetensors");

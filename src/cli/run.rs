@@ -5,6 +5,7 @@ use super::{default_weights, parse_batch, parse_non_negative, parse_positive, pa
 use crate::calibration::Profile;
 use crate::device::DeviceSpec;
 use crate::infer::Segmenter;
+use crate::stream::defects::{self, DefectMap};
 use crate::stream::pipeline::{self, PipelineConfig};
 use crate::stream::postprocess::{parse_confirm_window, AreaLimits, Confirmer, StaticClutter};
 use crate::stream::preprocess::{Preprocessor, Stretch};
@@ -123,6 +124,14 @@ pub struct RunArgs {
     /// difference, intensity units in [0, 1]).
     #[arg(long, default_value_t = 0.01, value_parser = parse_non_negative)]
     pub still_below: f64,
+    /// Scene-based defect map: a pixel that is an isolated spike (brighter or darker than each
+    /// of its 8 neighbours by more than --defect-contrast) in each of the last N frames is a
+    /// stuck pixel and is replaced by its neighbours' median; 0 turns it off.
+    #[arg(long, default_value_t = defects::DEFAULT_FRAMES)]
+    pub defect_frames: u32,
+    /// Contrast (intensity units in [0, 1]) of an isolated spike for --defect-frames.
+    #[arg(long, default_value_t = defects::DEFAULT_CONTRAST)]
+    pub defect_contrast: f32,
     /// Radius (px) for temporal confirmation.
     #[arg(long, default_value_t = 3.0, value_parser = parse_non_negative)]
     pub confirm_radius: f64,
@@ -307,7 +316,10 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         StretchMode::Percentile => Stretch::default(),
         StretchMode::Fixed => Stretch::Fixed,
     };
-    let pre = Preprocessor::new(calibration, stretch, segmenter.channels());
+    let mut pre = Preprocessor::new(calibration, stretch, segmenter.channels());
+    if args.defect_frames > 0 {
+        pre = pre.with_defect_map(DefectMap::new(args.defect_frames, args.defect_contrast)?);
+    }
     let mut sinks = Sinks::new(Some(&args.jsonl), args.masks.clone(), args.overlays.clone())?;
     if let Some(p) = publisher(&args)? {
         sinks = sinks.publish_to(p);

@@ -1,6 +1,7 @@
 //! The streaming runtime: sources → preprocess → inference → postprocess → sinks, one thread
 //! per stage joined by bounded channels (`pipeline` holds the topology).
 
+pub mod defects;
 pub mod frame;
 pub mod pipeline;
 pub mod postprocess;

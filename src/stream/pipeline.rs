@@ -110,6 +110,9 @@ struct Counters {
     discarded: AtomicU64,
     clutter: AtomicU64,
     still: AtomicU64,
+    /// Pixel replacements by the scene-based defect map, and the most in one frame.
+    defects: AtomicU64,
+    defects_most: AtomicU64,
 }
 
 /// Runs `source` through the pipeline until it ends, `stop` is requested, or an output fails.
@@ -162,6 +165,8 @@ pub fn run(
         report.stats.discarded = counters.discarded.load(Ordering::Relaxed);
         report.stats.clutter = counters.clutter.load(Ordering::Relaxed);
         report.stats.still_frames = counters.still.load(Ordering::Relaxed);
+        report.stats.defects = counters.defects.load(Ordering::Relaxed);
+        report.stats.defects_most = counters.defects_most.load(Ordering::Relaxed);
         report.stats.wall = started.elapsed();
         report
     })
@@ -242,6 +247,9 @@ fn preprocess(
         match pre.process(&raw) {
             Ok(frame) => {
                 times.preprocess = t0.elapsed().as_secs_f64();
+                let replaced = pre.replaced_defects() as u64;
+                counters.defects.fetch_add(replaced, Ordering::Relaxed);
+                counters.defects_most.fetch_max(replaced, Ordering::Relaxed);
                 if tx.send(Prepared { raw, frame, times }).is_err() {
                     return;
                 }

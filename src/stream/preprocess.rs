@@ -1,5 +1,5 @@
 //! Per-frame preprocessing in the stream: raw values → calibration (NUC, bad pixels) →
-//! intensities in [0, 1] → the model's channel count.
+//! intensities in [0, 1] → the scene-based defect map (`defects`) → the model's channel count.
 //!
 //! 8-bit frames map by ÷255. 16-bit frames (14-bit radiometric cores included) are mapped
 //! with a robust percentile stretch: the 0.5th and 99.9th percentiles of each frame, smoothed
@@ -7,6 +7,7 @@
 //! does not flicker, map to 0 and 1. `Stretch::Fixed` maps by ÷65535 instead, as single-image
 //! inference does for 16-bit files.
 
+use super::defects::DefectMap;
 use super::frame::{Pixels, RawFrame};
 use crate::calibration::Profile;
 use crate::image_io::Frame;
@@ -44,6 +45,8 @@ pub struct Preprocessor {
     stretch: Stretch,
     channels: usize,
     range: Option<(f64, f64)>,
+    defects: Option<DefectMap>,
+    replaced: usize,
 }
 
 impl Preprocessor {
@@ -54,7 +57,20 @@ impl Preprocessor {
             stretch,
             channels,
             range: None,
+            defects: None,
+            replaced: 0,
         }
+    }
+
+    /// Also replaces the pixels `map` finds to be stuck, after the intensity mapping.
+    pub fn with_defect_map(mut self, map: DefectMap) -> Self {
+        self.defects = Some(map);
+        self
+    }
+
+    /// Pixels the defect map replaced in the last frame processed.
+    pub fn replaced_defects(&self) -> usize {
+        self.replaced
     }
 
     /// The frame as the model's input intensities; fails on a calibration size mismatch.
@@ -66,7 +82,7 @@ impl Preprocessor {
         if let Some(cal) = &self.calibration {
             cal.apply(raw.width, raw.height, &mut values)?;
         }
-        let unit: Vec<f32> = match (&raw.pixels, self.stretch) {
+        let mut unit: Vec<f32> = match (&raw.pixels, self.stretch) {
             (Pixels::U8(_), _) => values.iter().map(|v| (v / 255.0).clamp(0.0, 1.0)).collect(),
             (Pixels::U16(_), Stretch::Fixed) => values.iter().map(|v| (v / 65535.0).clamp(0.0, 1.0)).collect(),
             (Pixels::U16(_), Stretch::Percentile { low, high, smoothing }) => {
@@ -83,6 +99,9 @@ impl Preprocessor {
                     .collect()
             }
         };
+        if let Some(map) = &mut self.defects {
+            self.replaced = map.apply(raw.width, raw.height, &mut unit);
+        }
         let n = unit.len();
         let mut data = Vec::with_capacity(n * self.channels);
         for _ in 0..self.channels {

@@ -150,6 +150,10 @@ pub struct RunStats {
     pub clutter: u64,
     /// Frames the static-clutter filter judged still (the only ones where it rejects).
     pub still_frames: u64,
+    /// Pixel values the scene-based defect map replaced, over all frames (`--defect-frames`).
+    pub defects: u64,
+    /// The most pixels it replaced in one frame.
+    pub defects_most: u64,
     /// Detection scoring against the ground truth that rode along, when any did.
     pub score: MetricAccumulator,
     /// True when the truth included masks (IoU, nIoU and F1 are then meaningful).
@@ -201,6 +205,7 @@ impl RunStats {
             "discarded": self.discarded,
             "static_clutter": self.clutter,
             "still_frames": self.still_frames,
+            "defect_pixels": { "replaced": self.defects, "most_in_a_frame": self.defects_most },
             "wall_s": secs,
             "throughput_fps": if secs > 0.0 { self.frames as f64 / secs } else { 0.0 },
             "latency_ms": stages,
@@ -237,6 +242,12 @@ impl RunStats {
             out.push_str(&format!(
                 "detections rejected as static clutter: {} ({} of {} frames still)\n",
                 self.clutter, self.still_frames, self.frames
+            ));
+        }
+        if self.defects > 0 {
+            out.push_str(&format!(
+                "stuck pixels replaced by the defect map: {} in all, at most {} in a frame\n",
+                self.defects, self.defects_most
             ));
         }
         if let Some(p) = &self.publish {
