@@ -31,11 +31,12 @@ pub const DEFAULT_CONTRAST: f32 = 0.3;
 /// Which pixels of a stream are defects, from how long each has been an isolated spike.
 #[derive(Debug, Clone)]
 pub struct DefectMap {
-    frames: u32,
+    frames: u16,
     contrast: f32,
     size: (usize, usize),
-    /// Consecutive frames, up to now, in which each pixel was an isolated spike.
-    streak: Vec<u32>,
+    /// Consecutive frames, up to now, in which each pixel was an isolated spike (u16: the map
+    /// is part of `srsnet run`'s 640×512 memory budget, 0.66 MB as it is).
+    streak: Vec<u16>,
     defect: Vec<bool>,
 }
 
@@ -45,6 +46,9 @@ impl DefectMap {
         if frames == 0 {
             bail!("the defect map needs at least 1 frame of evidence");
         }
+        let Ok(frames) = u16::try_from(frames) else {
+            bail!("--defect-frames {frames}: at most {} frames", u16::MAX);
+        };
         if !(contrast > 0.0 && contrast < 1.0) {
             bail!("defect contrast {contrast}: expected a value between 0 and 1 (intensity units)");
         }
@@ -194,6 +198,8 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("at least 1 frame"));
+        let too_long = DefectMap::new(70_000, 0.3).unwrap_err().to_string();
+        assert!(too_long.contains("at most 65535"), "{too_long}");
         for c in [0.0, 1.0, f32::NAN, -0.2] {
             assert!(DefectMap::new(5, c)
                 .unwrap_err()
