@@ -100,6 +100,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "0.5",
         "--val-threshold",
         "0.9",
+        "--stuck-pixels",
+        "0.5",
         "--out",
         s(&out),
     ]);
@@ -177,6 +179,12 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "{}",
         file.info
     );
+    assert_eq!(
+        file.info["synthesis"]["stuck_pixels"].as_f64(),
+        Some(0.5),
+        "{}",
+        file.info
+    );
 }
 
 #[test]
@@ -212,7 +220,7 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     let out = d.join("o");
-    let flags: [(&[&str], &[&str]); 7] = [
+    let flags: [(&[&str], &[&str]); 8] = [
         (&["--dataset", "masks:x"], &["unknown kind"]),
         (
             &["--data", "/x", "--hard-negatives", "0.3"],
@@ -223,6 +231,10 @@ fn bad_recipes_are_refused_with_the_reason() {
             &["'focal'", "mass", "logits"],
         ),
         (&["--hard-negatives", "1.5", "--crop", "16"], &["--hard-negatives"]),
+        (
+            &["--stuck-pixels", "1.5"],
+            &["--stuck-pixels", "expected a number in [0, 1]"],
+        ),
         (&["--negative-weight=-1"], &["--negative-weight", "non-negative"]),
         (
             &["--val-threshold", "1"],

@@ -422,6 +422,10 @@ pub struct TrainArgs {
     /// stripe noise) that must stay background.
     #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
     pub artefacts: f64,
+    /// Probability that a segmentation crop gets 1–6 isolated stuck pixels (dark or bright),
+    /// drawn on its own rather than as one --artefacts kind in five; they stay background.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
+    pub stuck_pixels: f64,
     /// Validate every this many epochs (and after the last).
     #[arg(long, default_value_t = 1, value_parser = parse_at_least_one)]
     pub val_every: usize,
@@ -543,6 +547,7 @@ impl TrainArgs {
                 synthesis: Synthesis {
                     targets: self.synthetic_targets,
                     artefacts: self.artefacts,
+                    stuck_pixels: self.stuck_pixels,
                 },
             },
             val_every: self.val_every,

@@ -734,7 +734,7 @@ mod tests {
             rotate_flip: true,
             synthesis: Synthesis {
                 targets: 1.0,
-                artefacts: 0.0,
+                ..Synthesis::default()
             },
         };
         let labelled = |share: f64| {
