@@ -35,9 +35,9 @@ pub struct DefectMap {
     contrast: f32,
     size: (usize, usize),
     /// Consecutive frames, up to now, in which each pixel was an isolated spike (u16: the map
-    /// is part of `srsnet run`'s 640×512 memory budget, 0.66 MB as it is).
+    /// is part of `srsnet run`'s 640×512 memory budget, 0.66 MB as it is). A pixel is a defect
+    /// while its streak is at least `frames`.
     streak: Vec<u16>,
-    defect: Vec<bool>,
 }
 
 impl DefectMap {
@@ -50,14 +50,13 @@ impl DefectMap {
             bail!("--defect-frames {frames}: at most {} frames", u16::MAX);
         };
         if !(contrast > 0.0 && contrast < 1.0) {
-            bail!("defect contrast {contrast}: expected a value between 0 and 1 (intensity units)");
+            bail!("--defect-contrast {contrast}: expected a value between 0 and 1 (intensity units)");
         }
         Ok(Self {
             frames,
             contrast,
             size: (0, 0),
             streak: Vec::new(),
-            defect: Vec::new(),
         })
     }
 
@@ -69,7 +68,6 @@ impl DefectMap {
         if self.size != (width, height) {
             self.size = (width, height);
             self.streak = vec![0; width * height];
-            self.defect = vec![false; width * height];
         }
         let (c, mut found) = (self.contrast, 0);
         for y in 0..height {
@@ -84,12 +82,12 @@ impl DefectMap {
                     (x == 0 || (p - row[x - 1]).abs() > c) && (x + 1 == width || (p - row[x + 1]).abs() > c);
                 let spike = candidate && is_isolated_spike(values, width, height, x, y, c);
                 self.streak[i] = if spike { self.streak[i].saturating_add(1) } else { 0 };
-                self.defect[i] = self.streak[i] >= self.frames;
-                found += self.defect[i] as usize;
+                found += (self.streak[i] >= self.frames) as usize;
             }
         }
         if found > 0 {
-            replace_bad_pixels(values, width, height, &self.defect);
+            let defect: Vec<bool> = self.streak.iter().map(|&s| s >= self.frames).collect();
+            replace_bad_pixels(values, width, height, &defect);
         }
         found
     }
