@@ -102,6 +102,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "0.9",
         "--stuck-pixels",
         "0.5",
+        "--stuck-label",
+        "ignored",
         "--out",
         s(&out),
     ]);
@@ -180,8 +182,11 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         file.info
     );
     assert_eq!(
-        file.info["synthesis"]["stuck_pixels"].as_f64(),
-        Some(0.5),
+        (
+            file.info["synthesis"]["stuck_pixels"].as_f64(),
+            file.info["synthesis"]["stuck_label"].as_str()
+        ),
+        (Some(0.5), Some("ignored")),
         "{}",
         file.info
     );
@@ -220,7 +225,7 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     let out = d.join("o");
-    let flags: [(&[&str], &[&str]); 8] = [
+    let flags: [(&[&str], &[&str]); 9] = [
         (&["--dataset", "masks:x"], &["unknown kind"]),
         (
             &["--data", "/x", "--hard-negatives", "0.3"],
@@ -235,6 +240,7 @@ fn bad_recipes_are_refused_with_the_reason() {
             &["--stuck-pixels", "1.5"],
             &["--stuck-pixels", "expected a number in [0, 1]"],
         ),
+        (&["--stuck-label", "target"], &["'target'", "background", "ignored"]),
         (&["--negative-weight=-1"], &["--negative-weight", "non-negative"]),
         (
             &["--val-threshold", "1"],

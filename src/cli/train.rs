@@ -10,7 +10,7 @@ use crate::model::weights_file::WeightsFile;
 use crate::model::ModelConfig;
 use crate::preprocess::{Geometry, PreprocessSpec};
 use crate::stream::stop::Stop;
-use crate::train::augment::{AugmentConfig, Synthesis};
+use crate::train::augment::{AugmentConfig, StuckLabel, Synthesis};
 use crate::train::data::{Sample, Skipped};
 use crate::train::loss::NegativeLoss;
 use crate::train::optim::SgdConfig;
@@ -423,9 +423,14 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
     pub artefacts: f64,
     /// Probability that a segmentation crop gets 1–6 isolated stuck pixels (dark or bright),
-    /// drawn on its own rather than as one --artefacts kind in five; they stay background.
+    /// drawn on its own rather than as one --artefacts kind in five.
     #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
     pub stuck_pixels: f64,
+    /// What the mask says at every stuck pixel (of both draws) and its 8 neighbours:
+    /// background (the net learns to reject lone full-scale pixels, DAUB's aircraft with them)
+    /// or ignored (no loss there: it learns only not to let them disturb the targets beside them).
+    #[arg(long, value_enum, default_value_t = StuckLabel::Background)]
+    pub stuck_label: StuckLabel,
     /// Validate every this many epochs (and after the last).
     #[arg(long, default_value_t = 1, value_parser = parse_at_least_one)]
     pub val_every: usize,
@@ -548,6 +553,7 @@ impl TrainArgs {
                     targets: self.synthetic_targets,
                     artefacts: self.artefacts,
                     stuck_pixels: self.stuck_pixels,
+                    stuck_label: self.stuck_label,
                 },
             },
             val_every: self.val_every,

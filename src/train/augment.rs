@@ -3,6 +3,7 @@
 //! three numbers, so a run resumed mid-epoch sees exactly the batches it would have seen.
 
 use super::data::Sample;
+use super::loss::IGNORED;
 use crate::image_io::Frame;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -35,6 +36,27 @@ pub struct Synthesis {
     /// have no such field and read as 0.
     #[serde(default)]
     pub stuck_pixels: f64,
+    /// What the mask says where a stuck pixel was drawn (both draws). Older run records read
+    /// as `Background`, what every run before the option trained with.
+    #[serde(default)]
+    pub stuck_label: StuckLabel,
+}
+
+/// The training label of a stuck pixel and its 8 neighbours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum StuckLabel {
+    /// Background: the net is taught that a lone full-scale pixel is not a target. It learns
+    /// that, and with it to drop DAUB's aircraft, which are lone full-scale pixels too (run
+    /// `lite-v10-stuck-often` in models/README.md: Pd 0.99 → 0.41 on DAUB 5).
+    #[default]
+    Background,
+    /// No loss at all there ([`crate::train::loss::IGNORED`] in the mask): the net is free
+    /// to mark the pixel or not (a stream's defect map replaces it over time), and it is
+    /// still charged for every target and false target elsewhere in the crop, so it learns
+    /// not to let a stuck pixel switch off a target beside it (the `tests/gst.rs` failure of
+    /// runs v3–v9) without learning to reject lone pixels.
+    Ignored,
 }
 
 /// Adds synthetic targets and sensor artefacts to an augmented crop (intensities in [0, 1]),
@@ -53,12 +75,31 @@ pub fn synthesize(img: &mut Frame, mask: &mut Option<Vec<f32>>, cfg: &Synthesis,
             paste_target(img, m, rng);
         }
     }
+    let mut stuck = Vec::new();
     if cfg.artefacts > 0.0 && rng.gen_bool(cfg.artefacts.clamp(0.0, 1.0)) {
-        add_artefact(img, rng);
+        stuck = add_artefact(img, rng);
     }
     // Last, and only when asked for, so that runs without it draw exactly as before.
     if cfg.stuck_pixels > 0.0 && rng.gen_bool(cfg.stuck_pixels.clamp(0.0, 1.0)) {
-        add_stuck_pixels(img, rng);
+        stuck.extend(add_stuck_pixels(img, rng));
+    }
+    if cfg.stuck_label == StuckLabel::Ignored && !stuck.is_empty() {
+        ignore_around(mask, &stuck, img.width, img.height);
+    }
+}
+
+/// Marks each pixel of `stuck` and its 8 neighbours [`IGNORED`] in the mask (creating an
+/// all-background one where the sample had none). The neighbours too because the net's
+/// response to a lone pixel spreads over them (its first convolutions are 3×3).
+fn ignore_around(mask: &mut Option<Vec<f32>>, stuck: &[usize], w: usize, h: usize) {
+    let m = mask.get_or_insert_with(|| vec![0.0; w * h]);
+    for &i in stuck {
+        let (x, y) = (i % w, i / w);
+        for yy in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+            for xx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                m[yy * w + xx] = IGNORED;
+            }
+        }
     }
 }
 
@@ -146,7 +187,8 @@ fn local_std(plane: &[f32], w: usize, h: usize, x: isize, y: isize, r: isize) ->
     (s2 / n - mean * mean).max(0.0).sqrt()
 }
 
-fn add_artefact(img: &mut Frame, rng: &mut ChaCha8Rng) {
+/// Draws one artefact kind; returns the pixels it made stuck (kind 4 only).
+fn add_artefact(img: &mut Frame, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let (w, h, n) = (img.width, img.height, img.width * img.height);
     let kind = rng.gen_range(0..5);
     if kind == 4 {
@@ -173,20 +215,25 @@ fn add_artefact(img: &mut Frame, rng: &mut ChaCha8Rng) {
                 .for_each(|(i, p)| *p = (*p + offsets[i / w]).clamp(0.0, 1.0)),
         }
     }
+    Vec::new()
 }
 
 /// 1–6 isolated stuck pixels, each dark (0) or bright (1): an uncalibrated microbolometer's
 /// defects. A lone full-scale pixel with no optical blur is not a target, but every net trained
 /// before this took it for one: v2, v5 and v7 all report the two stuck-bright pixels of
 /// `tests/gst.rs`'s synthetic sequence as targets (models/README.md, run `lite-v7-hn-clean`).
-fn add_stuck_pixels(img: &mut Frame, rng: &mut ChaCha8Rng) {
+/// Returns where they are (indices into a plane).
+fn add_stuck_pixels(img: &mut Frame, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let n = img.width * img.height;
-    for _ in 0..rng.gen_range(1..=6) {
-        let (i, level) = (rng.gen_range(0..n), stuck_level(rng));
-        for c in 0..img.channels {
-            img.data[c * n + i] = level;
-        }
-    }
+    (0..rng.gen_range(1..=6))
+        .map(|_| {
+            let (i, level) = (rng.gen_range(0..n), stuck_level(rng));
+            for c in 0..img.channels {
+                img.data[c * n + i] = level;
+            }
+            i
+        })
+        .collect()
 }
 
 /// What a dead (0) or hot (1) sensor element reads, equally likely.
@@ -480,8 +527,71 @@ mod tests {
             })
             .count();
         assert!((30..=70).contains(&hit), "{hit} of 100");
-        // A run record written before the option existed reads as "no stuck pixels".
+        // A run record written before the options existed reads as "no stuck pixels",
+        // labelled background.
         let old: Synthesis = serde_json::from_str(r#"{"targets":0.8,"artefacts":0.5}"#).unwrap();
-        assert_eq!(old.stuck_pixels, 0.0);
+        assert_eq!((old.stuck_pixels, old.stuck_label), (0.0, StuckLabel::Background));
+    }
+
+    #[test]
+    fn ignored_stuck_pixels_are_ignored_with_their_neighbours_and_drawn_the_same() {
+        let flat = Frame {
+            width: 40,
+            height: 30,
+            channels: 1,
+            data: (0..1200).map(|i| 0.4 + 0.01 * (i % 7) as f32).collect(),
+        };
+        let background = Synthesis {
+            targets: 1.0,
+            artefacts: 1.0,
+            stuck_pixels: 1.0,
+            ..Synthesis::default()
+        };
+        let ignored = Synthesis {
+            stuck_label: StuckLabel::Ignored,
+            ..background
+        };
+        for i in 0..30 {
+            let (mut a, mut ma) = (flat.clone(), Some(vec![0.0; 1200]));
+            synthesize(&mut a, &mut ma, &background, &mut sample_rng(6, 0, i));
+            // The same draws from the same stream: only the mask differs.
+            let (mut b, mut mb) = (flat.clone(), Some(vec![0.0; 1200]));
+            synthesize(&mut b, &mut mb, &ignored, &mut sample_rng(6, 0, i));
+            assert_eq!(a, b, "draw {i}: the label changed the image");
+            let (ma, mb) = (ma.unwrap(), mb.unwrap());
+            // Full-scale pixels not on a dead or hot row or column (artefact kinds 0 and 1).
+            let full = |k: usize| a.data[k] == 0.0 || a.data[k] == 1.0;
+            let line = |k: usize| (0..40).all(|x| full(k / 40 * 40 + x)) || (0..30).all(|y| full(y * 40 + k % 40));
+            let stuck: Vec<usize> = (0..1200).filter(|&k| full(k) && !line(k)).collect();
+            assert!(!stuck.is_empty(), "draw {i}: no stuck pixel");
+            let near = |k: usize, set: &mut dyn Iterator<Item = usize>| {
+                let (x, y) = ((k % 40) as isize, (k / 40) as isize);
+                let mut hit = false;
+                for s in set {
+                    hit |= ((s % 40) as isize - x).abs() <= 1 && ((s / 40) as isize - y).abs() <= 1;
+                }
+                hit
+            };
+            for k in 0..1200 {
+                if mb[k] == IGNORED {
+                    // Only next to a full-scale pixel (a stuck one may sit on a dead line).
+                    assert!(near(k, &mut (0..1200).filter(|&s| full(s))), "draw {i}, pixel {k}");
+                } else {
+                    assert_eq!(mb[k], ma[k], "draw {i}, pixel {k}: a label changed");
+                    assert!(!near(k, &mut stuck.iter().copied()), "draw {i}, pixel {k} not ignored");
+                }
+            }
+        }
+        // A sample without a mask gets one: background but for the ignored pixels.
+        let only_stuck = Synthesis {
+            stuck_pixels: 1.0,
+            stuck_label: StuckLabel::Ignored,
+            ..Synthesis::default()
+        };
+        let (mut img, mut mask) = (flat.clone(), None);
+        synthesize(&mut img, &mut mask, &only_stuck, &mut sample_rng(6, 1, 0));
+        let m = mask.expect("a mask for the ignored pixels");
+        let ignored_px = m.iter().filter(|&&v| v == IGNORED).count();
+        assert!((1..=54).contains(&ignored_px) && m.iter().all(|&v| v == 0.0 || v == IGNORED));
     }
 }

@@ -100,16 +100,41 @@ pub fn region_loss(logits: &Tensor, target: &Tensor, negative: NegativeLoss, wei
     per.mean_all()
 }
 
+/// A training-mask value meaning "no label here": the pixel costs nothing and gets no
+/// gradient (stuck pixels with `--stuck-label ignored`, `train::augment::StuckLabel`).
+pub const IGNORED: f32 = -1.0;
+
+/// The logits and 0/1 labels the losses see: where the mask is [`IGNORED`], the label
+/// becomes 0 and the logit a constant −100. There σ(z) and softplus(z) are below 1e-43, so
+/// the pixel adds nothing to any sum of BCE, Dice or the logit cost, and, as `z·0 − 100`,
+/// it passes no gradient back. A mask without ignored pixels is returned as it is, so the
+/// reference's loss (and its parity) is untouched.
+fn without_ignored(logits: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
+    let lowest = target
+        .min_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_scalar::<f32>()?;
+    if lowest >= 0.0 {
+        return Ok((logits.clone(), target.clone()));
+    }
+    let labelled = target.ge(0.0)?.to_dtype(logits.dtype())?;
+    let z = logits.mul(&labelled)?.add(&labelled.affine(100.0, -100.0)?)?;
+    Ok((z, target.relu()?))
+}
+
 /// Stage 2's loss: `0.5·BCE-with-logits + the region loss`, target-free samples costed by
-/// `negative` times `negative_weight` ([`region_loss`]). With the default (mass, weight 1) it
-/// is the reference's `0.5·BCE + 1 − mean soft Dice`, computed as [`soft_dice_loss`] does so
-/// that training parity with the reference fixtures stays exact.
+/// `negative` times `negative_weight` ([`region_loss`]); pixels marked [`IGNORED`] cost
+/// nothing ([`without_ignored`]). With the default (mass, weight 1) it is the reference's
+/// `0.5·BCE + 1 − mean soft Dice`, computed as [`soft_dice_loss`] does so that training
+/// parity with the reference fixtures stays exact.
 pub fn segmentation_loss(
     logits: &Tensor,
     target: &Tensor,
     negative: NegativeLoss,
     negative_weight: f64,
 ) -> Result<Tensor> {
+    let (logits, target) = without_ignored(logits, target)?;
+    let (logits, target) = (&logits, &target);
     let bce = bce_with_logits(logits, target)?.affine(0.5, 0.0)?;
     if negative == NegativeLoss::Mass && negative_weight == 1.0 {
         return bce.add(&soft_dice_loss(logits, target)?);
@@ -202,6 +227,38 @@ mod tests {
         let a = region_loss(&z, &y, NegativeLoss::Mass, 1.0)?.to_scalar::<f32>()?;
         let b = soft_dice_loss(&z, &y)?.to_scalar::<f32>()?;
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_ignored_pixel_costs_nothing_and_gets_no_gradient() -> Result<()> {
+        // Sample 0 has a target (pixel 1) and an ignored pixel (3); sample 1 is target-free
+        // with an ignored pixel (0). The loss must not depend on the ignored pixels' logits,
+        // and must equal the loss of the same batch with them predicted as sure background.
+        let y = Tensor::new(&[[0f32, 1.0, 0.0, IGNORED], [IGNORED, 0.0, 0.0, 0.0]], &Device::Cpu)?;
+        let loss_with = |a: f32, b: f32| -> Result<(f32, Vec<Vec<f32>>)> {
+            let z = candle_core::Var::from_tensor(&Tensor::new(
+                &[[-2f32, 3.0, -1.0, a], [b, -4.0, 0.5, -3.0]],
+                &Device::Cpu,
+            )?)?;
+            let l = segmentation_loss(z.as_tensor(), &y, NegativeLoss::Logits, 0.25)?;
+            let g = l.backward()?.get(z.as_tensor()).unwrap().to_vec2::<f32>()?;
+            Ok((l.to_scalar::<f32>()?, g))
+        };
+        let (l1, g1) = loss_with(9.0, 9.0)?;
+        let (l2, _) = loss_with(-5.0, 0.0)?;
+        assert_eq!(l1, l2, "the ignored logits changed the loss");
+        assert_eq!((g1[0][3], g1[1][0]), (0.0, 0.0), "gradient reached an ignored pixel");
+        assert!(g1[0][1] < 0.0 && g1[1][2] > 0.0, "labelled pixels still learn: {g1:?}");
+        let sure = Tensor::new(&[[-2f32, 3.0, -1.0, -100.0], [-100.0, -4.0, 0.5, -3.0]], &Device::Cpu)?;
+        let y0 = y.relu()?;
+        let want = segmentation_loss(&sure, &y0, NegativeLoss::Logits, 0.25)?.to_scalar::<f32>()?;
+        assert!((l1 - want).abs() < 1e-7, "{l1} vs {want}");
+        // Without ignored pixels nothing changes: the reference's loss, exactly.
+        let z = Tensor::new(&[[-2f32, 3.0, -1.0, 2.0], [1.0, -4.0, 0.5, -3.0]], &Device::Cpu)?;
+        let a = segmentation_loss(&z, &y0, NegativeLoss::Mass, 1.0)?.to_scalar::<f32>()?;
+        let b = (bce_with_logits(&z, &y0)?.affine(0.5, 0.0)? + soft_dice_loss(&z, &y0)?)?.to_scalar::<f32>()?;
+        assert_eq!(a, b);
         Ok(())
     }
 
