@@ -104,6 +104,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "0.5",
         "--stuck-label",
         "ignored",
+        "--val-min-pd",
+        "1",
         "--out",
         s(&out),
     ]);
@@ -166,6 +168,28 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "{}",
         file.info
     );
+    // With a Pd floor of 1 no epoch that misses a target of the sequence is kept as the best;
+    // if none found them all, the last epoch is the result, with a warning.
+    let epochs: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["stage"] == "seg" && v.get("val").is_some())
+        .collect();
+    for e in &epochs {
+        let below = e["val"]["below_pd_floor"].as_array().unwrap_or_else(|| panic!("{e}"));
+        let pd = e["val"]["sets"][0]["metrics"]["pd"].as_f64().unwrap();
+        assert_eq!(below.is_empty(), pd >= 1.0, "{e}");
+        assert!(
+            below.is_empty() || e["best"] != true,
+            "an epoch below the floor was kept: {e}"
+        );
+    }
+    if epochs.iter().all(|e| e["best"] != true) {
+        assert!(err.contains("reached --val-min-pd 1"), "{err}");
+    }
+    // The record says which epoch the weights are: the best, or else the last (2).
+    let kept = file.info["seg_kept_epoch"].as_u64();
+    assert_eq!(kept, file.info["seg_best_epoch"].as_u64().or(Some(2)), "{}", file.info);
     // The best epoch's validation is in the record (the mining records between epochs are not
     // mistaken for it).
     assert!(file.info["val_metrics"]["sets"].is_array(), "{}", file.info);
@@ -175,9 +199,10 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
             file.info["hard_negatives"].as_f64(),
             file.info["negative_loss"].as_str(),
             file.info["negative_weight"].as_f64(),
-            file.info["val_threshold"].as_f64()
+            file.info["val_threshold"].as_f64(),
+            file.info["val_min_pd"].as_f64()
         ),
-        (Some(0.5), Some("logits"), Some(0.5), Some(0.9)),
+        (Some(0.5), Some("logits"), Some(0.5), Some(0.9), Some(1.0)),
         "{}",
         file.info
     );
@@ -225,7 +250,7 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     let out = d.join("o");
-    let flags: [(&[&str], &[&str]); 9] = [
+    let flags: [(&[&str], &[&str]); 10] = [
         (&["--dataset", "masks:x"], &["unknown kind"]),
         (
             &["--data", "/x", "--hard-negatives", "0.3"],
@@ -241,6 +266,10 @@ fn bad_recipes_are_refused_with_the_reason() {
             &["--stuck-pixels", "expected a number in [0, 1]"],
         ),
         (&["--stuck-label", "target"], &["'target'", "background", "ignored"]),
+        (
+            &["--val-min-pd", "1.2"],
+            &["--val-min-pd", "expected a number in [0, 1]"],
+        ),
         (&["--negative-weight=-1"], &["--negative-weight", "non-negative"]),
         (
             &["--val-threshold", "1"],

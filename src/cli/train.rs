@@ -70,6 +70,8 @@ pub struct RunArgs {
     pub negative_weight: f64,
     /// The probability threshold of the segmentation stage's validations.
     pub val_threshold: f64,
+    /// The Pd floor an epoch must reach on every validation set with targets to be kept.
+    pub val_min_pd: f64,
     /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
     /// Continue from the output folder's last checkpoint.
@@ -98,6 +100,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         negative_loss: run.negative_loss,
         negative_weight: run.negative_weight,
         val_threshold: run.val_threshold,
+        val_min_pd: run.val_min_pd,
     }
 }
 
@@ -280,7 +283,7 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
         "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
         "negative_loss": run.negative_loss, "negative_weight": run.negative_weight,
-        "val_threshold": run.val_threshold,
+        "val_threshold": run.val_threshold, "val_min_pd": run.val_min_pd,
     })
 }
 
@@ -298,9 +301,12 @@ fn export(
     info["source"] = json!("srsnet train");
     info["seg_best_epoch"] = json!(seg.state.best_epoch);
     info["seg_best_val_score"] = json!(seg.state.best_score);
+    // No best epoch when none reached --val-min-pd: the weights are then the last epoch's.
+    let kept = seg.state.best_epoch.unwrap_or(seg.state.epoch);
+    info["seg_kept_epoch"] = json!(kept);
     if let Some(dir) = seg_ckpt.parent() {
         let log = std::fs::read_to_string(dir.join("log.jsonl")).unwrap_or_default();
-        let best = seg.state.best_epoch;
+        let best = Some(kept);
         if let Some(line) = log
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -453,6 +459,10 @@ pub struct TrainArgs {
     /// the best checkpoint is chosen at it (use the threshold the weights will be run at).
     #[arg(long, default_value_t = 0.5, value_parser = parse_probability)]
     pub val_threshold: f64,
+    /// An epoch whose Pd on any validation set with targets is below this is not kept as the
+    /// best checkpoint, whatever its score (0: off); if none reaches it, the last epoch is.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
+    pub val_min_pd: f64,
     /// Output folder: checkpoints, log.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -561,6 +571,7 @@ impl TrainArgs {
             negative_loss: self.negative_loss,
             negative_weight: self.negative_weight,
             val_threshold: self.val_threshold,
+            val_min_pd: self.val_min_pd,
             out: self.out,
             resume: self.resume,
             device: self.device.open()?,

@@ -74,6 +74,12 @@ pub struct TrainOptions {
     /// target; the best checkpoint is chosen at it. Validating at the operating point the
     /// weights will ship with keeps selection and use at the same threshold.
     pub val_threshold: f64,
+    /// An epoch where a validation set with targets has a Pd below this is not taken as the
+    /// best checkpoint, whatever its score (0: every epoch may be). Why: the mean score
+    /// trades Pd for fewer false targets freely, and run `lite-v11-stuck-ignored` peaked at
+    /// an epoch that missed a quarter of DAUB 5's aircraft, four epochs before one that
+    /// found 92 % of them (models/README.md).
+    pub val_min_pd: f64,
 }
 
 /// How a run ended.
@@ -205,6 +211,8 @@ impl Stage for SegStage {
         };
         report["threshold"] = json!(opts.val_threshold);
         report["marks_nothing"] = json!(nothing);
+        let names: Vec<&str> = val.iter().map(|s| s.name.as_str()).collect();
+        report["below_pd_floor"] = json!(below_pd_floor(&names, &metrics, opts.val_min_pd));
         Ok((score, report))
     }
     fn opt(&mut self) -> &mut Sgd {
@@ -285,6 +293,16 @@ pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec,
         acc.add(&above(&z, threshold), item.image.width, item.image.height, &item.truth);
     }
     Ok(acc.finish())
+}
+
+/// The sets with targets whose Pd is below `floor` (none when `floor` is 0).
+fn below_pd_floor<'a>(names: &[&'a str], sets: &[Metrics], floor: f64) -> Vec<&'a str> {
+    names
+        .iter()
+        .zip(sets)
+        .filter(|(_, m)| m.targets > 0 && m.pd < floor)
+        .map(|(n, _)| *n)
+        .collect()
 }
 
 /// Whether validation found no component at all on any set: neither a target nor a false
@@ -481,7 +499,16 @@ fn run_loop(
             let (score, report) = stage.validate(&data.val, opts)?;
             record["val"] = report;
             record["score"] = json!(score);
-            if state.best_score.is_none_or(|b| score > b) {
+            let below = record["val"]["below_pd_floor"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+            if below {
+                pb.println(&format!(
+                    "epoch {}: Pd below --val-min-pd {} on {}: not a candidate for the best checkpoint",
+                    state.epoch, opts.val_min_pd, record["val"]["below_pd_floor"]
+                ));
+            }
+            if !below && state.best_score.is_none_or(|b| score > b) {
                 state.best_score = Some(score);
                 state.best_epoch = Some(state.epoch);
                 save(stage, &best_path(&opts.out_dir, name), &state)?;
@@ -495,6 +522,13 @@ fn run_loop(
     pb.finish();
     if data.val.is_empty() {
         // Nothing to select on: the last epoch is the result.
+        std::fs::copy(last_path(&opts.out_dir, name), best_path(&opts.out_dir, name))?;
+    } else if state.best_epoch.is_none() {
+        eprintln!(
+            "warning: no validated epoch of {name} reached --val-min-pd {} on every set with targets; \
+             the weights are the last epoch's (log.jsonl has each epoch's Pd)",
+            opts.val_min_pd
+        );
         std::fs::copy(last_path(&opts.out_dir, name), best_path(&opts.out_dir, name))?;
     }
     Ok(Outcome::Finished)
@@ -686,6 +720,22 @@ mod tests {
             groups: gs,
             val: vec![],
         }
+    }
+
+    #[test]
+    fn the_pd_floor_names_the_sets_with_targets_below_it() {
+        let m = |pd, targets| Metrics {
+            pd,
+            targets,
+            ..Default::default()
+        };
+        let sets = [m(0.95, 97), m(0.75, 100), m(0.0, 0)];
+        let names = ["sirst", "daub5", "backgrounds"];
+        assert_eq!(below_pd_floor(&names, &sets, 0.9), vec!["daub5"]);
+        assert_eq!(below_pd_floor(&names, &sets, 0.96), vec!["sirst", "daub5"]);
+        // A target-free set has no Pd to judge; a floor of 0 is off.
+        assert!(below_pd_floor(&names, &sets, 0.0).is_empty());
+        assert!(below_pd_floor(&names, &sets, 0.5).is_empty());
     }
 
     #[test]
