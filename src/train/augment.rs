@@ -27,7 +27,8 @@ pub struct Synthesis {
     /// Probability that a crop gets 1–3 synthetic targets (with their exact masks).
     pub targets: f64,
     /// Probability that a crop gets a sensor artefact (dead or hot row/column, stripe noise,
-    /// isolated stuck pixels), which stays background in the mask.
+    /// isolated stuck pixels), which stays background in the mask (stuck pixels: as
+    /// `stuck_label` says).
     pub artefacts: f64,
     /// Probability that a crop gets 1–6 isolated stuck pixels, drawn on its own (after any
     /// artefact): as one artefact kind in five, 10 fine-tuning epochs at `--artefacts 0.5`
@@ -485,14 +486,19 @@ mod tests {
         assert_eq!((img, rng.gen::<u64>()), (flat(), before.clone().gen::<u64>()));
     }
 
-    #[test]
-    fn stuck_pixels_come_on_their_own_draw_and_stay_background() {
-        let flat = Frame {
+    /// A 40×30 mid-grey frame with a faint texture (no pixel at full scale).
+    fn textured_40x30() -> Frame {
+        Frame {
             width: 40,
             height: 30,
             channels: 1,
             data: (0..1200).map(|i| 0.4 + 0.01 * (i % 7) as f32).collect(),
-        };
+        }
+    }
+
+    #[test]
+    fn stuck_pixels_come_on_their_own_draw_and_stay_background() {
+        let flat = textured_40x30();
         let always = Synthesis {
             stuck_pixels: 1.0,
             ..Synthesis::default()
@@ -535,12 +541,7 @@ mod tests {
 
     #[test]
     fn ignored_stuck_pixels_are_ignored_with_their_neighbours_and_drawn_the_same() {
-        let flat = Frame {
-            width: 40,
-            height: 30,
-            channels: 1,
-            data: (0..1200).map(|i| 0.4 + 0.01 * (i % 7) as f32).collect(),
-        };
+        let flat = textured_40x30();
         let background = Synthesis {
             targets: 1.0,
             artefacts: 1.0,
