@@ -306,12 +306,11 @@ fn export(
     info["seg_kept_epoch"] = json!(kept);
     if let Some(dir) = seg_ckpt.parent() {
         let log = std::fs::read_to_string(dir.join("log.jsonl")).unwrap_or_default();
-        let best = Some(kept);
         if let Some(line) = log
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .rev()
-            .find(|v| v["stage"] == "seg" && v.get("val").is_some() && v["epoch"].as_u64().map(|e| e as usize) == best)
+            .find(|v| v["stage"] == "seg" && v.get("val").is_some() && v["epoch"].as_u64() == Some(kept as u64))
         {
             info["val_metrics"] = line["val"].clone();
         }
