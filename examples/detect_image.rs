@@ -14,7 +14,8 @@ fn main() -> anyhow::Result<()> {
     };
     let detector = Detector::from_file(&weights, &Device::Cpu)?;
     let frame = read_frame(&image, detector.channels())?;
-    let det = detector.detect(&frame, 0.5)?;
+    // The weights' own operating point (threshold and grow threshold), as `srsnet infer` uses.
+    let det = detector.detect(&frame, detector.rule)?;
     for t in &det.targets {
         println!(
             "target {}: centroid ({:.2}, {:.2}), area {} px, peak {:.3}",

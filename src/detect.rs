@@ -1,7 +1,76 @@
-//! From a probability map to targets: threshold, 8-connected components, and per target its
-//! probability-weighted sub-pixel centroid, area, bounding box and peak probability.
+//! From a probability map to targets: the target rule (a threshold, optionally with hysteresis),
+//! 8-connected components, and per target its probability-weighted sub-pixel centroid, area,
+//! bounding box and peak probability.
 
 use serde::{Deserialize, Serialize};
+
+/// Which pixels of a probability map are target (the one rule for `infer`, `run`, `eval` and
+/// the trainer's validations).
+///
+/// Plain: `prob > threshold`, strictly. With `grow` (hysteresis, as in Canny's edge linking):
+/// the 8-connected components of `prob > grow` that hold at least one pixel of `prob >
+/// threshold`. Why: whether there is a target and how far it extends are different questions.
+/// A net trained against clutter gives confident peaks only to targets, but its probabilities
+/// fall off well inside the target's edge, so one threshold high enough to reject clutter also
+/// shrinks every mask. A grown component always holds one or more of the plain rule's
+/// components, so hysteresis never reports more targets than the plain rule; it only widens
+/// (and may merge) them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetRule {
+    /// A target needs a pixel above this (the operating point).
+    pub threshold: f32,
+    /// Where set, a target extends over the connected pixels above this (≤ `threshold`).
+    pub grow: Option<f32>,
+}
+
+impl TargetRule {
+    /// `prob > threshold`.
+    pub fn plain(threshold: f32) -> Self {
+        Self { threshold, grow: None }
+    }
+
+    /// A rule with hysteresis down to `grow`; refuses a `grow` above `threshold`, which would
+    /// make the seeds larger than the targets they grow into.
+    pub fn new(threshold: f32, grow: Option<f32>) -> Result<Self, String> {
+        match grow {
+            Some(g) if g > threshold => Err(format!(
+                "the grow threshold {g} is above the threshold {threshold}: a target grows from its pixels \
+                 above the threshold down to the grow threshold, so it must be at most {threshold} (or none)"
+            )),
+            _ => Ok(Self { threshold, grow }),
+        }
+    }
+
+    /// The target pixels of a `w × h` probability map (row-major).
+    pub fn mask(&self, prob: &[f32], w: usize, h: usize) -> Vec<bool> {
+        let seeds: Vec<bool> = prob.iter().map(|&p| p > self.threshold).collect();
+        let Some(grow) = self.grow else { return seeds };
+        let low: Vec<bool> = prob.iter().map(|&p| p > grow).collect();
+        let comps = label_components(&low, w, h);
+        let mut seeded = vec![false; comps.count + 1];
+        for (&l, &s) in comps.labels.iter().zip(&seeds) {
+            seeded[l as usize] |= s;
+        }
+        seeded[0] = false;
+        comps.labels.iter().map(|&l| seeded[l as usize]).collect()
+    }
+
+    /// The rule as recorded in outputs: `{"threshold": T, "grow": G or null}`, without the f32
+    /// → f64 binary tail (0.9, not 0.8999999761581421).
+    pub fn to_json(&self) -> serde_json::Value {
+        let round = |v: f32| (f64::from(v) * 1e6).round() / 1e6;
+        serde_json::json!({ "threshold": round(self.threshold), "grow": self.grow.map(round) })
+    }
+}
+
+impl std::fmt::Display for TargetRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.grow {
+            Some(g) => write!(f, "threshold {} grown to {g}", self.threshold),
+            None => write!(f, "threshold {}", self.threshold),
+        }
+    }
+}
 
 /// One frame's result from any segmenter (network or baseline).
 #[derive(Debug, Clone)]
@@ -12,14 +81,14 @@ pub struct Detection {
     pub height: usize,
     /// Target probability per pixel, row-major, at the frame's size.
     pub prob: Vec<f32>,
-    /// Components of `prob > threshold`.
+    /// Components of the target rule's mask.
     pub targets: Vec<Target>,
 }
 
 impl Detection {
-    /// A `width × height` probability map and its targets: the components of `prob > threshold`.
-    pub fn from_prob(width: usize, height: usize, prob: Vec<f32>, threshold: f32) -> Self {
-        let targets = find_targets(&prob, width, height, threshold);
+    /// A `width × height` probability map and its targets: the components of `rule`'s mask.
+    pub fn from_prob(width: usize, height: usize, prob: Vec<f32>, rule: TargetRule) -> Self {
+        let targets = find_targets(&prob, width, height, rule);
         Self {
             width,
             height,
@@ -28,16 +97,11 @@ impl Detection {
         }
     }
 
-    /// The binary mask `prob > threshold`.
-    pub fn mask(&self, threshold: f32) -> Vec<bool> {
-        threshold_mask(&self.prob, threshold)
+    /// The binary mask of `rule` (which may differ from the rule the targets were found with:
+    /// `eval --sweep` scores several rules on one probability map).
+    pub fn mask(&self, rule: TargetRule) -> Vec<bool> {
+        rule.mask(&self.prob, self.width, self.height)
     }
-}
-
-/// Which pixels of a probability map are target: `prob > threshold`, strictly (the one rule
-/// for `infer`, `run`, `eval` and the trainer's validations).
-pub fn threshold_mask(prob: &[f32], threshold: f32) -> Vec<bool> {
-    prob.iter().map(|&p| p > threshold).collect()
 }
 
 /// A detected target.
@@ -155,9 +219,9 @@ pub fn blobs(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
     out
 }
 
-/// Targets of a probability map: components of `prob > threshold`.
-pub fn find_targets(prob: &[f32], w: usize, h: usize, threshold: f32) -> Vec<Target> {
-    let comps = label_components(&threshold_mask(prob, threshold), w, h);
+/// Targets of a probability map: the components of `rule`'s mask.
+pub fn find_targets(prob: &[f32], w: usize, h: usize, rule: TargetRule) -> Vec<Target> {
+    let comps = label_components(&rule.mask(prob, w, h), w, h);
     let mut acc: Vec<(f64, f64, f64, usize, [usize; 4], f32)> =
         vec![(0.0, 0.0, 0.0, 0, [usize::MAX, usize::MAX, 0, 0], 0.0); comps.count];
     let mut plain = vec![(0f64, 0f64); comps.count];
@@ -202,7 +266,7 @@ mod tests {
         prob[0] = 0.9;
         prob[6] = 0.9; // touches (0,0) diagonally
         prob[24] = 0.6;
-        let t = find_targets(&prob, 5, 5, 0.5);
+        let t = find_targets(&prob, 5, 5, TargetRule::plain(0.5));
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].area, 2);
         assert_eq!(t[0].bbox, [0, 0, 1, 1]);
@@ -217,7 +281,7 @@ mod tests {
         prob[4] = 1.0; // (1,1)
         prob[5] = 0.6; // (2,1)
         prob[1] = 0.8; // (1,0)
-        let t = find_targets(&prob, 3, 3, 0.5);
+        let t = find_targets(&prob, 3, 3, TargetRule::plain(0.5));
         assert_eq!(t.len(), 1);
         assert!((t[0].x - 1.0).abs() < 1e-9);
         assert!((t[0].y - (0.8 * 0.0 + 2.2) / 3.0).abs() < 1e-6);
@@ -227,6 +291,79 @@ mod tests {
 
     #[test]
     fn threshold_is_strict() {
-        assert!(find_targets(&[0.5, 0.5], 2, 1, 0.5).is_empty());
+        assert!(find_targets(&[0.5, 0.5], 2, 1, TargetRule::plain(0.5)).is_empty());
+    }
+
+    /// A 7×5 map: a target whose peak (0.97) sits in a halo of 0.6–0.8, a clutter blob that
+    /// never exceeds 0.8, and one lone pixel of 0.96.
+    fn two_blobs_and_a_point() -> Vec<f32> {
+        #[rustfmt::skip]
+        let prob = vec![
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+            0.6, 0.8, 0.6, 0.0, 0.7, 0.8, 0.0,
+            0.7, 0.97, 0.7, 0.0, 0.8, 0.7, 0.0,
+            0.6, 0.7, 0.6, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.96,
+        ];
+        prob
+    }
+
+    #[test]
+    fn hysteresis_grows_seeded_components_and_drops_unseeded_ones() {
+        let prob = two_blobs_and_a_point();
+        let plain = find_targets(&prob, 7, 5, TargetRule::plain(0.95));
+        assert_eq!(plain.iter().map(|t| t.area).collect::<Vec<_>>(), vec![1, 1]);
+        let grown = find_targets(&prob, 7, 5, TargetRule::new(0.95, Some(0.5)).unwrap());
+        // The target takes its whole 3×3 halo; the clutter blob (no pixel above 0.95) stays out.
+        assert_eq!(
+            grown.iter().map(|t| (t.area, t.bbox)).collect::<Vec<_>>(),
+            vec![(9, [0, 1, 2, 3]), (1, [6, 4, 6, 4])]
+        );
+        assert_eq!(grown[0].pixel_centroid, (1.0, 2.0));
+        // At the grow threshold alone, the clutter is a target too.
+        assert_eq!(find_targets(&prob, 7, 5, TargetRule::plain(0.5)).len(), 3);
+        // Growing down to 0.75 keeps only the halo's pixels above it.
+        let mask = TargetRule::new(0.95, Some(0.75)).unwrap().mask(&prob, 7, 5);
+        assert_eq!(mask.iter().filter(|&&m| m).count(), 3);
+        assert!(mask[8] && mask[15] && mask[34] && !mask[12]);
+    }
+
+    #[test]
+    fn hysteresis_never_reports_more_targets_than_the_plain_rule() {
+        // Pseudo-random maps, many thresholds: every grown component holds a plain one.
+        let mut s = 12345u64;
+        for _ in 0..200 {
+            let prob: Vec<f32> = (0..96)
+                .map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (s >> 40) as f32 / (1u64 << 24) as f32
+                })
+                .collect();
+            for (t, g) in [(0.9, 0.5), (0.95, 0.7), (0.6, 0.6), (0.99, 0.1)] {
+                let plain = find_targets(&prob, 12, 8, TargetRule::plain(t));
+                let grown = TargetRule::new(t, Some(g)).unwrap();
+                assert!(find_targets(&prob, 12, 8, grown).len() <= plain.len());
+                let (pm, gm) = (TargetRule::plain(t).mask(&prob, 12, 8), grown.mask(&prob, 12, 8));
+                assert!(
+                    pm.iter().zip(&gm).all(|(&p, &g)| !p || g),
+                    "the seeds are always target"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_grow_threshold_above_the_threshold_is_refused() {
+        let err = TargetRule::new(0.5, Some(0.7)).unwrap_err();
+        assert!(err.contains("grow threshold 0.7 is above the threshold 0.5"), "{err}");
+        assert_eq!(TargetRule::new(0.7, Some(0.7)).unwrap().grow, Some(0.7));
+        assert_eq!(TargetRule::new(0.7, None).unwrap(), TargetRule::plain(0.7));
+    }
+
+    #[test]
+    fn the_rule_is_recorded_without_the_f32_tail() {
+        let j = TargetRule::new(0.9, Some(0.7)).unwrap().to_json();
+        assert_eq!(j, serde_json::json!({ "threshold": 0.9, "grow": 0.7 }));
+        assert_eq!(TargetRule::plain(0.95).to_json()["grow"], serde_json::Value::Null);
     }
 }

@@ -1,7 +1,7 @@
 //! Single-frame inference: a weights file's model and preprocessing applied to a frame,
 //! giving the probability map at the frame's native size and its targets.
 
-pub use crate::detect::Detection;
+pub use crate::detect::{Detection, TargetRule};
 use crate::device::compute_dtype;
 use crate::engine::{CpuEngine, Engine, Isa};
 use crate::image_io::Frame;
@@ -37,8 +37,9 @@ pub struct Detector {
     pub model: Srsnet,
     /// How frames become network input.
     pub preprocess: PreprocessSpec,
-    /// The operating point recorded in the weights file (`info.threshold`), else 0.5.
-    pub threshold: f32,
+    /// The operating point recorded in the weights file (`info.threshold`, else 0.5, and
+    /// `info.grow`, else none).
+    pub rule: TargetRule,
     device: Device,
     dtype: DType,
     /// The CPU plan engine, when it runs the model (CPU and `Engine::Plan`).
@@ -59,7 +60,7 @@ impl Detector {
         let model = file
             .load_model(device, dtype, true)
             .with_context(|| format!("loading weights {}", path.display()))?;
-        let threshold = file.info["threshold"].as_f64().map(|t| t as f32).unwrap_or(0.5);
+        let rule = file.operating_point();
         let plan = match (device, opts.engine) {
             (Device::Cpu, Engine::Plan) => Some(Mutex::new(CpuEngine::new(opts.threads, Isa::best())?)),
             _ => None,
@@ -67,7 +68,7 @@ impl Detector {
         Ok(Self {
             model,
             preprocess: file.preprocess,
-            threshold,
+            rule,
             device: device.clone(),
             dtype,
             plan,
@@ -99,25 +100,25 @@ impl Detector {
         self.preprocess.channels
     }
 
-    /// Runs the model on one frame; targets are components of probability > `threshold`.
-    pub fn detect(&self, frame: &Frame, threshold: f32) -> Result<Detection> {
-        Ok(self.detect_batch(std::slice::from_ref(frame), threshold)?.remove(0))
+    /// Runs the model on one frame; targets are the components of `rule`'s mask.
+    pub fn detect(&self, frame: &Frame, rule: TargetRule) -> Result<Detection> {
+        Ok(self.detect_batch(std::slice::from_ref(frame), rule)?.remove(0))
     }
 
     /// Runs frames of one size as one batch (each frame still gets its own DPConv kernel);
     /// frames of different sizes run one by one.
-    pub fn detect_batch(&self, frames: &[Frame], threshold: f32) -> Result<Vec<Detection>> {
+    pub fn detect_batch(&self, frames: &[Frame], rule: TargetRule) -> Result<Vec<Detection>> {
         if let Some(engine) = &self.plan {
             return frames
                 .iter()
-                .map(|f| Ok(detection(f, &self.plan_logits(engine, f)?, threshold)))
+                .map(|f| Ok(detection(f, &self.plan_logits(engine, f)?, rule)))
                 .collect();
         }
         let same_size = frames
             .windows(2)
             .all(|p| (p[0].width, p[0].height) == (p[1].width, p[1].height));
         if !same_size {
-            return frames.iter().map(|f| self.detect(f, threshold)).collect();
+            return frames.iter().map(|f| self.detect(f, rule)).collect();
         }
         let mut inputs = Vec::with_capacity(frames.len());
         let mut restore = None;
@@ -137,7 +138,7 @@ impl Detector {
                 let plane = logits.get(b)?.flatten_all()?.to_vec1::<f32>()?;
                 // Map logits (not probabilities) back, then squash: resizing is linear, sigmoid is not.
                 let z = restore.apply(&plane, ow, oh, frame.width, frame.height);
-                Ok(detection(frame, &z, threshold))
+                Ok(detection(frame, &z, rule))
             })
             .collect()
     }
@@ -145,9 +146,9 @@ impl Detector {
 
 /// Probabilities and targets from a frame's logits, in f32 on the host whatever the device
 /// computed in (an f16 sigmoid saturates to exactly 1 from a logit of about 8).
-fn detection(frame: &Frame, logits: &[f32], threshold: f32) -> Detection {
+fn detection(frame: &Frame, logits: &[f32], rule: TargetRule) -> Detection {
     let prob = logits.iter().map(|&z| crate::engine::kernels::sigmoid(z)).collect();
-    Detection::from_prob(frame.width, frame.height, prob, threshold)
+    Detection::from_prob(frame.width, frame.height, prob, rule)
 }
 
 /// Whatever turns a frame into target probabilities: SRSNet weights or the top-hat baseline.
@@ -186,11 +187,12 @@ impl Segmenter {
         }
     }
 
-    /// The threshold to use when the user gives none.
-    pub fn default_threshold(&self) -> f32 {
+    /// The target rule to use when the user gives none: the weights' operating point; the
+    /// baseline's own threshold (0.5 of its soft score).
+    pub fn default_rule(&self) -> TargetRule {
         match self {
-            Self::Net(d) => d.threshold,
-            Self::TopHat(_) => 0.5,
+            Self::Net(d) => d.rule,
+            Self::TopHat(_) => TargetRule::plain(0.5),
         }
     }
 
@@ -202,19 +204,19 @@ impl Segmenter {
         }
     }
 
-    /// Runs on one frame; targets are components of probability > `threshold`.
-    pub fn detect(&self, frame: &Frame, threshold: f32) -> Result<Detection> {
+    /// Runs on one frame; targets are the components of `rule`'s mask.
+    pub fn detect(&self, frame: &Frame, rule: TargetRule) -> Result<Detection> {
         match self {
-            Self::Net(d) => d.detect(frame, threshold),
-            Self::TopHat(t) => Ok(t.detect(frame, threshold)),
+            Self::Net(d) => d.detect(frame, rule),
+            Self::TopHat(t) => Ok(t.detect(frame, rule)),
         }
     }
 
     /// A micro-batch of frames (one forward pass for the network).
-    pub fn detect_batch(&self, frames: &[Frame], threshold: f32) -> Result<Vec<Detection>> {
+    pub fn detect_batch(&self, frames: &[Frame], rule: TargetRule) -> Result<Vec<Detection>> {
         match self {
-            Self::Net(d) => d.detect_batch(frames, threshold),
-            Self::TopHat(t) => Ok(frames.iter().map(|f| t.detect(f, threshold)).collect()),
+            Self::Net(d) => d.detect_batch(frames, rule),
+            Self::TopHat(t) => Ok(frames.iter().map(|f| t.detect(f, rule)).collect()),
         }
     }
 

@@ -513,6 +513,102 @@ fn eval_plots_a_sweep_and_refuses_a_single_threshold() {
 }
 
 #[test]
+fn a_grow_threshold_above_the_threshold_is_refused_by_every_command() {
+    let d = tmp("grow");
+    synth(&d.join("seq"), &["--count", "2", "--size", "64x48"]);
+    let seq = d.join("seq");
+    let s = seq.to_str().unwrap();
+    let frame = seq
+        .join("frames")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let out_dir = d.join("out");
+    let (f, o) = (frame.to_str().unwrap(), out_dir.to_str().unwrap());
+    let cases: [&[&str]; 4] = [
+        &[
+            "run",
+            "--source",
+            s,
+            "--threshold",
+            "0.5",
+            "--grow",
+            "0.7",
+            "--jsonl",
+            "/dev/null",
+        ],
+        &["eval", "--sequence", s, "--sweep", "0.5,0.9", "--grow", "0.7"],
+        &["eval", "--sequence", s, "--grow", "0.99"],
+        &["infer", "--out", o, "--grow", "0.99", f],
+    ];
+    for argv in cases {
+        let (code, out, err) = srsnet(argv);
+        assert_ne!(code, 0, "{argv:?}");
+        assert!(
+            err.contains("--grow: the grow threshold") && err.contains("is above the threshold"),
+            "{argv:?}: {err}"
+        );
+        assert!(out.is_empty(), "{argv:?}: nothing is scored or written: {out}");
+    }
+    let (code, _, err) = srsnet(&["run", "--source", s, "--grow", "high", "--jsonl", "/dev/null"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("`high`: a grow threshold is a probability in [0, 1), or none"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_and_infer_record_the_rule_they_detect_with() {
+    let d = tmp("grow-record");
+    synth(&d.join("seq"), &["--count", "3", "--size", "96x64"]);
+    let s = d.join("seq");
+    let (code, out, err) = srsnet(&["run", "--source", s.to_str().unwrap(), "--grow", "0.5", "--jsonl", "-"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let frame = s
+        .join("frames")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let o = d.join("out");
+    let run_infer = |grow: &str| {
+        let (code, out, err) = srsnet(&[
+            "infer",
+            "--out",
+            o.to_str().unwrap(),
+            "--grow",
+            grow,
+            frame.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+    };
+    let (grown, plain) = (run_infer("0.5"), run_infer("none"));
+    assert_eq!(
+        (grown["threshold"].as_f64(), grown["grow"].as_f64()),
+        (Some(0.95), Some(0.5))
+    );
+    assert!(plain["grow"].is_null());
+    // A grown target holds its plain self: never more targets, never a smaller one.
+    let areas = |v: &serde_json::Value| {
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["area"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let count = |v: &serde_json::Value| v["targets"].as_array().unwrap().len();
+    assert!(count(&grown) <= count(&plain) && count(&plain) > 0, "{grown} {plain}");
+    assert!(areas(&grown) > areas(&plain), "{grown} {plain}");
+}
+
+#[test]
 fn gst_without_the_feature_says_how_to_build() {
     if cfg!(feature = "gstreamer") {
         return;

@@ -4,7 +4,7 @@
 mod common;
 use candle_core::Device;
 use srsnet::image_io::read_frame;
-use srsnet::infer::{Detector, Segmenter};
+use srsnet::infer::{Detector, Segmenter, TargetRule};
 use srsnet::stream::pipeline::{run, PipelineConfig};
 use srsnet::stream::preprocess::{Preprocessor, Stretch};
 use srsnet::stream::sinks::Sinks;
@@ -56,7 +56,7 @@ fn daub_sequence1_replay_with_default_weights() {
         seg,
         sinks,
         PipelineConfig {
-            threshold: seg_threshold(),
+            rule: seg_rule(),
             ..Default::default()
         },
         &Stop::new(),
@@ -72,7 +72,7 @@ fn daub_sequence1_replay_with_default_weights() {
     // model or pipeline, not a regression of a few points.
     assert!(m.pd >= PD_FLOOR_DAUB1, "Pd {}", m.pd);
     // The pipeline scores exactly as `srsnet eval --sequence` does (one scorer, one rule).
-    let t = seg_threshold();
+    let t = seg_rule();
     let eval_seg = Segmenter::Net(Box::new(Detector::from_file(&shipped(), &Device::Cpu).unwrap()));
     let (rows, failed) = srsnet::cli::eval::sweep_sequence(&eval_seg, &seq, &[t]).unwrap();
     assert_eq!(failed, 0);
@@ -100,10 +100,10 @@ fn sirst_val_targets_are_found_by_default_weights() {
     for n in &names {
         let frame = read_frame(&layout.image_path(n), 1).unwrap();
         let gt = srsnet::dataset::pairs::read_mask(&layout.mask_path(n)).unwrap();
-        let d = det.detect(&frame, 0.5).unwrap();
+        let d = det.detect(&frame, TargetRule::plain(0.5)).unwrap();
         assert_eq!((d.width, d.height), (frame.width, frame.height));
         acc.add_mask(
-            &d.mask(0.5),
+            &d.mask(TargetRule::plain(0.5)),
             &gt.data.iter().map(|&v| v > 0.5).collect::<Vec<_>>(),
             frame.width,
             frame.height,
@@ -119,9 +119,42 @@ fn sirst_val_targets_are_found_by_default_weights() {
     assert!(m.pd >= 0.6 && m.iou >= 0.2, "{m:?}");
 }
 
+#[test]
+fn growing_targets_widens_sirst_masks_without_adding_targets() {
+    let Some(root) = common::shared("data/sirst") else {
+        return;
+    };
+    let det = Detector::from_file(&shipped(), &Device::Cpu).unwrap();
+    let layout = srsnet::dataset::pairs::PairLayout::sirst(&root);
+    let names = layout.names(Some(&root.join("splits/val.txt"))).unwrap();
+    let (plain, grown) = (TargetRule::plain(0.95), TargetRule::new(0.95, Some(0.5)).unwrap());
+    let mut accs = [
+        srsnet::eval::metrics::MetricAccumulator::default(),
+        srsnet::eval::metrics::MetricAccumulator::default(),
+    ];
+    for n in &names {
+        let frame = read_frame(&layout.image_path(n), 1).unwrap();
+        let gt = srsnet::dataset::pairs::read_mask(&layout.mask_path(n)).unwrap();
+        let gt: Vec<bool> = gt.data.iter().map(|&v| v > 0.5).collect();
+        let d = det.detect(&frame, plain).unwrap();
+        for (acc, rule) in accs.iter_mut().zip([plain, grown]) {
+            acc.add_mask(&d.mask(rule), &gt, frame.width, frame.height);
+        }
+    }
+    let [p, g] = accs.map(|a| a.finish());
+    eprintln!(
+        "SIRST val at 0.95: IoU {:.4} → {:.4} grown to 0.5, nIoU {:.4} → {:.4}, false targets {} → {}",
+        p.iou, g.iou, p.niou, g.niou, p.false_targets, g.false_targets
+    );
+    // The masks take the extent of the 0.5 contour around each confident peak...
+    assert!(g.iou > p.iou + 0.01 && g.niou > p.niou, "{p:?} {g:?}");
+    // ...and no component without such a peak becomes a target.
+    assert!(g.false_targets <= p.false_targets && g.hits >= p.hits, "{p:?} {g:?}");
+}
+
 /// The shipped weights' operating point, which `PipelineConfig` must be given explicitly.
-fn seg_threshold() -> f32 {
-    Detector::from_file(&shipped(), &Device::Cpu).unwrap().threshold
+fn seg_rule() -> TargetRule {
+    Detector::from_file(&shipped(), &Device::Cpu).unwrap().rule
 }
 
 /// Measured 0.12 at the shipped operating point (the weights are trained on SIRST only); see models/README.md.

@@ -591,7 +591,8 @@ fn a_labelled_set_replays_with_its_masks_and_scores_as_eval_does() {
     assert!(s.mask_scored);
     let streamed = s.score.finish();
     let layout = srsnet::dataset::pairs::PairLayout::sirst(&dir);
-    let (evaluated, failed) = srsnet::cli::eval::eval_model(&tophat(), &layout, None, 0.5).unwrap();
+    let (evaluated, failed) =
+        srsnet::cli::eval::eval_model(&tophat(), &layout, None, srsnet::infer::TargetRule::plain(0.5)).unwrap();
     assert_eq!(failed, 0);
     assert_eq!(
         (streamed.iou, streamed.niou, streamed.pd, streamed.fa),

@@ -5,6 +5,7 @@ mod common;
 use candle_core::{DType, Device};
 use common::*;
 use srsnet::cli::StoreDtype;
+use srsnet::infer::TargetRule;
 use srsnet::model::weights_file::WeightsFile;
 use std::path::{Path, PathBuf};
 
@@ -35,12 +36,25 @@ fn export(
     reference_dir: Option<&Path>,
     threshold: Option<f32>,
 ) -> anyhow::Result<()> {
+    export_rule(weights, out, dtype, reference_dir, threshold, None)
+}
+
+/// `srsnet export` with `--grow` too.
+fn export_rule(
+    weights: &Path,
+    out: &Path,
+    dtype: DType,
+    reference_dir: Option<&Path>,
+    threshold: Option<f32>,
+    grow: Option<&str>,
+) -> anyhow::Result<()> {
     srsnet::cli::export::run(srsnet::cli::export::ExportArgs {
         weights: weights.into(),
         out: out.into(),
         dtype: store_dtype(dtype),
         reference_dir: reference_dir.map(Path::to_path_buf),
         threshold,
+        grow: grow.map(|g| srsnet::cli::parse_grow(g).unwrap()),
     })
 }
 
@@ -165,7 +179,7 @@ fn export_round_trip_to_reference_names_is_exact_in_f32() {
     export(&ours, &tmp("rt_b.safetensors"), DType::F32, Some(&dir), Some(0.7)).unwrap();
     // The recorded operating point is what inference uses by default.
     let det = srsnet::infer::Detector::from_file(&tmp("rt_b.safetensors"), &Device::Cpu).unwrap();
-    assert_eq!(det.threshold, 0.7);
+    assert_eq!(det.rule, TargetRule::plain(0.7));
     assert!(srsnet::cli::parse_threshold("1.5").is_err());
     // Exporting onto the input itself is refused and leaves it intact.
     let e = format!("{:#}", export(&ours, &ours, DType::F16, None, None).unwrap_err());
@@ -185,6 +199,80 @@ fn export_round_trip_to_reference_names_is_exact_in_f32() {
     assert_eq!(a.keys().collect::<Vec<_>>(), c.keys().collect::<Vec<_>>());
     for (n, t) in &a {
         assert_eq!(max_abs_diff(t, &c[n]), 0.0, "{n}");
+    }
+}
+
+#[test]
+fn export_records_a_grow_threshold_that_inference_uses_and_refuses_one_above_the_threshold() {
+    let cfg = tiny_config_file();
+    let ours = tmp("grow_a.safetensors");
+    import(
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        cfg.to_str().unwrap(),
+        &ours,
+        DType::F16,
+    )
+    .unwrap();
+    let grown = tmp("grow_b.safetensors");
+    export_rule(&ours, &grown, DType::F16, None, Some(0.9), Some("0.6")).unwrap();
+    let rule = |p: &Path| srsnet::infer::Detector::from_file(p, &Device::Cpu).unwrap().rule;
+    assert_eq!(rule(&grown), TargetRule::new(0.9, Some(0.6)).unwrap());
+    let info = WeightsFile::open(&grown).unwrap().info;
+    assert_eq!(
+        (info["threshold"].as_f64(), info["grow"].as_f64()),
+        (Some(0.9), Some(0.6))
+    );
+    // A new threshold alone keeps the recorded grow; `none` removes it.
+    let moved = tmp("grow_c.safetensors");
+    export_rule(&grown, &moved, DType::F16, None, Some(0.8), None).unwrap();
+    assert_eq!(rule(&moved), TargetRule::new(0.8, Some(0.6)).unwrap());
+    let plain = tmp("grow_d.safetensors");
+    export_rule(&grown, &plain, DType::F16, None, None, Some("none")).unwrap();
+    assert_eq!(rule(&plain), TargetRule::plain(0.9));
+    // A grow above the threshold is refused, naming both, and writes nothing.
+    let refused = tmp("grow_e.safetensors");
+    let e = err_of(export_rule(&ours, &refused, DType::F16, None, Some(0.5), Some("0.7")));
+    assert!(e.contains("grow threshold 0.7 is above the threshold 0.5"), "{e}");
+    assert!(!refused.exists());
+    let e = err_of(export_rule(&grown, &refused, DType::F16, None, Some(0.5), None));
+    assert!(e.contains("--threshold 0.5") && e.contains("--grow none"), "{e}");
+    assert!(srsnet::cli::parse_grow("1.2").is_err() && srsnet::cli::parse_grow("x").is_err());
+}
+
+#[test]
+fn a_weights_file_whose_grow_threshold_is_bad_is_refused_on_open() {
+    let cfg = tiny_config_file();
+    let ours = tmp("bad_grow_src.safetensors");
+    import(
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        cfg.to_str().unwrap(),
+        &ours,
+        DType::F32,
+    )
+    .unwrap();
+    let src = WeightsFile::open(&ours).unwrap();
+    let tensors = src.tensors(DType::F32).unwrap();
+    for (info, expected) in [
+        (
+            serde_json::json!({ "threshold": 0.5, "grow": 0.8 }),
+            "grow threshold 0.8 is above the threshold 0.5",
+        ),
+        (
+            serde_json::json!({ "threshold": 0.5, "grow": "high" }),
+            "operating point `grow` is \"high\"",
+        ),
+        (serde_json::json!({ "grow": 1.5 }), "operating point `grow` is 1.5"),
+    ] {
+        let p = tmp("bad_grow.safetensors");
+        let _ = std::fs::remove_file(&p);
+        srsnet::model::weights_file::write(&p, &tensors, &src.config, &src.preprocess, &info, DType::F32).unwrap();
+        let e = err_of(WeightsFile::open(&p));
+        assert!(
+            e.contains("bad_grow.safetensors") && e.contains(expected),
+            "{info}: {e}"
+        );
     }
 }
 

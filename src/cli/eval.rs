@@ -2,14 +2,14 @@
 //! anything else, or (Pd, Fa, false targets per frame) for centroid-annotated sequences.
 //! Every listed input is scored or counted as failed; nothing is silently left out.
 
-use super::{default_weights, parse_threshold};
+use super::{default_weights, parse_grow, parse_threshold, target_rule, Grow};
 use crate::dataset::pairs::{read_mask, read_pair, PairLayout};
 use crate::dataset::sequence::Sequence;
 use crate::dataset::Truth;
 use crate::device::DeviceSpec;
 use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
 use crate::image_io::{read_frame, Frame};
-use crate::infer::Segmenter;
+use crate::infer::{Segmenter, TargetRule};
 use crate::plot;
 use crate::progress::Progress;
 use crate::train::recipe;
@@ -55,6 +55,11 @@ pub struct EvalArgs {
     /// Score several thresholds in one pass (comma-separated), e.g. 0.5,0.7,0.9.
     #[arg(long, value_delimiter = ',', value_parser = parse_threshold)]
     pub sweep: Vec<f32>,
+    /// Grow each target from its pixels above the threshold over its connected pixels above
+    /// this (hysteresis), or `none` (default: the weights' recorded grow threshold, if any).
+    /// With --sweep, every threshold swept must be at least this.
+    #[arg(long, value_parser = parse_grow)]
+    pub grow: Option<Grow>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
@@ -89,10 +94,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &args.device.open()?,
         args.engine.options(),
     )?;
-    let thresholds = if args.sweep.is_empty() {
-        vec![args.threshold.unwrap_or(seg.default_threshold())]
+    let recorded = seg.default_rule();
+    let rules = if args.sweep.is_empty() {
+        vec![target_rule(args.threshold, args.grow, recorded)?]
     } else {
-        args.sweep.clone()
+        let rules: Result<Vec<_>> = args
+            .sweep
+            .iter()
+            .map(|&t| target_rule(Some(t), args.grow, recorded))
+            .collect();
+        rules?
     };
     let sets = match (&args.recipe, &args.negatives) {
         (Some(path), _) => Some(recipe::Recipe::from_file(path)?),
@@ -109,27 +120,27 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let plot = args.plot.as_deref().map(|p| Plot {
         path: p,
-        operating: seg.default_threshold(),
+        operating: recorded.threshold,
     });
     if let Some(p) = &plot {
         let inputs = [&args.weights, &args.recipe, &args.data, &args.sequence, &args.negatives];
         super::refuse_overwrite(inputs.into_iter().flatten().map(PathBuf::as_path), p.path)?;
     }
     if let Some(r) = sets {
-        return eval_sets(&seg, &r, &thresholds, args.json, plot.as_ref());
+        return eval_sets(&seg, &r, &rules, args.json, plot.as_ref());
     }
     let (rows, failed, points_only) = match (&args.data, &args.sequence) {
         (Some(root), _) => {
-            let (rows, failed) = sweep_model(&seg, &PairLayout::sirst(root), args.split.as_deref(), &thresholds)?;
+            let (rows, failed) = sweep_model(&seg, &PairLayout::sirst(root), args.split.as_deref(), &rules)?;
             (rows, failed, false)
         }
         (None, Some(dir)) => {
-            let (rows, failed) = sweep_sequence(&seg, dir, &thresholds)?;
+            let (rows, failed) = sweep_sequence(&seg, dir, &rules)?;
             (rows, failed, true)
         }
         _ => bail!("give --data DIR, --sequence DIR, --negatives DIR, --recipe FILE, or --pred DIR --gt DIR"),
     };
-    let labelled: Vec<(Option<f32>, Metrics)> = thresholds.iter().map(|&t| Some(t)).zip(rows).collect();
+    let labelled: Vec<(Option<TargetRule>, Metrics)> = rules.iter().map(|&r| Some(r)).zip(rows).collect();
     print_rows(&seg.name(), &labelled, points_only, args.json, failed);
     if let Some(p) = &plot {
         let set = args
@@ -137,19 +148,23 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .as_ref()
             .or(args.sequence.as_ref())
             .map(|d| d.display().to_string());
-        let points = thresholds.iter().copied().zip(labelled.iter().map(|l| l.1)).collect();
+        let points = rules
+            .iter()
+            .map(|r| r.threshold)
+            .zip(labelled.iter().map(|l| l.1))
+            .collect();
         p.draw(&seg.name(), vec![series(set.unwrap_or_default(), !points_only, points)])?;
     }
     finish(&labelled[0].1, failed)
 }
 
-/// Scores every validation set of `recipe` at every threshold and prints one table: a row per
-/// set and threshold with IoU, nIoU and F1 (mask-labelled sets), Pd, Fa and false targets per
+/// Scores every validation set of `recipe` by every rule and prints one table: a row per
+/// set and rule with IoU, nIoU and F1 (mask-labelled sets), Pd, Fa and false targets per
 /// frame.
 fn eval_sets(
     seg: &Segmenter,
     recipe: &recipe::Recipe,
-    thresholds: &[f32],
+    rules: &[TargetRule],
     json: bool,
     plot: Option<&Plot>,
 ) -> Result<()> {
@@ -164,30 +179,29 @@ fn eval_sets(
             .items
             .iter()
             .map(|i| (i.name.clone(), Ok((i.image.clone(), i.truth.clone()))));
-        let (metrics, f) = score_all(seg, inputs, thresholds);
+        let (metrics, f) = score_all(seg, inputs, rules);
         failed += f;
         let masks = set.items.iter().all(|i| matches!(i.truth, Truth::Mask(_)));
-        for (t, m) in thresholds.iter().zip(metrics) {
-            rows.push((set.name.clone(), *t, masks, m));
+        for (r, m) in rules.iter().zip(metrics) {
+            rows.push((set.name.clone(), *r, masks, m));
         }
     }
     if json {
-        for (name, t, masks, m) in &rows {
-            let rule = if *masks { "mask" } else { "centroid" };
-            println!(
-                "{}",
-                serde_json::json!({ "model": seg.name(), "set": name, "threshold": t, "rule": rule, "metrics": m })
-            );
+        for (name, r, masks, m) in &rows {
+            let scoring = if *masks { "mask" } else { "centroid" };
+            let mut row = serde_json::json!({ "model": seg.name(), "set": name, "rule": scoring, "metrics": m });
+            add_rule(&mut row, r);
+            println!("{row}");
         }
     } else {
         println!("{}", sets_table(&seg.name(), &rows));
     }
     if let Some(p) = plot {
         let mut by_set: Vec<plot::SweepSeries> = Vec::new();
-        for (name, t, masks, m) in rows {
+        for (name, r, masks, m) in rows {
             match by_set.iter_mut().find(|s| s.name == name) {
-                Some(s) => s.points.push((t, m)),
-                None => by_set.push(series(name, masks, vec![(t, m)])),
+                Some(s) => s.points.push((r.threshold, m)),
+                None => by_set.push(series(name, masks, vec![(r.threshold, m)])),
             }
         }
         p.draw(&seg.name(), by_set)?;
@@ -220,13 +234,22 @@ fn series(name: String, masks: bool, points: Vec<(f32, Metrics)>) -> plot::Sweep
     plot::SweepSeries { name, masks, points }
 }
 
-/// The validation table: one row per (set, threshold).
-pub fn sets_table(model: &str, rows: &[(String, f32, bool, Metrics)]) -> String {
+/// `threshold` and `grow` (null for the plain rule) of a JSON result row, rounded as
+/// [`TargetRule::to_json`] writes them.
+fn add_rule(row: &mut serde_json::Value, rule: &TargetRule) {
+    let r = rule.to_json();
+    row["threshold"] = r["threshold"].clone();
+    row["grow"] = r["grow"].clone();
+}
+
+/// The validation table: one row per (set, rule); `grow` is `-` for the plain threshold.
+pub fn sets_table(model: &str, rows: &[(String, TargetRule, bool, Metrics)]) -> String {
     let mut out = format!(
-        "{model}\n{:<48} {:>5} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
-        "set", "thr", "images", "IoU", "nIoU", "F1", "Pd", "hits", "Fa×1e-6", "FT/frame"
+        "{model}\n{:<48} {:>5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
+        "set", "thr", "grow", "images", "IoU", "nIoU", "F1", "Pd", "hits", "Fa×1e-6", "FT/frame"
     );
-    for (name, t, masks, m) in rows {
+    for (name, r, masks, m) in rows {
+        let (t, grow) = (r.threshold, r.grow.map_or("-".to_string(), |g| format!("{g:.2}")));
         let (iou, niou, f1) = if *masks {
             (
                 format!("{:.4}", m.iou),
@@ -256,7 +279,7 @@ pub fn sets_table(model: &str, rows: &[(String, f32, bool, Metrics)]) -> String 
             name.clone()
         };
         out.push_str(&format!(
-            "{name:<48} {t:>5.2} {:>6} {iou:>7} {niou:>7} {f1:>7} {pd:>7} {:>7} {:>9.2} {:>8.3}\n",
+            "{name:<48} {t:>5.2} {grow:>5} {:>6} {iou:>7} {niou:>7} {f1:>7} {pd:>7} {:>7} {:>9.2} {:>8.3}\n",
             m.images,
             format!("{}/{}", m.hits, m.targets),
             m.fa * 1e6,
@@ -280,17 +303,18 @@ fn finish(m: &Metrics, failed: usize) -> Result<()> {
     Ok(())
 }
 
-fn print_rows(label: &str, rows: &[(Option<f32>, Metrics)], points_only: bool, json: bool, failed: usize) {
-    for (t, m) in rows {
+fn print_rows(label: &str, rows: &[(Option<TargetRule>, Metrics)], points_only: bool, json: bool, failed: usize) {
+    for (r, m) in rows {
         if json {
-            let rule = if points_only { "centroid" } else { "mask" };
-            println!(
-                "{}",
-                serde_json::json!({ "model": label, "threshold": t, "rule": rule, "metrics": m, "failed": failed })
-            );
+            let scoring = if points_only { "centroid" } else { "mask" };
+            let mut row = serde_json::json!({ "model": label, "threshold": null, "rule": scoring, "metrics": m, "failed": failed });
+            if let Some(r) = r {
+                add_rule(&mut row, r);
+            }
+            println!("{row}");
         } else {
-            let label = match t {
-                Some(t) => format!("{label} at threshold {t}"),
+            let label = match r {
+                Some(r) => format!("{label} at {r}"),
                 None => label.to_string(),
             };
             println!("{}", table(&label, m, points_only));
@@ -298,22 +322,22 @@ fn print_rows(label: &str, rows: &[(Option<f32>, Metrics)], points_only: bool, j
     }
 }
 
-/// Scores every input at every threshold (the probabilities are computed once per input);
-/// an input that cannot be read or run is reported and counted.
+/// Scores every input by every rule (the probabilities are computed once per input); an input
+/// that cannot be read or run is reported and counted.
 fn score_all(
     seg: &Segmenter,
     inputs: impl ExactSizeIterator<Item = (String, Result<(Frame, Truth)>)>,
-    thresholds: &[f32],
+    rules: &[TargetRule],
 ) -> (Vec<Metrics>, usize) {
-    let mut accs = vec![MetricAccumulator::default(); thresholds.len()];
+    let mut accs = vec![MetricAccumulator::default(); rules.len()];
     let mut failed = 0;
     let mut progress = Progress::new("eval", inputs.len() as u64);
     for (name, input) in inputs {
         progress.inc();
         let scored = input.and_then(|(frame, truth)| {
-            let det = seg.detect(&frame, thresholds[0])?;
-            for (acc, &t) in accs.iter_mut().zip(thresholds) {
-                acc.add(&det.mask(t), frame.width, frame.height, &truth);
+            let det = seg.detect(&frame, rules[0])?;
+            for (acc, &r) in accs.iter_mut().zip(rules) {
+                acc.add(&det.mask(r), frame.width, frame.height, &truth);
             }
             Ok(())
         });
@@ -327,35 +351,35 @@ fn score_all(
 }
 
 /// Scores `seg` on the pairs of `layout` listed in `split` (all when none) at native
-/// resolution, at a single threshold.
+/// resolution, by a single rule.
 pub fn eval_model(
     seg: &Segmenter,
     layout: &PairLayout,
     split: Option<&Path>,
-    threshold: f32,
+    rule: TargetRule,
 ) -> Result<(Metrics, usize)> {
-    let (mut rows, failed) = sweep_model(seg, layout, split, &[threshold])?;
+    let (mut rows, failed) = sweep_model(seg, layout, split, &[rule])?;
     Ok((rows.remove(0), failed))
 }
 
-/// Scores `seg` on a labelled set at several thresholds in one pass.
+/// Scores `seg` on a labelled set by several rules in one pass.
 pub fn sweep_model(
     seg: &Segmenter,
     layout: &PairLayout,
     split: Option<&Path>,
-    thresholds: &[f32],
+    rules: &[TargetRule],
 ) -> Result<(Vec<Metrics>, usize)> {
     let names = layout.names(split)?;
     let inputs = names.into_iter().map(|name| {
         let pair = read_pair(layout, &name, seg.channels()).map(|(f, m)| (f, Truth::Mask(m)));
         (name, pair)
     });
-    Ok(score_all(seg, inputs, thresholds))
+    Ok(score_all(seg, inputs, rules))
 }
 
 /// Pd, Fa and false targets per frame on a sequence (`frames/` + `centroids.csv`) with the
 /// 3-pixel centroid rule; every frame is scored (one without a line has no target).
-pub fn sweep_sequence(seg: &Segmenter, dir: &Path, thresholds: &[f32]) -> Result<(Vec<Metrics>, usize)> {
+pub fn sweep_sequence(seg: &Segmenter, dir: &Path, rules: &[TargetRule]) -> Result<(Vec<Metrics>, usize)> {
     let seq = Sequence::open(dir)?;
     if !seq.is_annotated() {
         bail!(
@@ -367,7 +391,7 @@ pub fn sweep_sequence(seg: &Segmenter, dir: &Path, thresholds: &[f32]) -> Result
         let frame = read_frame(&f.path, seg.channels()).map(|fr| (fr, Truth::Points(f.truth.unwrap_or_default())));
         (f.path.display().to_string(), frame)
     });
-    Ok(score_all(seg, inputs, thresholds))
+    Ok(score_all(seg, inputs, rules))
 }
 
 /// Scores prediction masks in `pred` against every ground-truth mask in `gt` (the prediction

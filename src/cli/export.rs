@@ -1,7 +1,7 @@
 //! `srsnet export`: rewrites a weights file in another dtype, optionally records an operating
 //! point, and optionally also writes reference-named state dicts.
 
-use super::{parse_threshold, refuse_overwrite, StoreDtype};
+use super::{parse_grow, parse_threshold, refuse_overwrite, target_rule, Grow, StoreDtype};
 use crate::model::weights_file::{self, WeightsFile};
 use anyhow::{Context, Result};
 use candle_core::DType;
@@ -27,6 +27,10 @@ pub struct ExportArgs {
     /// run the model use it when no `--threshold` is given.
     #[arg(long, value_parser = parse_threshold)]
     pub threshold: Option<f32>,
+    /// Record this grow threshold (hysteresis; `none` removes one) with the operating point;
+    /// the commands that run the model use it when no `--grow` is given.
+    #[arg(long, value_parser = parse_grow)]
+    pub grow: Option<Grow>,
 }
 
 /// Runs `srsnet export`.
@@ -35,11 +39,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let file = WeightsFile::open(&args.weights)?;
     let tensors = file.tensors(DType::F32)?;
     let mut info = file.info.clone();
-    if let Some(t) = args.threshold {
+    if args.threshold.is_some() || args.grow.is_some() {
+        let rule = target_rule(args.threshold, args.grow, file.operating_point())?.to_json();
         if !info.is_object() {
             info = json!({});
         }
-        info["threshold"] = json!(t);
+        info["threshold"] = rule["threshold"].clone();
+        info["grow"] = rule["grow"].clone();
     }
     let dtype = DType::from(args.dtype);
     weights_file::write(&args.out, &tensors, &file.config, &file.preprocess, &info, dtype)?;

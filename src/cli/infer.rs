@@ -1,9 +1,9 @@
 //! `srsnet infer`: masks and target lists for image files.
 
-use super::{default_weights, parse_threshold};
+use super::{default_weights, parse_grow, parse_threshold, target_rule, Grow};
 use crate::device::DeviceSpec;
 use crate::image_io::{read_frame, write_file, write_mask_png};
-use crate::infer::{Detection, Detector};
+use crate::infer::{Detection, Detector, TargetRule};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,6 +26,10 @@ pub struct InferArgs {
     /// operating point, else 0.5).
     #[arg(long, value_parser = parse_threshold)]
     pub threshold: Option<f32>,
+    /// Grow each target from its pixels above the threshold over its connected pixels above
+    /// this (hysteresis), or `none` (default: the weights' recorded grow threshold, if any).
+    #[arg(long, value_parser = parse_grow)]
+    pub grow: Option<Grow>,
     /// Output folder for `NAME_mask.png` and `NAME.json`.
     #[arg(long, default_value = "srsnet-out")]
     pub out: PathBuf,
@@ -43,16 +47,16 @@ pub fn run(args: InferArgs) -> Result<()> {
         &args.device.open()?,
         args.engine.options(),
     )?;
-    let threshold = args.threshold.unwrap_or(detector.threshold);
+    let rule = target_rule(args.threshold, args.grow, detector.rule)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating output folder {}", args.out.display()))?;
     let mut stdout = std::io::stdout().lock();
     let mut failed = 0;
     for (path, (mask_path, json_path)) in args.images.iter().zip(&outputs) {
         let record = (|| -> Result<serde_json::Value> {
             let frame = read_frame(path, detector.channels())?;
-            let det = detector.detect(&frame, threshold)?;
-            write_mask_png(mask_path, det.width, det.height, &det.mask(threshold))?;
-            let record = record(path, mask_path, &det, threshold);
+            let det = detector.detect(&frame, rule)?;
+            write_mask_png(mask_path, det.width, det.height, &det.mask(rule))?;
+            let record = record(path, mask_path, &det, rule);
             write_file(json_path, serde_json::to_string_pretty(&record)?.as_bytes())?;
             Ok(record)
         })();
@@ -108,14 +112,15 @@ fn output_names(images: &[PathBuf], out: &Path) -> Result<Vec<(PathBuf, PathBuf)
     Ok(names)
 }
 
-fn record(image: &Path, mask: &Path, det: &Detection, threshold: f32) -> serde_json::Value {
+fn record(image: &Path, mask: &Path, det: &Detection, rule: TargetRule) -> serde_json::Value {
+    let r = rule.to_json();
     json!({
         "image": image.display().to_string(),
         "mask": mask.display().to_string(),
         "width": det.width,
         "height": det.height,
-        // f32 → f64 without the binary tail (0.9, not 0.8999999761581421).
-        "threshold": (f64::from(threshold) * 1e6).round() / 1e6,
+        "threshold": r["threshold"],
+        "grow": r["grow"],
         "targets": det.targets,
     })
 }

@@ -15,6 +15,7 @@ pub mod run;
 pub mod synth;
 pub mod train;
 
+use crate::detect::TargetRule;
 use crate::limits::{check_frame_size, MAX_BATCH};
 use anyhow::{bail, Result};
 use candle_core::DType;
@@ -122,6 +123,35 @@ pub fn parse_threshold(s: &str) -> Result<f32, String> {
         Ok(t) if (0.0..1.0).contains(&t) => Ok(t),
         _ => Err(format!("`{s}`: a threshold is a probability in [0, 1)")),
     }
+}
+
+/// `--grow G|none`: the grow threshold of a hysteresis rule ([`TargetRule`]), or none for the
+/// plain threshold (to turn off one the weights record).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grow(pub Option<f32>);
+
+/// Parses `--grow`: a probability in [0, 1), or `none`.
+pub fn parse_grow(s: &str) -> Result<Grow, String> {
+    if s == "none" {
+        return Ok(Grow(None));
+    }
+    parse_threshold(s)
+        .map(|g| Grow(Some(g)))
+        .map_err(|_| format!("`{s}`: a grow threshold is a probability in [0, 1), or none"))
+}
+
+/// The target rule a command runs with: the user's `--threshold` and `--grow` where given,
+/// else the weights' recorded operating point (each part on its own, so `--threshold` alone
+/// keeps a recorded grow threshold).
+pub fn target_rule(threshold: Option<f32>, grow: Option<Grow>, recorded: TargetRule) -> Result<TargetRule> {
+    let t = threshold.unwrap_or(recorded.threshold);
+    let g = grow.map_or(recorded.grow, |g| g.0);
+    TargetRule::new(t, g).map_err(|e| match grow {
+        Some(_) => anyhow::anyhow!("--grow: {e}"),
+        None => anyhow::anyhow!(
+            "--threshold {t}: {e}; the grow threshold is the weights' own, so give a lower --grow or --grow none"
+        ),
+    })
 }
 
 /// Parses a finite, strictly positive number (rates, such as `--fps`).

@@ -1,7 +1,10 @@
 //! `srsnet run`: the streaming pipeline from a camera, a replayed folder or sequence, a raw
 //! recording or the synthetic generator to JSON Lines, masks and overlays, with run statistics.
 
-use super::{default_weights, parse_batch, parse_non_negative, parse_positive, parse_size, parse_threshold};
+use super::{
+    default_weights, parse_batch, parse_grow, parse_non_negative, parse_positive, parse_size, parse_threshold,
+    target_rule, Grow,
+};
 use crate::calibration::Profile;
 use crate::device::DeviceSpec;
 use crate::infer::Segmenter;
@@ -97,6 +100,11 @@ pub struct RunArgs {
     /// Probability threshold (default: the weights' recorded operating point, else 0.5).
     #[arg(long, value_parser = parse_threshold)]
     pub threshold: Option<f32>,
+    /// Grow each target from its pixels above the threshold over its connected pixels above
+    /// this (hysteresis: fuller masks, never more targets), or `none` (default: the weights'
+    /// recorded grow threshold, if any).
+    #[arg(long, value_parser = parse_grow)]
+    pub grow: Option<Grow>,
     /// Frames per inference call (1 = lowest latency).
     #[arg(long, default_value_t = 1, value_parser = parse_batch)]
     pub batch: usize,
@@ -308,7 +316,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
     let calibration = calibration(&args)?;
     let weights = args.weights.clone().unwrap_or_else(default_weights);
     let segmenter = Segmenter::new(&args.model, &weights, &args.device.open()?, args.engine.options())?;
-    let threshold = args.threshold.unwrap_or(segmenter.default_threshold());
+    let rule = target_rule(args.threshold, args.grow, segmenter.default_rule())?;
     let source = sources::open(&args.source, &args.source_options())?;
     let described = format!("{}; model: {}", source.describe(), segmenter.name());
     eprintln!("source: {described}");
@@ -325,7 +333,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
         sinks = sinks.publish_to(p);
     }
     let cfg = PipelineConfig {
-        threshold,
+        rule,
         batch: args.batch,
         area,
         confirm,

@@ -2,7 +2,7 @@
 //! structuring element) followed by an adaptive threshold `mean + k·std` of the response.
 //! Every trained model is compared with it (`--model tophat`).
 
-use crate::detect::Detection;
+use crate::detect::{Detection, TargetRule};
 use crate::image_io::Frame;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ impl TopHat {
 
     /// A soft score per pixel: 0.5 exactly at the adaptive threshold, so `prob > 0.5` is the
     /// baseline's mask and the score weights centroids like a network's probability would.
-    pub fn detect(&self, frame: &Frame, threshold: f32) -> Detection {
+    pub fn detect(&self, frame: &Frame, rule: TargetRule) -> Detection {
         let r = self.response(frame);
         let n = r.len() as f64;
         let mean = r.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -49,7 +49,7 @@ impl TopHat {
         let t = (mean + self.k as f64 * std).max(self.min_contrast as f64) as f32;
         let scale = (std as f32).max(1e-6);
         let prob = r.iter().map(|&v| 1.0 / (1.0 + (-(v - t) / scale).exp())).collect();
-        Detection::from_prob(frame.width, frame.height, prob, threshold)
+        Detection::from_prob(frame.width, frame.height, prob, rule)
     }
 }
 
@@ -90,7 +90,7 @@ mod tests {
         data[50 * w + 12] = 0.8; // 1-pixel target
         data[50 * w + 13] = 0.7;
         let frame = Frame::new(w, h, 1, data).unwrap();
-        let det = TopHat::default().detect(&frame, 0.5);
+        let det = TopHat::default().detect(&frame, TargetRule::plain(0.5));
         assert_eq!(det.targets.len(), 1, "{:?}", det.targets);
         assert!((det.targets[0].x - 12.4).abs() < 0.5 && (det.targets[0].y - 50.0).abs() < 1e-9);
     }

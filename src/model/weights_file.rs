@@ -5,6 +5,7 @@
 use super::config::ModelConfig;
 use super::srsnet::{ReconNet, Srsnet};
 use super::weights::{WeightStore, Weights, WeightsError};
+use crate::detect::TargetRule;
 use crate::preprocess::PreprocessSpec;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -86,6 +87,15 @@ impl WeightsFile {
                 ));
             }
         }
+        if let Some(g) = info.get("grow").filter(|g| !g.is_null()) {
+            if !g.as_f64().is_some_and(|g| (0.0..1.0).contains(&g)) {
+                bail!(bad(
+                    "info",
+                    &format!("operating point `grow` is {g}, expected a number in [0, 1) or null")
+                ));
+            }
+        }
+        operating_point(&info).map_err(|e| bad("info", &e))?;
         for name in store.names() {
             let values = store
                 .get_any_shape(&name, DType::F32, &Device::Cpu)?
@@ -104,6 +114,12 @@ impl WeightsFile {
             preprocess,
             info,
         })
+    }
+
+    /// The operating point recorded by `srsnet export`: `info.threshold` (else 0.5) and
+    /// `info.grow` (else none). `open` has checked it.
+    pub fn operating_point(&self) -> TargetRule {
+        operating_point(&self.info).unwrap_or(TargetRule::plain(0.5))
     }
 
     fn view(&self, prefix: &str, device: &Device, dtype: DType, fold: bool) -> Weights {
@@ -224,4 +240,10 @@ pub fn initialised(config: &ModelConfig, seed: u64) -> Result<BTreeMap<String, T
         .into_iter()
         .map(|(n, v)| (n, v.as_tensor().clone()))
         .collect())
+}
+
+/// The target rule of a weights file's `info` (numbers already range-checked).
+fn operating_point(info: &serde_json::Value) -> Result<TargetRule, String> {
+    let threshold = info["threshold"].as_f64().map_or(0.5, |t| t as f32);
+    TargetRule::new(threshold, info["grow"].as_f64().map(|g| g as f32))
 }

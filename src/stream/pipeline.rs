@@ -24,7 +24,7 @@ use super::stats::{RunStats, StageTimes};
 use super::stop::Stop;
 use crate::dataset::Truth;
 use crate::image_io::Frame;
-use crate::infer::{Detection, Segmenter};
+use crate::infer::{Detection, Segmenter, TargetRule};
 use crate::progress::Progress;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde_json::json;
@@ -33,8 +33,8 @@ use std::time::Instant;
 
 /// How the pipeline runs.
 pub struct PipelineConfig {
-    /// Probability above which a pixel is target.
-    pub threshold: f32,
+    /// Which pixels are target: the operating point (threshold, and its grow threshold if any).
+    pub rule: TargetRule,
     /// Frames per inference call (1: lowest latency).
     pub batch: usize,
     /// Area limits applied to every target.
@@ -54,7 +54,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            threshold: 0.5,
+            rule: TargetRule::plain(0.5),
             batch: 1,
             area: AreaLimits::default(),
             confirm: None,
@@ -137,7 +137,7 @@ pub fn run(
     let (inf_tx, inf_rx) = bounded::<Detected>(q);
     let (post_tx, post_rx) = bounded::<Detected>(q);
     let (err_tx, err_rx) = crossbeam_channel::unbounded::<String>();
-    let (threshold, batch) = (cfg.threshold, cfg.batch.max(1));
+    let (rule, batch) = (cfg.rule, cfg.batch.max(1));
     let post = Post {
         area: cfg.area,
         confirm: cfg.confirm.take(),
@@ -152,7 +152,7 @@ pub fn run(
         let e = err_tx.clone();
         s.spawn(move || preprocess(cap_rx, pre_tx, pre, e, stop, counters));
         let e = err_tx.clone();
-        s.spawn(move || infer(pre_rx, inf_tx, segmenter, threshold, batch, e, stop, counters));
+        s.spawn(move || infer(pre_rx, inf_tx, segmenter, rule, batch, e, stop, counters));
         s.spawn(move || postprocess(inf_rx, post_tx, post, stop, counters));
         drop(err_tx);
         let mut report = emit(post_rx, err_rx, sinks, &cfg, live, stop, started, counters, progress);
@@ -267,7 +267,7 @@ fn infer(
     rx: Receiver<Prepared>,
     tx: Sender<Detected>,
     segmenter: &Segmenter,
-    threshold: f32,
+    rule: TargetRule,
     batch: usize,
     errors: Sender<String>,
     stop: &Stop,
@@ -288,7 +288,7 @@ fn infer(
         let t0 = Instant::now();
         // Split the frames off their metadata (no copy), so the batch borrows them as one slice.
         let (meta, frames): (Vec<_>, Vec<Frame>) = items.into_iter().map(|i| ((i.raw, i.times), i.frame)).unzip();
-        match segmenter.detect_batch(&frames, threshold) {
+        match segmenter.detect_batch(&frames, rule) {
             Ok(dets) => {
                 let per = t0.elapsed().as_secs_f64() / frames.len() as f64;
                 for (((raw, mut times), frame), detection) in meta.into_iter().zip(frames).zip(dets) {
@@ -392,7 +392,7 @@ fn emit(
             "latency_ms": raw.captured_at.elapsed().as_secs_f64() * 1e3,
             "targets": det.targets,
         });
-        let mask = det.mask(cfg.threshold);
+        let mask = det.mask(cfg.rule);
         match &raw.truth {
             Some(Truth::Points(truth)) => {
                 record["truth"] = json!(truth.iter().map(|(x, y)| json!({"x": x, "y": y})).collect::<Vec<_>>());

@@ -290,7 +290,8 @@ pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec,
     let mut acc = MetricAccumulator::default();
     for item in &set.items {
         let z = runner.logits(&item.image, spec)?;
-        acc.add(&above(&z, threshold), item.image.width, item.image.height, &item.truth);
+        let (w, h) = (item.image.width, item.image.height);
+        acc.add(&above(&z, w, h, threshold), w, h, &item.truth);
     }
     Ok(acc.finish())
 }
@@ -312,11 +313,12 @@ fn marks_nothing(sets: &[Metrics]) -> bool {
 }
 
 /// Which logits have a probability above `threshold`, computed as `srsnet eval` does (the f32
-/// sigmoid, then the detector's threshold rule), so that a checkpoint chosen here scores the
-/// same there.
-fn above(logits: &[f32], threshold: f64) -> Vec<bool> {
+/// sigmoid, then the detector's plain threshold rule), so that a checkpoint chosen here
+/// scores the same there. Validation does not grow targets (`--grow` of `eval`): a grow
+/// threshold is chosen for weights after training, on the checkpoint this selects.
+fn above(logits: &[f32], w: usize, h: usize, threshold: f64) -> Vec<bool> {
     let prob: Vec<f32> = logits.iter().map(|&z| crate::engine::kernels::sigmoid(z)).collect();
-    crate::detect::threshold_mask(&prob, threshold as f32)
+    crate::detect::TargetRule::plain(threshold as f32).mask(&prob, w, h)
 }
 
 /// Draw `index` of `epoch`: sample `i` augmented, or, for a share `hard_negatives` of the
@@ -756,10 +758,10 @@ mod tests {
     fn validation_counts_pixels_above_the_probability_threshold() {
         // logit(0.95) = ln 19 ≈ 2.944: 2.9 is p ≈ 0.948, 3.0 is p ≈ 0.953.
         let z = [-1.0, 0.0, 0.1, 2.9, 3.0];
-        assert_eq!(above(&z, 0.5), [false, false, true, true, true]);
-        assert_eq!(above(&z, 0.95), [false, false, false, false, true]);
+        assert_eq!(above(&z, 5, 1, 0.5), [false, false, true, true, true]);
+        assert_eq!(above(&z, 5, 1, 0.95), [false, false, false, false, true]);
         // As `srsnet eval`'s strict `p > t`: a logit of 0 (p = 0.5 exactly) is not above 0.5.
-        assert_eq!(above(&[0.0], 0.5), [false]);
+        assert_eq!(above(&[0.0], 1, 1, 0.5), [false]);
     }
 
     #[test]
