@@ -30,6 +30,12 @@ fn synth(out: &std::path::Path, args: &[&str]) {
     assert_eq!(code, 0, "{err}");
 }
 
+/// The first frame (by name) of a sequence folder's `frames/`.
+fn first_frame(seq: &std::path::Path) -> PathBuf {
+    let frames = seq.join("frames").read_dir().unwrap();
+    frames.map(|e| e.unwrap().path()).min().unwrap()
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("srsnet-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -518,13 +524,7 @@ fn a_grow_threshold_above_the_threshold_is_refused_by_every_command() {
     synth(&d.join("seq"), &["--count", "2", "--size", "64x48"]);
     let seq = d.join("seq");
     let s = seq.to_str().unwrap();
-    let frame = seq
-        .join("frames")
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .min()
-        .unwrap();
+    let frame = first_frame(&seq);
     let out_dir = d.join("out");
     let (f, o) = (frame.to_str().unwrap(), out_dir.to_str().unwrap());
     let cases: [&[&str]; 4] = [
@@ -568,13 +568,7 @@ fn run_and_infer_record_the_rule_they_detect_with() {
     let (code, out, err) = srsnet(&["run", "--source", s.to_str().unwrap(), "--grow", "0.5", "--jsonl", "-"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 3, "{out}");
-    let frame = s
-        .join("frames")
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .min()
-        .unwrap();
+    let frame = first_frame(&s);
     let o = d.join("out");
     let run_infer = |grow: &str| {
         let (code, out, err) = srsnet(&[

@@ -64,6 +64,21 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
+/// The tiny reference checkpoints imported as `name` (a weights file of ours) in `dtype`.
+fn tiny_weights(name: &str, dtype: DType) -> PathBuf {
+    let out = tmp(name);
+    let cfg = tiny_config_file();
+    import(
+        &fixture("tiny_recon.safetensors"),
+        &fixture("tiny_seg.safetensors"),
+        cfg.to_str().unwrap(),
+        &out,
+        dtype,
+    )
+    .unwrap();
+    out
+}
+
 fn tiny_config_file() -> PathBuf {
     let cfg = tiny_config();
     let p = tmp("tiny.json");
@@ -166,15 +181,7 @@ fn import_records_reference_preprocessing_and_drops_unused_tensors() {
 #[test]
 fn export_round_trip_to_reference_names_is_exact_in_f32() {
     let cfg = tiny_config_file();
-    let ours = tmp("rt_a.safetensors");
-    import(
-        &fixture("tiny_recon.safetensors"),
-        &fixture("tiny_seg.safetensors"),
-        cfg.to_str().unwrap(),
-        &ours,
-        DType::F32,
-    )
-    .unwrap();
+    let ours = tiny_weights("rt_a.safetensors", DType::F32);
     let dir = tmp("rt_ref");
     export(&ours, &tmp("rt_b.safetensors"), DType::F32, Some(&dir), Some(0.7)).unwrap();
     // The recorded operating point is what inference uses by default.
@@ -204,16 +211,7 @@ fn export_round_trip_to_reference_names_is_exact_in_f32() {
 
 #[test]
 fn export_records_a_grow_threshold_that_inference_uses_and_refuses_one_above_the_threshold() {
-    let cfg = tiny_config_file();
-    let ours = tmp("grow_a.safetensors");
-    import(
-        &fixture("tiny_recon.safetensors"),
-        &fixture("tiny_seg.safetensors"),
-        cfg.to_str().unwrap(),
-        &ours,
-        DType::F16,
-    )
-    .unwrap();
+    let ours = tiny_weights("grow_a.safetensors", DType::F16);
     let grown = tmp("grow_b.safetensors");
     export_rule(&ours, &grown, DType::F16, None, Some(0.9), Some("0.6")).unwrap();
     let rule = |p: &Path| srsnet::infer::Detector::from_file(p, &Device::Cpu).unwrap().rule;
@@ -242,16 +240,7 @@ fn export_records_a_grow_threshold_that_inference_uses_and_refuses_one_above_the
 
 #[test]
 fn a_weights_file_whose_grow_threshold_is_bad_is_refused_on_open() {
-    let cfg = tiny_config_file();
-    let ours = tmp("bad_grow_src.safetensors");
-    import(
-        &fixture("tiny_recon.safetensors"),
-        &fixture("tiny_seg.safetensors"),
-        cfg.to_str().unwrap(),
-        &ours,
-        DType::F32,
-    )
-    .unwrap();
+    let ours = tiny_weights("bad_grow_src.safetensors", DType::F32);
     let src = WeightsFile::open(&ours).unwrap();
     let tensors = src.tensors(DType::F32).unwrap();
     for (info, expected) in [
