@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which pixels of a probability map are target (the one rule for `infer`, `run`, `eval` and
-/// the trainer's validations).
+/// the trainer's validations, `--val-grow`).
 ///
 /// Plain: `prob > threshold`, strictly. With `grow` (hysteresis, as in Canny's edge linking):
 /// the 8-connected components of `prob > grow` that hold at least one pixel of `prob >

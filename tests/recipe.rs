@@ -100,6 +100,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "0.5",
         "--val-threshold",
         "0.9",
+        "--val-grow",
+        "0.5",
         "--stuck-pixels",
         "0.5",
         "--stuck-label",
@@ -157,6 +159,7 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
     let sets = seg["val"]["sets"].as_array().unwrap();
     assert_eq!(sets.len(), 2, "{seg}");
     assert_eq!(seg["val"]["threshold"].as_f64(), Some(0.9), "{seg}");
+    assert_eq!(seg["val"]["grow"].as_f64(), Some(0.5), "{seg}");
     assert!(
         sets[1]["metrics"]["false_targets_per_frame"].as_f64().is_some(),
         "{seg}"
@@ -200,9 +203,10 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
             file.info["negative_loss"].as_str(),
             file.info["negative_weight"].as_f64(),
             file.info["val_threshold"].as_f64(),
+            file.info["val_grow"].as_f64(),
             file.info["val_min_pd"].as_f64()
         ),
-        (Some(0.5), Some("logits"), Some(0.5), Some(0.9), Some(1.0)),
+        (Some(0.5), Some("logits"), Some(0.5), Some(0.9), Some(0.5), Some(1.0)),
         "{}",
         file.info
     );
@@ -250,7 +254,7 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     let out = d.join("o");
-    let flags: [(&[&str], &[&str]); 10] = [
+    let flags: [(&[&str], &[&str]); 12] = [
         (&["--dataset", "masks:x"], &["unknown kind"]),
         (
             &["--data", "/x", "--hard-negatives", "0.3"],
@@ -279,6 +283,11 @@ fn bad_recipes_are_refused_with_the_reason() {
             &["--val-threshold", "0"],
             &["--val-threshold", "strictly between 0 and 1"],
         ),
+        (
+            &["--data", "x", "--val-threshold", "0.5", "--val-grow", "0.7"],
+            &["--val-grow: the grow threshold 0.7 is above the threshold 0.5"],
+        ),
+        (&["--val-grow", "1"], &["--val-grow", "strictly between 0 and 1"]),
     ];
     for (args, needles) in flags {
         let mut argv = vec!["train", "all", "--out", s(&out)];

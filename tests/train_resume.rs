@@ -91,6 +91,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         negative_loss: Default::default(),
         negative_weight: 1.0,
         val_threshold: 0.5,
+        val_grow: None,
         val_min_pd: 0.0,
     }
 }

@@ -70,6 +70,8 @@ pub struct RunArgs {
     pub negative_weight: f64,
     /// The probability threshold of the segmentation stage's validations.
     pub val_threshold: f64,
+    /// The grow threshold of those validations (hysteresis), if any.
+    pub val_grow: Option<f64>,
     /// The Pd floor an epoch must reach on every validation set with targets to be kept.
     pub val_min_pd: f64,
     /// Output folder (checkpoints, log.jsonl).
@@ -100,6 +102,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         negative_loss: run.negative_loss,
         negative_weight: run.negative_weight,
         val_threshold: run.val_threshold,
+        val_grow: run.val_grow,
         val_min_pd: run.val_min_pd,
     }
 }
@@ -283,7 +286,7 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
         "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
         "negative_loss": run.negative_loss, "negative_weight": run.negative_weight,
-        "val_threshold": run.val_threshold, "val_min_pd": run.val_min_pd,
+        "val_threshold": run.val_threshold, "val_grow": run.val_grow, "val_min_pd": run.val_min_pd,
     })
 }
 
@@ -458,6 +461,11 @@ pub struct TrainArgs {
     /// the best checkpoint is chosen at it (use the threshold the weights will be run at).
     #[arg(long, default_value_t = 0.5, value_parser = parse_probability)]
     pub val_threshold: f64,
+    /// Grow each validation target from its pixels above --val-threshold over its connected
+    /// pixels above this (the hysteresis of `eval --grow`; at most --val-threshold), so that
+    /// the checkpoint is chosen by the rule the weights will run with.
+    #[arg(long, value_parser = parse_probability)]
+    pub val_grow: Option<f64>,
     /// An epoch whose Pd on any validation set with targets is below this is not kept as the
     /// best checkpoint, whatever its score (0: off); if none reaches it, the last epoch is.
     #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
@@ -536,6 +544,10 @@ impl TrainArgs {
                 self.hard_negatives
             );
         }
+        if let Some(g) = self.val_grow {
+            crate::detect::TargetRule::new(self.val_threshold as f32, Some(g as f32))
+                .map_err(|e| anyhow::anyhow!("--val-grow: {e}"))?;
+        }
         let data = self.recipe()?;
         let weights_out = self
             .weights_out
@@ -570,6 +582,7 @@ impl TrainArgs {
             negative_loss: self.negative_loss,
             negative_weight: self.negative_weight,
             val_threshold: self.val_threshold,
+            val_grow: self.val_grow,
             val_min_pd: self.val_min_pd,
             out: self.out,
             resume: self.resume,

@@ -11,6 +11,7 @@ use super::optim::{Sgd, SgdConfig};
 use super::recipe::{Group, ValSet};
 use super::stages::{ReconStage, SegStage};
 use crate::dataset::Truth;
+use crate::detect::TargetRule;
 use crate::engine::runner::CpuEngine;
 use crate::engine::simd::Isa;
 use crate::engine::threads::default_threads;
@@ -74,6 +75,10 @@ pub struct TrainOptions {
     /// target; the best checkpoint is chosen at it. Validating at the operating point the
     /// weights will ship with keeps selection and use at the same threshold.
     pub val_threshold: f64,
+    /// Where set, validations grow each target from its pixels above `val_threshold` over its
+    /// connected pixels above this (the hysteresis rule of `srsnet eval --grow`), so that the
+    /// checkpoint is chosen by the rule the weights will ship with.
+    pub val_grow: Option<f64>,
     /// An epoch where a validation set with targets has a Pd below this is not taken as the
     /// best checkpoint, whatever its score (0: every epoch may be). Why: the mean score
     /// trades Pd for fewer false targets freely, and run `lite-v11-stuck-ignored` peaked at
@@ -187,8 +192,9 @@ impl Stage for SegStage {
         let mut total = 0.0;
         let mut runner = SegRunner::new(self, &opts.device)?;
         let mut metrics = Vec::new();
+        let rule = val_rule(opts)?;
         for set in val {
-            let m = validate_seg(&mut runner, set, &opts.preprocess, opts.val_threshold)?;
+            let m = validate_seg(&mut runner, set, &opts.preprocess, rule)?;
             let score = set_score(set, &m);
             total += score;
             rows.push(json!({ "set": set.name, "score": score, "metrics": m }));
@@ -210,6 +216,7 @@ impl Stage for SegStage {
             _ => json!({ "sets": rows, "score": score }),
         };
         report["threshold"] = json!(opts.val_threshold);
+        report["grow"] = json!(opts.val_grow);
         report["marks_nothing"] = json!(nothing);
         let names: Vec<&str> = val.iter().map(|s| s.name.as_str()).collect();
         report["below_pd_floor"] = json!(below_pd_floor(&names, &metrics, opts.val_min_pd));
@@ -285,15 +292,21 @@ impl<'a> SegRunner<'a> {
 }
 
 /// The metrics of the segmentation net (eval mode) on one validation set at native
-/// resolution, a pixel being target where its probability is above `threshold`.
-pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec, threshold: f64) -> Result<Metrics> {
+/// resolution, its target pixels those of `rule`.
+pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec, rule: TargetRule) -> Result<Metrics> {
     let mut acc = MetricAccumulator::default();
     for item in &set.items {
         let z = runner.logits(&item.image, spec)?;
         let (w, h) = (item.image.width, item.image.height);
-        acc.add(&above(&z, w, h, threshold), w, h, &item.truth);
+        acc.add(&target_pixels(&z, w, h, rule), w, h, &item.truth);
     }
     Ok(acc.finish())
+}
+
+/// The target rule of the validations: `val_threshold`, grown to `val_grow` where set.
+fn val_rule(opts: &TrainOptions) -> Result<TargetRule> {
+    TargetRule::new(opts.val_threshold as f32, opts.val_grow.map(|g| g as f32))
+        .map_err(|e| anyhow::anyhow!("--val-grow: {e}"))
 }
 
 /// The sets with targets whose Pd is below `floor` (none when `floor` is 0).
@@ -312,13 +325,12 @@ fn marks_nothing(sets: &[Metrics]) -> bool {
     !sets.is_empty() && sets.iter().all(|m| m.hits == 0 && m.false_targets == 0)
 }
 
-/// Which logits have a probability above `threshold`, computed as `srsnet eval` does (the f32
-/// sigmoid, then the detector's plain threshold rule), so that a checkpoint chosen here
-/// scores the same there. Validation does not grow targets (`--grow` of `eval`): a grow
-/// threshold is chosen for weights after training, on the checkpoint this selects.
-fn above(logits: &[f32], w: usize, h: usize, threshold: f64) -> Vec<bool> {
+/// Which pixels of a logit map are target by `rule`, computed as `srsnet eval` does (the f32
+/// sigmoid, then the detector's target rule), so that a checkpoint chosen here scores the
+/// same there.
+fn target_pixels(logits: &[f32], w: usize, h: usize, rule: TargetRule) -> Vec<bool> {
     let prob: Vec<f32> = logits.iter().map(|&z| crate::engine::kernels::sigmoid(z)).collect();
-    crate::detect::TargetRule::plain(threshold as f32).mask(&prob, w, h)
+    rule.mask(&prob, w, h)
 }
 
 /// Draw `index` of `epoch`: sample `i` augmented, or, for a share `hard_negatives` of the
@@ -758,10 +770,16 @@ mod tests {
     fn validation_counts_pixels_above_the_probability_threshold() {
         // logit(0.95) = ln 19 ≈ 2.944: 2.9 is p ≈ 0.948, 3.0 is p ≈ 0.953.
         let z = [-1.0, 0.0, 0.1, 2.9, 3.0];
-        assert_eq!(above(&z, 5, 1, 0.5), [false, false, true, true, true]);
-        assert_eq!(above(&z, 5, 1, 0.95), [false, false, false, false, true]);
+        assert_eq!(
+            target_pixels(&z, 5, 1, TargetRule::plain(0.5)),
+            [false, false, true, true, true]
+        );
+        assert_eq!(
+            target_pixels(&z, 5, 1, TargetRule::plain(0.95)),
+            [false, false, false, false, true]
+        );
         // As `srsnet eval`'s strict `p > t`: a logit of 0 (p = 0.5 exactly) is not above 0.5.
-        assert_eq!(above(&[0.0], 1, 1, 0.5), [false]);
+        assert_eq!(target_pixels(&[0.0], 1, 1, TargetRule::plain(0.5)), [false]);
     }
 
     #[test]
