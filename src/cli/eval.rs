@@ -121,6 +121,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let plot = args.plot.as_deref().map(|p| Plot {
         path: p,
         operating: recorded.threshold,
+        grow: rules[0].grow,
     });
     if let Some(p) = &plot {
         let inputs = [&args.weights, &args.recipe, &args.data, &args.sequence, &args.negatives];
@@ -212,10 +213,11 @@ fn eval_sets(
     Ok(())
 }
 
-/// Where `--plot` draws, and the operating point it marks.
+/// Where `--plot` draws, the operating point it marks, and the grow threshold of every point.
 struct Plot<'a> {
     path: &'a Path,
     operating: f32,
+    grow: Option<f32>,
 }
 
 impl Plot<'_> {
@@ -223,7 +225,11 @@ impl Plot<'_> {
         for s in &mut sets {
             s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
         }
-        let title = format!("{model}: threshold sweep (operating point {} marked)", self.operating);
+        let grown = self.grow.map_or(String::new(), |g| format!(", each grown to {g}"));
+        let title = format!(
+            "{model}: threshold sweep{grown} (operating point {} marked)",
+            self.operating
+        );
         plot::sweep(self.path, &title, &sets, Some(self.operating))?;
         eprintln!("wrote {}", self.path.display());
         Ok(())
