@@ -561,6 +561,38 @@ fn a_grow_threshold_above_the_threshold_is_refused_by_every_command() {
 }
 
 #[test]
+fn eval_rows_record_their_rule_and_growing_adds_no_false_target() {
+    let d = tmp("grow-eval");
+    synth(&d.join("seq"), &["--count", "4", "--size", "96x64"]);
+    let s = d.join("seq");
+    let rows = |grow: &str| -> Vec<serde_json::Value> {
+        let argv = [
+            "eval",
+            "--sequence",
+            s.to_str().unwrap(),
+            "--sweep",
+            "0.9,0.95",
+            "--grow",
+            grow,
+            "--json",
+        ];
+        let (code, out, err) = srsnet(&argv);
+        assert_eq!(code, 0, "{err}");
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let (grown, plain) = (rows("0.5"), rows("none"));
+    assert_eq!(grown.len(), 2);
+    for (g, p) in grown.iter().zip(&plain) {
+        assert_eq!(g["threshold"], p["threshold"]);
+        assert_eq!((g["grow"].as_f64(), p["grow"].is_null()), (Some(0.5), true), "{g} {p}");
+        let ft = |v: &serde_json::Value| v["metrics"]["false_targets"].as_u64().unwrap();
+        assert!(ft(g) <= ft(p), "{g} {p}");
+        assert!(g["metrics"]["targets"].as_u64() > Some(0), "{g}");
+    }
+    assert_eq!(grown[0]["threshold"].as_f64(), Some(0.9));
+}
+
+#[test]
 fn run_and_infer_record_the_rule_they_detect_with() {
     let d = tmp("grow-record");
     synth(&d.join("seq"), &["--count", "3", "--size", "96x64"]);
