@@ -30,6 +30,12 @@ pub struct RunState {
     /// The hard-negative pool mined last (empty unless the run mines; older checkpoints have none).
     #[serde(default)]
     pub hard_negatives: Vec<HardNegative>,
+    /// The instruction set the CPU kernels ran on when this was written (`avx512`, `avx2`,
+    /// `neon`, `scalar`; none in older checkpoints). Why: a run repeats itself to the bit on one
+    /// instruction set only; kernels of another width round differently (models/README.md,
+    /// run `lite-v12-repro`), so a resume elsewhere is told it will not continue exactly.
+    #[serde(default)]
+    pub isa: Option<String>,
 }
 
 /// Writes a checkpoint (write then rename, so an interrupted write never replaces a good one).

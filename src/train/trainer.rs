@@ -587,13 +587,17 @@ fn start(opts: &TrainOptions, stage: &str, nb: usize) -> Result<(Option<Checkpoi
         if ck.state.stage != stage {
             bail!("{} is a `{}` checkpoint, not `{stage}`", last.display(), ck.state.stage);
         }
-        let state = ck.state.clone();
+        let mut state = ck.state.clone();
         eprintln!(
             "resuming {stage} from {} at epoch {} batch {}",
             last.display(),
             state.epoch,
             state.batch
         );
+        if let Some(note) = other_isa_warning(state.isa.as_deref(), Isa::best().name()) {
+            eprintln!("warning: {}: {note}", last.display());
+        }
+        state.isa = Some(Isa::best().name().into());
         return Ok((Some(ck), state));
     }
     let fresh = RunState {
@@ -605,8 +609,19 @@ fn start(opts: &TrainOptions, stage: &str, nb: usize) -> Result<(Option<Checkpoi
         best_score: None,
         best_epoch: None,
         hard_negatives: Vec::new(),
+        isa: Some(Isa::best().name().into()),
     };
     Ok((None, fresh))
+}
+
+/// What a resume on another instruction set than the checkpoint's is told (none when they
+/// match, or the checkpoint predates the record).
+fn other_isa_warning(recorded: Option<&str>, here: &str) -> Option<String> {
+    let recorded = recorded.filter(|&r| r != here)?;
+    Some(format!(
+        "written where the CPU kernels ran {recorded}, resumed where they run {here}: the run continues, \
+         but not bit for bit as it would have on {recorded} (kernels of another width round differently)"
+    ))
 }
 
 fn var_source(ck: &Option<Checkpoint>, seed: u64) -> Arc<VarSource> {
@@ -851,5 +866,22 @@ mod tests {
             old,
             "runs before groups existed resume unchanged"
         );
+    }
+
+    #[test]
+    fn a_resume_on_another_instruction_set_is_told_it_is_not_exact() {
+        let note = other_isa_warning(Some("avx2"), "avx512").unwrap();
+        assert!(
+            note.contains("ran avx2") && note.contains("run avx512") && note.contains("not bit for bit"),
+            "{note}"
+        );
+        assert_eq!(other_isa_warning(Some("avx512"), "avx512"), None);
+        assert_eq!(other_isa_warning(None, "avx512"), None, "checkpoints before the record");
+        // Such checkpoints still read.
+        let old: checkpoint::RunState = serde_json::from_str(
+            r#"{"stage":"seg","epoch":1,"batch":0,"step":5,"max_steps":10,"best_score":null,"best_epoch":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.isa, None);
     }
 }
