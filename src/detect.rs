@@ -55,11 +55,13 @@ impl TargetRule {
         comps.labels.iter().map(|&l| seeded[l as usize]).collect()
     }
 
-    /// The rule as recorded in outputs: `{"threshold": T, "grow": G or null}`, without the f32
-    /// → f64 binary tail (0.9, not 0.8999999761581421).
-    pub fn to_json(&self) -> serde_json::Value {
+    /// Records the rule in a JSON object (an output row, a weights file's `info`): its
+    /// `threshold` and `grow` (null for none), without the f32 → f64 binary tail (0.9, not
+    /// 0.8999999761581421).
+    pub fn record(&self, into: &mut serde_json::Value) {
         let round = |v: f32| (f64::from(v) * 1e6).round() / 1e6;
-        serde_json::json!({ "threshold": round(self.threshold), "grow": self.grow.map(round) })
+        into["threshold"] = serde_json::json!(round(self.threshold));
+        into["grow"] = serde_json::json!(self.grow.map(round));
     }
 }
 
@@ -362,8 +364,10 @@ mod tests {
 
     #[test]
     fn the_rule_is_recorded_without_the_f32_tail() {
-        let j = TargetRule::new(0.9, Some(0.7)).unwrap().to_json();
+        let mut j = serde_json::json!({});
+        TargetRule::new(0.9, Some(0.7)).unwrap().record(&mut j);
         assert_eq!(j, serde_json::json!({ "threshold": 0.9, "grow": 0.7 }));
-        assert_eq!(TargetRule::plain(0.95).to_json()["grow"], serde_json::Value::Null);
+        TargetRule::plain(0.95).record(&mut j);
+        assert_eq!(j["grow"], serde_json::Value::Null);
     }
 }

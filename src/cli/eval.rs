@@ -191,7 +191,7 @@ fn eval_sets(
         for (name, r, masks, m) in &rows {
             let scoring = if *masks { "mask" } else { "centroid" };
             let mut row = serde_json::json!({ "model": seg.name(), "set": name, "rule": scoring, "metrics": m });
-            add_rule(&mut row, r);
+            r.record(&mut row);
             println!("{row}");
         }
     } else {
@@ -238,14 +238,6 @@ impl Plot<'_> {
 
 fn series(name: String, masks: bool, points: Vec<(f32, Metrics)>) -> plot::SweepSeries {
     plot::SweepSeries { name, masks, points }
-}
-
-/// `threshold` and `grow` (null for the plain rule) of a JSON result row, rounded as
-/// [`TargetRule::to_json`] writes them.
-fn add_rule(row: &mut serde_json::Value, rule: &TargetRule) {
-    let r = rule.to_json();
-    row["threshold"] = r["threshold"].clone();
-    row["grow"] = r["grow"].clone();
 }
 
 /// The validation table: one row per (set, rule); `grow` is `-` for the plain threshold.
@@ -315,7 +307,7 @@ fn print_rows(label: &str, rows: &[(Option<TargetRule>, Metrics)], points_only: 
             let scoring = if points_only { "centroid" } else { "mask" };
             let mut row = serde_json::json!({ "model": label, "threshold": null, "rule": scoring, "metrics": m, "failed": failed });
             if let Some(r) = r {
-                add_rule(&mut row, r);
+                r.record(&mut row);
             }
             println!("{row}");
         } else {

@@ -40,12 +40,11 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let tensors = file.tensors(DType::F32)?;
     let mut info = file.info.clone();
     if args.threshold.is_some() || args.grow.is_some() {
-        let rule = target_rule(args.threshold, args.grow, file.operating_point())?.to_json();
+        let rule = target_rule(args.threshold, args.grow, file.operating_point())?;
         if !info.is_object() {
             info = json!({});
         }
-        info["threshold"] = rule["threshold"].clone();
-        info["grow"] = rule["grow"].clone();
+        rule.record(&mut info);
     }
     let dtype = DType::from(args.dtype);
     weights_file::write(&args.out, &tensors, &file.config, &file.preprocess, &info, dtype)?;

@@ -113,14 +113,13 @@ fn output_names(images: &[PathBuf], out: &Path) -> Result<Vec<(PathBuf, PathBuf)
 }
 
 fn record(image: &Path, mask: &Path, det: &Detection, rule: TargetRule) -> serde_json::Value {
-    let r = rule.to_json();
-    json!({
+    let mut record = json!({
         "image": image.display().to_string(),
         "mask": mask.display().to_string(),
         "width": det.width,
         "height": det.height,
-        "threshold": r["threshold"],
-        "grow": r["grow"],
         "targets": det.targets,
-    })
+    });
+    rule.record(&mut record);
+    record
 }

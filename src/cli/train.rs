@@ -544,10 +544,7 @@ impl TrainArgs {
                 self.hard_negatives
             );
         }
-        if let Some(g) = self.val_grow {
-            crate::detect::TargetRule::new(self.val_threshold as f32, Some(g as f32))
-                .map_err(|e| anyhow::anyhow!("--val-grow: {e}"))?;
-        }
+        crate::train::trainer::validation_rule(self.val_threshold, self.val_grow)?;
         let data = self.recipe()?;
         let weights_out = self
             .weights_out

@@ -192,7 +192,7 @@ impl Stage for SegStage {
         let mut total = 0.0;
         let mut runner = SegRunner::new(self, &opts.device)?;
         let mut metrics = Vec::new();
-        let rule = val_rule(opts)?;
+        let rule = validation_rule(opts.val_threshold, opts.val_grow)?;
         for set in val {
             let m = validate_seg(&mut runner, set, &opts.preprocess, rule)?;
             let score = set_score(set, &m);
@@ -303,10 +303,10 @@ pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec,
     Ok(acc.finish())
 }
 
-/// The target rule of the validations: `val_threshold`, grown to `val_grow` where set.
-fn val_rule(opts: &TrainOptions) -> Result<TargetRule> {
-    TargetRule::new(opts.val_threshold as f32, opts.val_grow.map(|g| g as f32))
-        .map_err(|e| anyhow::anyhow!("--val-grow: {e}"))
+/// The target rule of the validations: `--val-threshold`, grown to `--val-grow` where set
+/// (checked once when the command is parsed, and again here for library callers).
+pub fn validation_rule(threshold: f64, grow: Option<f64>) -> Result<TargetRule> {
+    TargetRule::new(threshold as f32, grow.map(|g| g as f32)).map_err(|e| anyhow::anyhow!("--val-grow: {e}"))
 }
 
 /// The sets with targets whose Pd is below `floor` (none when `floor` is 0).
