@@ -79,10 +79,15 @@ fn tiny_weights(name: &str, dtype: DType) -> PathBuf {
     out
 }
 
+/// The tiny config as a JSON file. Tests run in parallel threads and each rewrites it, so it
+/// is written under a name of its own and renamed into place: a reader never sees it half
+/// written (the race that once failed `a_weights_file_whose_grow_threshold_is_bad_is_refused_on_open`).
 fn tiny_config_file() -> PathBuf {
     let cfg = tiny_config();
     let p = tmp("tiny.json");
-    std::fs::write(&p, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let part = tmp(&format!("tiny.json.{:?}", std::thread::current().id()));
+    std::fs::write(&part, serde_json::to_string(&cfg).unwrap()).unwrap();
+    std::fs::rename(&part, &p).unwrap();
     p
 }
 
