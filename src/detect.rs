@@ -43,16 +43,46 @@ impl TargetRule {
 
     /// The target pixels of a `w × h` probability map (row-major).
     pub fn mask(&self, prob: &[f32], w: usize, h: usize) -> Vec<bool> {
-        let seeds: Vec<bool> = prob.iter().map(|&p| p > self.threshold).collect();
-        let Some(grow) = self.grow else { return seeds };
+        match self.grow {
+            None => self.seeds(prob),
+            Some(_) => self.components(prob, w, h).labels.iter().map(|&l| l > 0).collect(),
+        }
+    }
+
+    /// The targets' components: the 8-connected components of [`TargetRule::mask`], labelled
+    /// as [`label_components`] labels that mask, with one labelling pass rather than two.
+    pub fn components(&self, prob: &[f32], w: usize, h: usize) -> Components {
+        let seeds = self.seeds(prob);
+        let Some(grow) = self.grow else {
+            return label_components(&seeds, w, h);
+        };
         let low: Vec<bool> = prob.iter().map(|&p| p > grow).collect();
-        let comps = label_components(&low, w, h);
+        let mut comps = label_components(&low, w, h);
         let mut seeded = vec![false; comps.count + 1];
         for (&l, &s) in comps.labels.iter().zip(&seeds) {
             seeded[l as usize] |= s;
         }
-        seeded[0] = false;
-        comps.labels.iter().map(|&l| seeded[l as usize]).collect()
+        // The kept components, renumbered 1, 2, … in their labels' order. Labels follow the
+        // raster order of a component's first pixel, and a kept component's first pixel is the
+        // same in the grown mask, so this is the order a labelling of that mask would give.
+        let mut renumbered = vec![0u32; comps.count + 1];
+        let mut count = 0;
+        for (l, new) in renumbered.iter_mut().enumerate().skip(1) {
+            if seeded[l] {
+                count += 1;
+                *new = count;
+            }
+        }
+        for l in &mut comps.labels {
+            *l = renumbered[*l as usize];
+        }
+        comps.count = count as usize;
+        comps
+    }
+
+    /// `prob > threshold`, per pixel.
+    fn seeds(&self, prob: &[f32]) -> Vec<bool> {
+        prob.iter().map(|&p| p > self.threshold).collect()
     }
 
     /// Records the rule in a JSON object (an output row, a weights file's `info`): its
@@ -83,6 +113,8 @@ pub struct Detection {
     pub height: usize,
     /// Target probability per pixel, row-major, at the frame's size.
     pub prob: Vec<f32>,
+    /// The mask of the rule the detection was made with (row-major): the pixels of `targets`.
+    pub target_mask: Vec<bool>,
     /// Components of the target rule's mask.
     pub targets: Vec<Target>,
 }
@@ -90,17 +122,19 @@ pub struct Detection {
 impl Detection {
     /// A `width × height` probability map and its targets: the components of `rule`'s mask.
     pub fn from_prob(width: usize, height: usize, prob: Vec<f32>, rule: TargetRule) -> Self {
-        let targets = find_targets(&prob, width, height, rule);
+        let comps = rule.components(&prob, width, height);
+        let targets = targets_of(&prob, width, &comps);
         Self {
             width,
             height,
+            target_mask: comps.labels.iter().map(|&l| l > 0).collect(),
             prob,
             targets,
         }
     }
 
-    /// The binary mask of `rule` (which may differ from the rule the targets were found with:
-    /// `eval --sweep` scores several rules on one probability map).
+    /// The binary mask of another `rule` than the one the targets were found with (`eval
+    /// --sweep` scores several rules on one probability map); `target_mask` is that one's.
     pub fn mask(&self, rule: TargetRule) -> Vec<bool> {
         rule.mask(&self.prob, self.width, self.height)
     }
@@ -223,7 +257,11 @@ pub fn blobs(mask: &[bool], w: usize, h: usize) -> Vec<Blob> {
 
 /// Targets of a probability map: the components of `rule`'s mask.
 pub fn find_targets(prob: &[f32], w: usize, h: usize, rule: TargetRule) -> Vec<Target> {
-    let comps = label_components(&rule.mask(prob, w, h), w, h);
+    targets_of(prob, w, &rule.components(prob, w, h))
+}
+
+/// The targets of the labelled components `comps` of a probability map `w` columns wide.
+fn targets_of(prob: &[f32], w: usize, comps: &Components) -> Vec<Target> {
     let mut acc: Vec<(f64, f64, f64, usize, [usize; 4], f32)> =
         vec![(0.0, 0.0, 0.0, 0, [usize::MAX, usize::MAX, 0, 0], 0.0); comps.count];
     let mut plain = vec![(0f64, 0f64); comps.count];
@@ -350,6 +388,11 @@ mod tests {
                     pm.iter().zip(&gm).all(|(&p, &g)| !p || g),
                     "the seeds are always target"
                 );
+                // One labelling pass gives exactly what labelling the grown mask gives.
+                let (once, twice) = (grown.components(&prob, 12, 8), label_components(&gm, 12, 8));
+                assert_eq!((once.labels, once.count), (twice.labels, twice.count));
+                let det = Detection::from_prob(12, 8, prob.clone(), grown);
+                assert_eq!(det.target_mask, gm);
             }
         }
     }

@@ -309,6 +309,91 @@ fn without_tensor(from: &Path, to: &Path, drop: &str) {
     safetensors::serialize_to_file(kept, meta.metadata().clone(), to).unwrap();
 }
 
+/// `small_preset`'s model with S's level-1 and level-3 layers two blocks deep.
+fn deeper_preset(dir: &Path) -> PathBuf {
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(small_preset(dir)).unwrap()).unwrap();
+    cfg["name"] = "test-small-deep".into();
+    cfg["seg"]["blocks"] = serde_json::json!([1, 2, 1, 2]);
+    let p = dir.join("small-deep.json");
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    p
+}
+
+#[test]
+fn a_deeper_preset_fine_tunes_from_the_file_it_deepens() {
+    let d = tmp("deepen");
+    synth(&d.join("seq"), "2", "3", "4");
+    let (preset, deeper) = (small_preset(&d), deeper_preset(&d));
+    let seq = format!("sequence:{}", s(&d.join("seq")));
+    let train = |stage: &str, args: &[&str], out: &Path| -> (i32, String) {
+        let mut a = vec![
+            "train",
+            stage,
+            "--out",
+            s(out),
+            "--size",
+            "32",
+            "--batch",
+            "4",
+            "--epochs",
+            "1",
+        ];
+        a.extend(["--dataset", &seq]);
+        a.extend(args);
+        srsnet(&a)
+    };
+    let base = d.join("base");
+    let (code, err) = train("all", &["--recon-epochs", "1", "--preset", s(&preset)], &base);
+    assert_eq!(code, 0, "{err}");
+    let init = base.join("srsnet.safetensors");
+
+    let deep = d.join("deep");
+    let (code, err) = train(
+        "seg",
+        &["--init", s(&init), "--lr", "1e-12", "--preset", s(&deeper)],
+        &deep,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("S deepened by 4 Res-CBAM blocks, each starting as the identity"),
+        "{err}"
+    );
+    let file = srsnet::model::weights_file::WeightsFile::open(&deep.join("srsnet.safetensors")).unwrap();
+    assert_eq!(file.config.seg.blocks, [1, 2, 1, 2]);
+    let from = &file.info["fine_tuned_from"];
+    assert_eq!(
+        from["deepened_from"]["seg"]["blocks"],
+        serde_json::json!([1, 1, 1, 1]),
+        "{}",
+        file.info
+    );
+    // At a learning rate of 1e-12 every weight stays where it started: the file's convolutions,
+    // and an added block's last batch norm at 0 (its residual branch off).
+    let (before, after) = (tensors(&init), tensors(&deep.join("srsnet.safetensors")));
+    for (name, v) in &before {
+        if name.ends_with("weight") && !name.contains("bn") {
+            assert_eq!(v, &after[name], "{name}");
+        }
+    }
+    for layer in ["conv1_0", "conv1_1", "conv1_2", "conv3_0"] {
+        let gamma = &after[&format!("seg.{layer}.1.bn2.weight")];
+        assert!(gamma.iter().all(|&g| g == 0.0), "{layer}: {gamma:?}");
+        assert!(!before.contains_key(&format!("seg.{layer}.1.bn2.weight")));
+    }
+
+    // A preset that changes more than the number of S's blocks is refused.
+    let mut wider: serde_json::Value = serde_json::from_slice(&std::fs::read(&deeper).unwrap()).unwrap();
+    wider["seg"]["widths"] = serde_json::json!([8, 16, 8, 8]);
+    let wider_path = d.join("wider.json");
+    std::fs::write(&wider_path, wider.to_string()).unwrap();
+    let (code, err) = train("seg", &["--init", s(&init), "--preset", s(&wider_path)], &d.join("w"));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("nor one that it deepens (the same model with more of S's blocks"),
+        "{err}"
+    );
+}
+
 fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
     let file = srsnet::model::weights_file::WeightsFile::open(path).unwrap();
     file.tensors(candle_core::DType::F32)
@@ -391,7 +476,10 @@ fn fine_tuning_starts_from_a_weights_file_and_keeps_its_reconstruction_net() {
     // Another model than --preset names, and an output that would overwrite the input.
     let (code, err) = train("seg", &["--init", s(&init)], &d.join("c"));
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("its model is `test-small`, not the `lite`"), "{err}");
+    assert!(
+        err.contains("its model is `test-small`, not the `lite` that --preset names, nor one that it deepens"),
+        "{err}"
+    );
     let bytes = std::fs::read(&init).unwrap();
     let (code, err) = train(
         "seg",

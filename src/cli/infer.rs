@@ -55,7 +55,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         let record = (|| -> Result<serde_json::Value> {
             let frame = read_frame(path, detector.channels())?;
             let det = detector.detect(&frame, rule)?;
-            write_mask_png(mask_path, det.width, det.height, &det.mask(rule))?;
+            write_mask_png(mask_path, det.width, det.height, &det.target_mask)?;
             let record = record(path, mask_path, &det, rule);
             write_file(json_path, serde_json::to_string_pretty(&record)?.as_bytes())?;
             Ok(record)

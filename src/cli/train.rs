@@ -138,19 +138,24 @@ pub enum SegFrom {
     Init(PathBuf),
 }
 
-/// The weights file to fine-tune from, checked against the preset the run names.
-fn open_init(path: &Path, config: &ModelConfig) -> Result<WeightsFile> {
+/// The weights file to fine-tune from, checked against the preset the run names: the same
+/// model, or one that the preset deepens (more of S's blocks; `true` then).
+fn open_init(path: &Path, config: &ModelConfig) -> Result<(WeightsFile, bool)> {
     let file = WeightsFile::open(path).with_context(|| format!("--init {}", path.display()))?;
-    if file.config != *config {
-        bail!(
-            "--init {}: its model is `{}`, not the `{}` that --preset names (pass --preset {} or a matching config)",
-            path.display(),
-            file.config.name,
-            config.name,
-            file.config.name
-        );
+    if file.config == *config {
+        return Ok((file, false));
     }
-    Ok(file)
+    if config.deepens(&file.config) {
+        return Ok((file, true));
+    }
+    bail!(
+        "--init {}: its model is `{}`, not the `{}` that --preset names, nor one that it deepens (the same \
+         model with more of S's blocks per level); pass --preset {} or a matching config",
+        path.display(),
+        file.config.name,
+        config.name,
+        file.config.name
+    )
 }
 
 /// Runs the requested stages on the data `recipe` names; `seg_from` says where `Which::Seg`
@@ -189,7 +194,7 @@ pub fn train(
     }
     let preprocess = match &init {
         // The frozen encoder and S's first values were trained on the file's normalisation.
-        Some(file) => file.preprocess.clone(),
+        Some((file, _)) => file.preprocess.clone(),
         None => {
             let (mean, std) = intensity_stats(&loaded.seg, config.in_channels);
             PreprocessSpec {
@@ -202,7 +207,8 @@ pub fn train(
         }
     };
     let seg_start = match &init {
-        Some(file) => SegStart::FineTune(file),
+        Some((file, false)) => SegStart::FineTune(file),
+        Some((file, true)) => SegStart::Deepen(file),
         None => SegStart::Recon(&recon_ckpt),
     };
     for g in &loaded.groups {
@@ -260,8 +266,12 @@ pub fn train(
         return report_skipped(&loaded.skipped);
     }
     let mut summary = data_summary(recipe.to_json(), run);
-    if let Some(file) = &init {
-        summary["fine_tuned_from"] = json!({ "file": recon_ckpt.display().to_string(), "info": file.info });
+    if let Some((file, deepened)) = &init {
+        summary["fine_tuned_from"] = json!({
+            "file": recon_ckpt.display().to_string(),
+            "info": file.info,
+            "deepened_from": deepened.then(|| &file.config),
+        });
     }
     export(
         seg_start,
@@ -334,7 +344,9 @@ pub enum TrainStage {
         #[arg(long, required_unless_present = "init", conflicts_with = "init")]
         recon: Option<PathBuf>,
         /// Fine-tune: start from a weights file (e.g. the shipped one). Its R stays frozen, S
-        /// starts from its values, and its normalisation is kept; --preset must match its model.
+        /// starts from its values, and its normalisation is kept. --preset must match its model,
+        /// or deepen it: the same model with more of S's blocks per level, each added block
+        /// starting as the identity (so training starts from the file's function).
         #[arg(long)]
         init: Option<PathBuf>,
         #[command(flatten)]

@@ -114,6 +114,21 @@ impl ModelConfig {
         }
         Ok(())
     }
+
+    /// Whether `self` is `base` with more Res-CBAM blocks in some of S's levels and nothing
+    /// else changed (R, the widths, the stem, DPConv): S's added blocks can then start as
+    /// identities, so that fine-tuning starts from `base`'s function with more capacity
+    /// (`srsnet train seg --init`, [`crate::train::trainer::SegStart::Deepen`]).
+    pub fn deepens(&self, base: &ModelConfig) -> bool {
+        let same = |a: &NetConfig, b: &NetConfig| a.stem == b.stem && a.widths == b.widths;
+        self.in_channels == base.in_channels
+            && self.recon_out_channels == base.recon_out_channels
+            && self.dpconv_kernel == base.dpconv_kernel
+            && self.recon == base.recon
+            && same(&self.seg, &base.seg)
+            && self.seg.blocks.iter().zip(&base.seg.blocks).all(|(a, b)| a >= b)
+            && self.seg.blocks != base.seg.blocks
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +145,22 @@ mod tests {
         let l = ModelConfig::lite();
         assert_eq!(l.in_channels, 1);
         assert_eq!(l.dpconv_info_channels(), 16);
+    }
+
+    #[test]
+    fn only_more_segmentation_blocks_deepen_a_model() {
+        let lite = ModelConfig::lite();
+        let mut deeper = lite.clone();
+        deeper.seg.blocks = [1, 2, 2, 2];
+        assert!(deeper.deepens(&lite));
+        assert!(!lite.deepens(&deeper), "fewer blocks");
+        assert!(!lite.deepens(&lite), "the same model is a plain fine-tune");
+        let mut wider = deeper.clone();
+        wider.seg.widths[1] = 24;
+        assert!(!wider.deepens(&lite), "other widths");
+        let mut other_r = deeper.clone();
+        other_r.recon.blocks = [1, 2, 1, 1];
+        assert!(!other_r.deepens(&lite), "R is frozen: it must not change");
     }
 
     #[test]

@@ -392,7 +392,7 @@ fn emit(
             "latency_ms": raw.captured_at.elapsed().as_secs_f64() * 1e3,
             "targets": det.targets,
         });
-        let mask = det.mask(cfg.rule);
+        let mask = &det.target_mask;
         match &raw.truth {
             Some(Truth::Points(truth)) => {
                 record["truth"] = json!(truth.iter().map(|(x, y)| json!({"x": x, "y": y})).collect::<Vec<_>>());
@@ -403,7 +403,7 @@ fn emit(
                 // Mask-labelled sets are scored as `srsnet eval --data` scores them: the
                 // thresholded probability map against the mask.
                 record["truth_pixels"] = json!(gt.iter().filter(|&&g| g).count());
-                stats.score.add_mask(&mask, gt, raw.width, raw.height);
+                stats.score.add_mask(mask, gt, raw.width, raw.height);
                 stats.mask_scored = true;
             }
             None => {}
@@ -413,7 +413,7 @@ fn emit(
                 record: &record,
                 frame: &item.frame,
                 index: raw.index,
-                mask: &mask,
+                mask,
                 targets: &det.targets,
                 truth: raw.truth.as_ref(),
             },

@@ -653,6 +653,9 @@ pub enum SegStart<'a> {
     /// Fine-tuning: R (frozen) and S's starting values both from a weights file, which must
     /// hold every tensor of the model.
     FineTune(&'a WeightsFile),
+    /// Fine-tuning a deeper S (a config that [`ModelConfig::deepens`] the file's): R and S's
+    /// blocks from the file, and each added block set to the identity (see [`added_blocks`]).
+    Deepen(&'a WeightsFile),
 }
 
 impl SegStart<'_> {
@@ -666,7 +669,9 @@ impl SegStart<'_> {
                     .pp("var")
                     .pp(RECON_PREFIX)
             }
-            SegStart::FineTune(file) => Weights::new(file.store.clone(), DType::F32, device).pp(RECON_PREFIX),
+            SegStart::FineTune(file) | SegStart::Deepen(file) => {
+                Weights::new(file.store.clone(), DType::F32, device).pp(RECON_PREFIX)
+            }
         })
     }
 
@@ -675,7 +680,7 @@ impl SegStart<'_> {
         // A checkpoint names its variables `var.<name>`; a weights file names them `<name>`.
         match self {
             SegStart::Recon(path) => tensors_under(&Checkpoint::open(path)?.store, "var.", RECON_PREFIX),
-            SegStart::FineTune(file) => tensors_under(&file.store, "", RECON_PREFIX),
+            SegStart::FineTune(file) | SegStart::Deepen(file) => tensors_under(&file.store, "", RECON_PREFIX),
         }
     }
 }
@@ -702,17 +707,68 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &S
     let vars = match (&ck, from) {
         // A resumed run continues from its own checkpoint, fine-tuned or not.
         (None, SegStart::FineTune(file)) => VarSource::strict(file.store.clone(), seed),
+        // Tensors the file lacks are initialised; `added_blocks` then checks them.
+        (None, SegStart::Deepen(file)) => VarSource::new(Some(file.store.clone()), seed),
         _ => var_source(&ck, seed),
     };
     let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp(SEG_PREFIX);
     let rw = from.recon_weights(&opts.device)?;
-    let mut stage = SegStage::new(&w, vars, &rw, &opts.config, opts.sgd, state.max_steps)?;
+    let mut stage = SegStage::new(&w, vars.clone(), &rw, &opts.config, opts.sgd, state.max_steps)?;
+    if let (None, SegStart::Deepen(file)) = (&ck, from) {
+        let n = added_blocks(&vars, &file.store)?;
+        eprintln!(
+            "{}: S deepened by {n} Res-CBAM blocks, each starting as the identity",
+            file.store.path().display()
+        );
+    }
     stage.negative_loss = opts.negative_loss;
     stage.negative_weight = opts.negative_weight;
     if let Some(ck) = &ck {
         stage.opt.restore(ck.momentum(&opts.device)?, state.step);
     }
     run_loop(&mut stage, data, opts, state, stop)
+}
+
+/// Checks and initialises the blocks a deeper S has beyond the file it starts from: every
+/// variable the file lacks must belong to block `i ≥ 1` of a layer whose block 0 the file holds
+/// (else an error names the file and the tensor). Each added block's last batch norm (`bn2`)
+/// gets γ = β = 0, so its residual branch outputs 0 and the block passes its input through
+/// (`relu(0 + x) = x`, since x is the previous block's ReLU output); the deepened net starts
+/// with the file's function ("zero-init residual", Goyal et al. 2017), and the gradient of γ
+/// is not zero, so the branch starts learning at once. Returns the number of added blocks.
+fn added_blocks(vars: &VarSource, store: &WeightStore) -> Result<usize> {
+    let mut blocks = std::collections::BTreeSet::new();
+    for (name, var) in vars.vars() {
+        if store.contains(&name) {
+            continue;
+        }
+        let Some((block, rest)) = added_block(&name, store) else {
+            bail!(
+                "{}: holds no tensor {name}; a deeper preset may only add blocks after a level's first",
+                store.path().display()
+            );
+        };
+        if rest == "bn2.weight" || rest == "bn2.bias" {
+            var.set(&var.as_tensor().zeros_like()?)?;
+        }
+        blocks.insert(block.to_string());
+    }
+    Ok(blocks.len())
+}
+
+/// `name` as `(LAYER.I, REST)` if it is a tensor of block I ≥ 1 of a layer whose block 0
+/// `store` holds under the same REST (`seg.conv1_0.1.bn2.weight` → `seg.conv1_0.1`).
+fn added_block<'n>(name: &'n str, store: &WeightStore) -> Option<(&'n str, &'n str)> {
+    let parts: Vec<&str> = name.split('.').collect();
+    (1..parts.len()).find_map(|k| {
+        let i: usize = parts[k].parse().ok()?;
+        let (layer, rest) = (parts[..k].join("."), parts[k + 1..].join("."));
+        let first = format!("{layer}.0.{rest}");
+        (i >= 1 && store.contains(&first)).then(|| {
+            let block_len = layer.len() + 1 + parts[k].len();
+            (&name[..block_len], &name[block_len + 1..])
+        })
+    })
 }
 
 /// The tensors of the final weights file: R from where stage 2 started, S from `seg_ckpt`.
@@ -725,6 +781,8 @@ pub fn final_tensors(from: SegStart, seg_ckpt: &Path) -> Result<BTreeMap<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::weights::Init;
+    use std::sync::Arc;
 
     fn data(groups: &[(usize, f64)]) -> TrainData {
         let mut train = Vec::new();
@@ -883,5 +941,86 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old.isa, None);
+    }
+
+    /// The shipped lite weights' S as a stage, built by `vars` on `cfg`.
+    fn seg_stage(file: &WeightsFile, vars: Arc<VarSource>, cfg: &ModelConfig) -> SegStage {
+        let w = Weights::from_vars(vars.clone(), DType::F32, &Device::Cpu).pp(SEG_PREFIX);
+        let rw = Weights::new(file.store.clone(), DType::F32, &Device::Cpu).pp(RECON_PREFIX);
+        SegStage::new(&w, vars, &rw, cfg, SgdConfig::default(), 10).unwrap()
+    }
+
+    #[test]
+    fn a_deepened_net_starts_with_the_function_of_the_file_it_deepens() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/srsnet-lite.safetensors");
+        let file = WeightsFile::open(&path).unwrap();
+        let mut deeper = file.config.clone();
+        deeper.seg.blocks = [1, 2, 3, 2];
+        let base = seg_stage(&file, VarSource::strict(file.store.clone(), 1), &file.config);
+        let vars = VarSource::new(Some(file.store.clone()), 1);
+        let deep = seg_stage(&file, vars.clone(), &deeper);
+        // Levels 1-3 gain 1, 2 and 1 blocks in each of their 3, 2 and 1 layers.
+        assert_eq!(added_blocks(&vars, &file.store).unwrap(), 3 + 2 * 2 + 1);
+        let zero = |n: &str| {
+            vars.var(n)
+                .unwrap()
+                .as_tensor()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+        };
+        assert_eq!(zero("seg.conv2_0.2.bn2.weight").unwrap(), 0.0);
+        assert!(
+            zero("seg.conv2_0.2.CONV.weight").unwrap() > 0.0,
+            "the branch's convs are initialised"
+        );
+        let x = Tensor::rand(0f32, 1f32, (1, 1, 64, 64), &Device::Cpu).unwrap();
+        let (a, b) = (base.predict(&x).unwrap(), deep.predict(&x).unwrap());
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            diff < 1e-5,
+            "the added blocks pass their input through: max logit difference {diff}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_missing_outside_an_added_block_is_an_error_naming_it() {
+        // A store holding block 0 of one layer only.
+        let path = std::env::temp_dir().join(format!("srsnet-added-blocks-{}.safetensors", std::process::id()));
+        let t = Tensor::ones(4, DType::F32, &Device::Cpu).unwrap();
+        candle_core::safetensors::save(&[("seg.l.0.bn2.weight".to_string(), t)].into(), &path).unwrap();
+        let store = WeightStore::open(&path).unwrap();
+        let vars = VarSource::new(Some(store.clone()), 1);
+        let w = Weights::from_vars(vars.clone(), DType::F32, &Device::Cpu);
+        for name in ["seg.l.0.bn2.weight", "seg.l.1.bn2.weight", "seg.l.2.bn2.weight"] {
+            w.get(&[4], name, Init::Const(1.0)).unwrap();
+        }
+        assert_eq!(added_blocks(&vars, &store).unwrap(), 2);
+        assert_eq!(
+            vars.var("seg.l.2.bn2.weight")
+                .unwrap()
+                .as_tensor()
+                .to_vec1::<f32>()
+                .unwrap(),
+            vec![0.0; 4]
+        );
+        // A tensor that is not in a block after one the store holds.
+        w.get(&[4], "seg.head.weight", Init::Const(1.0)).unwrap();
+        let err = added_blocks(&vars, &store).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            err.contains(&format!("{}: holds no tensor seg.head.weight", path.display()))
+                && err.contains("after a level's first"),
+            "{err}"
+        );
     }
 }
