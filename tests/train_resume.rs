@@ -93,6 +93,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         val_threshold: 0.5,
         val_grow: None,
         val_min_pd: 0.0,
+        precise_bn: 0,
     }
 }
 
@@ -193,6 +194,51 @@ fn resumed_training_equals_uninterrupted() {
         Outcome::Finished
     );
     assert_same_checkpoints(&last_path(&straight, "seg"), &last_path(&split, "seg"));
+}
+
+#[test]
+fn precise_batch_norm_resumes_exactly_and_changes_only_the_running_statistics() {
+    let data = TrainData::new(samples(10, 32), vec![]);
+    let never = Stop::new();
+    let base = tmp("pbn-recon");
+    train_recon(&options(base.clone(), false, None), &data, &never).unwrap();
+    let recon = best_path(&base, "recon");
+    let seg = |out: &PathBuf, resume: bool, stop_after: Option<usize>, precise_bn: usize| {
+        let opts = TrainOptions {
+            precise_bn,
+            ..options(out.clone(), resume, stop_after)
+        };
+        train_seg(&opts, &data, SegStart::Recon(&recon), &never).unwrap()
+    };
+    let (plain, precise, split) = (tmp("pbn-plain"), tmp("pbn-precise"), tmp("pbn-split"));
+    assert_eq!(seg(&plain, false, None, 0), Outcome::Finished);
+    assert_eq!(seg(&precise, false, None, 2), Outcome::Finished);
+    // Stopped in epoch 2 (3 batches per epoch), after epoch 1's re-estimate.
+    assert_eq!(seg(&split, false, Some(4), 2), Outcome::Interrupted);
+    assert_eq!(seg(&split, true, None, 2), Outcome::Finished);
+    assert_same_checkpoints(&last_path(&precise, "seg"), &last_path(&split, "seg"));
+
+    // Training itself uses batch statistics: every weight and momentum buffer is the same with
+    // and without the re-estimate, and every running statistic differs.
+    let (a, b) = (
+        WeightStore::open(last_path(&plain, "seg")).unwrap(),
+        WeightStore::open(last_path(&precise, "seg")).unwrap(),
+    );
+    let (mut same, mut moved) = (0, 0);
+    for n in a.names().into_iter().filter(|n| n.starts_with("var.seg.")) {
+        let d = common::max_abs_diff(
+            &a.get_any_shape(&n, DType::F32, &Device::Cpu).unwrap(),
+            &b.get_any_shape(&n, DType::F32, &Device::Cpu).unwrap(),
+        );
+        if n.contains("running_") {
+            assert!(d > 0.0, "{n} was not re-estimated");
+            moved += 1;
+        } else {
+            assert_eq!(d, 0.0, "{n} differs");
+            same += 1;
+        }
+    }
+    assert!(moved > 20 && same > 50, "{moved} running statistics, {same} weights");
 }
 
 fn pool(dir: &std::path::Path) -> Vec<srsnet::train::mining::HardNegative> {

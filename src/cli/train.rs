@@ -74,6 +74,8 @@ pub struct RunArgs {
     pub val_grow: Option<f64>,
     /// The Pd floor an epoch must reach on every validation set with targets to be kept.
     pub val_min_pd: f64,
+    /// Batches over which the BatchNorm statistics are re-estimated after every epoch.
+    pub precise_bn: usize,
     /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
     /// Continue from the output folder's last checkpoint.
@@ -104,6 +106,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         val_threshold: run.val_threshold,
         val_grow: run.val_grow,
         val_min_pd: run.val_min_pd,
+        precise_bn: run.precise_bn,
     }
 }
 
@@ -297,6 +300,7 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
         "negative_loss": run.negative_loss, "negative_weight": run.negative_weight,
         "val_threshold": run.val_threshold, "val_grow": run.val_grow, "val_min_pd": run.val_min_pd,
+        "precise_bn": run.precise_bn,
     })
 }
 
@@ -482,6 +486,11 @@ pub struct TrainArgs {
     /// best checkpoint, whatever its score (0: off); if none reaches it, the last epoch is.
     #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
     pub val_min_pd: f64,
+    /// After every epoch, replace the BatchNorm running statistics by their plain mean over
+    /// the epoch's first N batches (PreciseBN; 0: off). Validation, mining and the weights then
+    /// see statistics of N·batch crops rather than the last ten or so batches' average.
+    #[arg(long, default_value_t = 0)]
+    pub precise_bn: usize,
     /// Output folder: checkpoints, log.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -593,6 +602,7 @@ impl TrainArgs {
             val_threshold: self.val_threshold,
             val_grow: self.val_grow,
             val_min_pd: self.val_min_pd,
+            precise_bn: self.precise_bn,
             out: self.out,
             resume: self.resume,
             device: self.device.open()?,

@@ -152,6 +152,19 @@ impl SegStage {
         loss.to_dtype(DType::F64)?.to_scalar::<f64>()
     }
 
+    /// Adds batch `x` to a fresh estimate of S's BatchNorm running statistics: the plain mean
+    /// over the `k + 1` batches given so far (`k` counts from 0), not the exponential average
+    /// of training. No gradient is taken and no weight changes.
+    pub fn accumulate_bn_statistics(&mut self, x: &Tensor, k: usize) -> Result<()> {
+        let momentum = self.bn.momentum();
+        self.bn.set_training(true);
+        // With momentum 1/(k+1), running = (k·running + batch)/(k+1): the mean of k+1 batches.
+        self.bn.set_momentum(1.0 / (k + 1) as f64);
+        let out = self.net.forward(x, &self.info(x)?).map(|_| ());
+        self.bn.set_momentum(momentum);
+        out
+    }
+
     /// Eval-mode logits (running statistics), detached.
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         self.bn.set_training(false);

@@ -85,6 +85,10 @@ pub struct TrainOptions {
     /// an epoch that missed a quarter of DAUB 5's aircraft, four epochs before one that
     /// found 92 % of them (models/README.md).
     pub val_min_pd: f64,
+    /// At the end of every epoch, re-estimate the BatchNorm running statistics as their plain
+    /// mean over this many of the epoch's batches (0: keep training's averages); see
+    /// [`precise_bn`].
+    pub precise_bn: usize,
 }
 
 /// How a run ended.
@@ -151,6 +155,11 @@ trait Stage {
     fn mine(&mut self, _samples: &[Sample], _opts: &TrainOptions) -> Result<Vec<HardNegative>> {
         Ok(Vec::new())
     }
+    /// Adds batch `k` (from 0) to a fresh estimate of the BatchNorm running statistics (see
+    /// [`precise_bn`]); a stage without that pass keeps its training averages.
+    fn accumulate_bn_statistics(&mut self, _x: &Tensor, _k: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl Stage for ReconStage {
@@ -185,6 +194,9 @@ impl Stage for SegStage {
     }
     fn step(&mut self, x: &Tensor, mask: &Tensor) -> Result<f64> {
         Ok(SegStage::step(self, x, mask)?)
+    }
+    fn accumulate_bn_statistics(&mut self, x: &Tensor, k: usize) -> Result<()> {
+        Ok(SegStage::accumulate_bn_statistics(self, x, k)?)
     }
     /// Score: the mean over validation sets of each set's score (see [`set_score`]).
     fn validate(&mut self, val: &[ValSet], opts: &TrainOptions) -> Result<(f64, serde_json::Value)> {
@@ -502,6 +514,7 @@ fn run_loop(
             pb.inc();
         }
         let train_secs = t0.elapsed().as_secs_f64();
+        precise_bn(stage, data, opts, &order, epoch, &state.hard_negatives)?;
         state.epoch += 1;
         state.batch = 0;
         let mut record = json!({
@@ -546,6 +559,30 @@ fn run_loop(
         std::fs::copy(last_path(&opts.out_dir, name), best_path(&opts.out_dir, name))?;
     }
     Ok(Outcome::Finished)
+}
+
+/// With `--precise-bn N`, replaces the BatchNorm running statistics at the end of an epoch by
+/// their plain mean over the epoch's first N batches (the same crops it trained on), run
+/// through the net as it stands. Why: training keeps an exponential average with momentum
+/// 0.1, about the last ten batches of 8 mixed crops, so the statistics that validation,
+/// mining and the weights file use depend on which crops came last; the high-confidence tail
+/// that a 0.95 threshold cuts moves with them (the epoch-to-epoch swings of runs v13–v17 in
+/// models/README.md). Wu & Johnson, "Rethinking 'Batch' in BatchNorm" (2021), call this
+/// PreciseBN. Deterministic, so `--resume` stays exact.
+fn precise_bn(
+    stage: &mut dyn Stage,
+    data: &TrainData,
+    opts: &TrainOptions,
+    order: &[usize],
+    epoch: usize,
+    pool: &[HardNegative],
+) -> Result<()> {
+    let n = opts.precise_bn.min(batches_per_epoch(order.len(), opts.batch));
+    for k in 0..n {
+        let (x, _) = make_batch(&data.train, order, k, opts, epoch, pool)?;
+        stage.accumulate_bn_statistics(&x, k)?;
+    }
+    Ok(())
 }
 
 /// Replaces the run's hard-negative pool with the false targets of the stage's current net on
