@@ -309,6 +309,35 @@ fn without_tensor(from: &Path, to: &Path, drop: &str) {
     safetensors::serialize_to_file(kept, meta.metadata().clone(), to).unwrap();
 }
 
+/// `srsnet train STAGE ARGS... --out OUT` on `datasets` (`--dataset` values), 1 epoch of
+/// 32-px images in batches of 4.
+fn train_small(datasets: &[String], stage: &str, args: &[&str], out: &Path) -> (i32, String) {
+    let mut a = vec![
+        "train",
+        stage,
+        "--out",
+        s(out),
+        "--size",
+        "32",
+        "--batch",
+        "4",
+        "--epochs",
+        "1",
+    ];
+    for d in datasets {
+        a.extend(["--dataset", d.as_str()]);
+    }
+    a.extend(args);
+    srsnet(&a)
+}
+
+/// Trains both stages of `preset` on `datasets` into `out` (one epoch each); its weights file.
+fn small_base(datasets: &[String], preset: &Path, out: &Path) -> PathBuf {
+    let (code, err) = train_small(datasets, "all", &["--recon-epochs", "1", "--preset", s(preset)], out);
+    assert_eq!(code, 0, "{err}");
+    out.join("srsnet.safetensors")
+}
+
 /// `small_preset`'s model with S's level-1 and level-3 layers two blocks deep.
 fn deeper_preset(dir: &Path) -> PathBuf {
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(small_preset(dir)).unwrap()).unwrap();
@@ -324,28 +353,9 @@ fn a_deeper_preset_fine_tunes_from_the_file_it_deepens() {
     let d = tmp("deepen");
     synth(&d.join("seq"), "2", "3", "4");
     let (preset, deeper) = (small_preset(&d), deeper_preset(&d));
-    let seq = format!("sequence:{}", s(&d.join("seq")));
-    let train = |stage: &str, args: &[&str], out: &Path| -> (i32, String) {
-        let mut a = vec![
-            "train",
-            stage,
-            "--out",
-            s(out),
-            "--size",
-            "32",
-            "--batch",
-            "4",
-            "--epochs",
-            "1",
-        ];
-        a.extend(["--dataset", &seq]);
-        a.extend(args);
-        srsnet(&a)
-    };
-    let base = d.join("base");
-    let (code, err) = train("all", &["--recon-epochs", "1", "--preset", s(&preset)], &base);
-    assert_eq!(code, 0, "{err}");
-    let init = base.join("srsnet.safetensors");
+    let data = [format!("sequence:{}", s(&d.join("seq")))];
+    let train = |stage: &str, args: &[&str], out: &Path| train_small(&data, stage, args, out);
+    let init = small_base(&data, &preset, &d.join("base"));
 
     let deep = d.join("deep");
     let (code, err) = train(
@@ -413,28 +423,8 @@ fn fine_tuning_starts_from_a_weights_file_and_keeps_its_reconstruction_net() {
         format!("sequence:{}", s(&d.join("seq"))),
         format!("negatives:{}@0.5", s(&d.join("neg/frames"))),
     ];
-    // `srsnet train STAGE ARGS... --out OUT` on the two datasets, 1 epoch of 32-px crops.
-    let train = |stage: &str, args: &[&str], out: &Path| -> (i32, String) {
-        let mut a = vec![
-            "train",
-            stage,
-            "--out",
-            s(out),
-            "--size",
-            "32",
-            "--batch",
-            "4",
-            "--epochs",
-            "1",
-        ];
-        a.extend(["--dataset", &data[0], "--dataset", &data[1]]);
-        a.extend(args);
-        srsnet(&a)
-    };
-    let base = d.join("base");
-    let (code, err) = train("all", &["--recon-epochs", "1", "--preset", s(&preset)], &base);
-    assert_eq!(code, 0, "{err}");
-    let init = base.join("srsnet.safetensors");
+    let train = |stage: &str, args: &[&str], out: &Path| train_small(&data, stage, args, out);
+    let init = small_base(&data, &preset, &d.join("base"));
 
     // A learning rate of 1e-12 leaves every fp16 weight where it was: S provably starts from
     // the file (a fresh initialisation would differ everywhere), and R is the file's.
