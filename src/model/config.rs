@@ -118,7 +118,7 @@ impl ModelConfig {
     /// Whether `self` is `base` with more Res-CBAM blocks in some of S's levels and nothing
     /// else changed (R, the widths, the stem, DPConv): S's added blocks can then start as
     /// identities, so that fine-tuning starts from `base`'s function with more capacity
-    /// (`srsnet train seg --init`, [`crate::train::trainer::SegStart::Deepen`]).
+    /// (`srsnet train seg --init`; the trainer's `SegStart::Deepen`).
     pub fn deepens(&self, base: &ModelConfig) -> bool {
         let same = |a: &NetConfig, b: &NetConfig| a.stem == b.stem && a.widths == b.widths;
         self.in_channels == base.in_channels
