@@ -16,7 +16,8 @@ use srsnet::train::data::Sample;
 use srsnet::train::optim::SgdConfig;
 use srsnet::train::recipe::{ValItem, ValSet};
 use srsnet::train::trainer::{
-    best_path, last_path, train_recon, train_seg, Outcome, SegStart, TrainData, TrainOptions,
+    best_path, epoch_path, kept_epochs, last_path, train_recon, train_seg, Outcome, SegStart, TrainData,
+    TrainOptions,
 };
 use std::path::PathBuf;
 
@@ -94,6 +95,8 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         val_grow: None,
         val_min_pd: 0.0,
         precise_bn: 0,
+        ema: None,
+        keep_epochs: false,
     }
 }
 
@@ -118,9 +121,8 @@ fn assert_same_checkpoints(a: &std::path::Path, b: &std::path::Path) {
     }
 }
 
-#[test]
-fn resumed_training_equals_uninterrupted() {
-    let val = ValSet {
+fn val_set() -> ValSet {
+    ValSet {
         name: "val".into(),
         items: samples(2, 32)
             .into_iter()
@@ -130,8 +132,12 @@ fn resumed_training_equals_uninterrupted() {
                 image: s.image,
             })
             .collect(),
-    };
-    let data = TrainData::new(samples(10, 32), vec![val]);
+    }
+}
+
+#[test]
+fn resumed_training_equals_uninterrupted() {
+    let data = TrainData::new(samples(10, 32), vec![val_set()]);
     let never = Stop::new();
 
     let straight = tmp("straight");
@@ -239,6 +245,66 @@ fn precise_batch_norm_resumes_exactly_and_changes_only_the_running_statistics() 
         }
     }
     assert!(moved > 20 && same > 50, "{moved} running statistics, {same} weights");
+}
+
+fn tensor(store: &WeightStore, name: &str) -> candle_core::Tensor {
+    store.get_any_shape(name, DType::F32, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn a_weight_average_resumes_exactly_and_is_what_validation_keeps() {
+    let data = TrainData::new(samples(10, 32), vec![val_set()]);
+    let never = Stop::new();
+    let base = tmp("ema-recon");
+    train_recon(&options(base.clone(), false, None), &data, &never).unwrap();
+    let recon = best_path(&base, "recon");
+    let seg = |out: &PathBuf, resume: bool, stop_after: Option<usize>, ema: Option<f64>| {
+        let opts = TrainOptions {
+            ema,
+            keep_epochs: true,
+            precise_bn: 2,
+            ..options(out.clone(), resume, stop_after)
+        };
+        train_seg(&opts, &data, SegStart::Recon(&recon), &never)
+    };
+    let (plain, averaged, split) = (tmp("ema-plain"), tmp("ema-averaged"), tmp("ema-split"));
+    assert_eq!(seg(&plain, false, None, None).unwrap(), Outcome::Finished);
+    assert_eq!(seg(&averaged, false, None, Some(0.7)).unwrap(), Outcome::Finished);
+    // 3 batches per epoch: stopped in epoch 2, after epoch 1's validation of the average.
+    assert_eq!(seg(&split, false, Some(4), Some(0.7)).unwrap(), Outcome::Interrupted);
+    assert_eq!(seg(&split, true, None, Some(0.7)).unwrap(), Outcome::Finished);
+    assert_same_checkpoints(&last_path(&averaged, "seg"), &last_path(&split, "seg"));
+    assert_eq!(kept_epochs(&averaged, "seg").unwrap(), vec![1, 2]);
+    assert_same_checkpoints(&epoch_path(&averaged, "seg", 1), &epoch_path(&split, "seg", 1));
+
+    // The average changes nothing SGD does: the raw weights, statistics and momentum are those
+    // of the same run without it.
+    let (raw, last) = (
+        WeightStore::open(last_path(&plain, "seg")).unwrap(),
+        WeightStore::open(last_path(&averaged, "seg")).unwrap(),
+    );
+    for n in raw.names() {
+        assert_eq!(common::max_abs_diff(&tensor(&raw, &n), &tensor(&last, &n)), 0.0, "{n}");
+    }
+    // What validation kept for epoch 2 is the average (`ema.NAME` of the last checkpoint), and
+    // the average is not the raw weights.
+    let kept = WeightStore::open(epoch_path(&averaged, "seg", 2)).unwrap();
+    let mut differ = 0;
+    for n in last.names().into_iter().filter(|n| n.starts_with("var.seg.")) {
+        let average = tensor(&last, &format!("ema.{}", &n["var.".len()..]));
+        assert_eq!(common::max_abs_diff(&tensor(&kept, &n), &average), 0.0, "{n}");
+        differ += usize::from(common::max_abs_diff(&average, &tensor(&last, &n)) > 0.0);
+    }
+    assert!(differ > 50, "{differ} averaged tensors differ from the raw ones");
+
+    // A resume must keep the decay the run started with.
+    for (other, says) in [(Some(0.8), "this command gives --ema 0.8"), (None, "this command gives no --ema")] {
+        let err = format!("{:#}", seg(&split, true, None, other).err().expect("refused"));
+        assert!(
+            err.contains("seg-last.ckpt.safetensors") && err.contains("started with --ema 0.7") && err.contains(says),
+            "{err}"
+        );
+    }
 }
 
 fn pool(dir: &std::path::Path) -> Vec<srsnet::train::mining::HardNegative> {

@@ -76,6 +76,10 @@ pub struct RunArgs {
     pub val_min_pd: f64,
     /// Batches over which the BatchNorm statistics are re-estimated after every epoch.
     pub precise_bn: usize,
+    /// The decay of the weight average that validation and the kept weights use, if any.
+    pub ema: Option<f64>,
+    /// Keep (and export) every validated epoch's weights.
+    pub keep_epochs: bool,
     /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
     /// Continue from the output folder's last checkpoint.
@@ -107,6 +111,8 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         val_grow: run.val_grow,
         val_min_pd: run.val_min_pd,
         precise_bn: run.precise_bn,
+        ema: run.ema,
+        keep_epochs: run.keep_epochs,
     }
 }
 
@@ -279,11 +285,18 @@ pub fn train(
     export(
         seg_start,
         &best_path(&run.out, "seg"),
-        &config,
-        &preprocess,
-        summary,
+        None,
+        (&config, &preprocess),
+        summary.clone(),
         weights_out,
     )?;
+    if run.keep_epochs {
+        for epoch in trainer::kept_epochs(&run.out, "seg")? {
+            let ckpt = trainer::epoch_path(&run.out, "seg", epoch);
+            let out = run.out.join(format!("srsnet-epoch{epoch}.safetensors"));
+            export(seg_start, &ckpt, Some(epoch), (&config, &preprocess), summary.clone(), &out)?;
+        }
+    }
     report_skipped(&loaded.skipped)
 }
 
@@ -300,16 +313,17 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
         "negative_loss": run.negative_loss, "negative_weight": run.negative_weight,
         "val_threshold": run.val_threshold, "val_grow": run.val_grow, "val_min_pd": run.val_min_pd,
-        "precise_bn": run.precise_bn,
+        "precise_bn": run.precise_bn, "ema": run.ema,
     })
 }
 
-/// Writes the fp16 weights file from the best checkpoints, with the training record.
+/// Writes the fp16 weights file from a stage-2 checkpoint, with the training record: the best
+/// checkpoint (`epoch` None), or the one `--keep-epochs` kept of `epoch`.
 fn export(
     from: SegStart,
     seg_ckpt: &Path,
-    config: &ModelConfig,
-    preprocess: &PreprocessSpec,
+    epoch: Option<usize>,
+    (config, preprocess): (&ModelConfig, &PreprocessSpec),
     mut info: serde_json::Value,
     out: &Path,
 ) -> Result<()> {
@@ -319,7 +333,7 @@ fn export(
     info["seg_best_epoch"] = json!(seg.state.best_epoch);
     info["seg_best_val_score"] = json!(seg.state.best_score);
     // No best epoch when none reached --val-min-pd: the weights are then the last epoch's.
-    let kept = seg.state.best_epoch.unwrap_or(seg.state.epoch);
+    let kept = epoch.unwrap_or(seg.state.best_epoch.unwrap_or(seg.state.epoch));
     info["seg_kept_epoch"] = json!(kept);
     if let Some(dir) = seg_ckpt.parent() {
         let log = std::fs::read_to_string(dir.join("log.jsonl")).unwrap_or_default();
@@ -491,6 +505,16 @@ pub struct TrainArgs {
     /// see statistics of N·batch crops rather than the last ten or so batches' average.
     #[arg(long, default_value_t = 0)]
     pub precise_bn: usize,
+    /// Keep an exponential moving average of the weights with this decay per step (e.g.
+    /// 0.998: about the last 500 steps), and validate, keep and export the average instead of
+    /// the raw weights, which SGD goes on stepping. Smooths the epoch-to-epoch swings of
+    /// fine-tuning; `--resume` continues it exactly.
+    #[arg(long, value_parser = parse_probability)]
+    pub ema: Option<f64>,
+    /// Keep every validated epoch's weights, not only the best and the last: the checkpoint
+    /// OUT/seg-epochN.ckpt.safetensors, and at the end the weights file OUT/srsnet-epochN.safetensors.
+    #[arg(long)]
+    pub keep_epochs: bool,
     /// Output folder: checkpoints, log.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -603,6 +627,8 @@ impl TrainArgs {
             val_grow: self.val_grow,
             val_min_pd: self.val_min_pd,
             precise_bn: self.precise_bn,
+            ema: self.ema,
+            keep_epochs: self.keep_epochs,
             out: self.out,
             resume: self.resume,
             device: self.device.open()?,

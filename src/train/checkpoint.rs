@@ -36,16 +36,26 @@ pub struct RunState {
     /// run `lite-v12-repro`), so a resume elsewhere is told it will not continue exactly.
     #[serde(default)]
     pub isa: Option<String>,
+    /// The decay of the run's weight average (`--ema`; none without one, and in older
+    /// checkpoints). A resume must name the same, since the average is part of the run.
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
 }
 
-/// Writes a checkpoint (write then rename, so an interrupted write never replaces a good one).
-pub fn save(
+/// Writes a checkpoint (write then rename, so an interrupted write never replaces a good one):
+/// the variables as `var.NAME`, the momentum buffers as `momentum.NAME`, and `extra` (already
+/// named, e.g. the weight average's `ema.NAME`) as they are.
+pub fn save<'a>(
     path: &Path,
     vars: &BTreeMap<String, Var>,
     momentum: &BTreeMap<String, Tensor>,
+    extra: impl Iterator<Item = (String, &'a Tensor)>,
     state: &RunState,
 ) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for (n, t) in extra {
+        tensors.push((n, t.to_dtype(DType::F32)?.contiguous()?));
+    }
     for (n, v) in vars {
         tensors.push((format!("var.{n}"), v.as_tensor().to_dtype(DType::F32)?.contiguous()?));
     }

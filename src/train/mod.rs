@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod data;
+pub mod ema;
 pub mod loss;
 pub mod mining;
 pub mod optim;

@@ -1,10 +1,12 @@
 //! The training loop shared by both stages: epochs of shuffled, augmented batches; validation;
 //! per-epoch checkpoints with the optimiser state (exact `--resume`); a checkpoint on Ctrl-C;
-//! a JSON Lines log; the best checkpoint kept by a named score.
+//! a JSON Lines log; the best checkpoint kept by a named score (and, with `--keep-epochs`, every
+//! validated one); optionally an average of the weights that validation and those use.
 
 use super::augment::{augment_around, sample_rng, synthesize, AugmentConfig, Synthesis};
 use super::checkpoint::{self, Checkpoint, RunState};
 use super::data::Sample;
+use super::ema::{Ema, Swapped};
 use super::loss::NegativeLoss;
 use super::mining::{self, HardNegative};
 use super::optim::{Sgd, SgdConfig};
@@ -89,6 +91,13 @@ pub struct TrainOptions {
     /// mean over this many of the epoch's batches (0: keep training's averages); see
     /// [`precise_bn`].
     pub precise_bn: usize,
+    /// The decay of an exponential moving average of the weights (`train::ema`), which
+    /// validation and the kept checkpoints then use; `None`: the raw weights.
+    pub ema: Option<f64>,
+    /// Also keep every validated epoch's weights (`{stage}-epochN.ckpt.safetensors`), not only
+    /// the best and the last, so that an epoch the selection rule passed over can still be
+    /// examined or shipped.
+    pub keep_epochs: bool,
 }
 
 /// How a run ended.
@@ -140,6 +149,27 @@ pub fn last_path(out: &Path, stage: &str) -> PathBuf {
 /// The best checkpoint of `stage` in `out`.
 pub fn best_path(out: &Path, stage: &str) -> PathBuf {
     out.join(format!("{stage}-best.ckpt.safetensors"))
+}
+
+/// The checkpoint of validated epoch `epoch` (counted from 1) of `stage`, with `--keep-epochs`.
+pub fn epoch_path(out: &Path, stage: &str, epoch: usize) -> PathBuf {
+    out.join(format!("{stage}-epoch{epoch}.ckpt.safetensors"))
+}
+
+/// The epochs of `stage` whose checkpoints `out` keeps (`--keep-epochs`), in order.
+pub fn kept_epochs(out: &Path, stage: &str) -> Result<Vec<usize>> {
+    let prefix = format!("{stage}-epoch");
+    let mut epochs = Vec::new();
+    let dir = std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?;
+    for entry in dir {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let n = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".ckpt.safetensors"));
+        if let Some(epoch) = n.and_then(|n| n.parse().ok()) {
+            epochs.push(epoch);
+        }
+    }
+    epochs.sort_unstable();
+    Ok(epochs)
 }
 
 /// What a stage does per batch and at validation.
@@ -448,10 +478,45 @@ fn log_line(out: &Path, record: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-/// Writes the stage's variables, momentum buffers and run state to `path`.
-fn save(stage: &mut dyn Stage, path: &Path, state: &RunState) -> Result<()> {
+/// Writes the stage's variables, momentum buffers and run state to `path`, and the weight
+/// average where the run keeps one (the last checkpoint, from which `--resume` continues).
+fn save(stage: &mut dyn Stage, path: &Path, state: &RunState, ema: Option<&Ema>) -> Result<()> {
     let vars = stage.vars();
-    checkpoint::save(path, &vars, stage.opt().momentum(), state)
+    let extra = ema.into_iter().flat_map(|e| e.tensors());
+    checkpoint::save(path, &vars, stage.opt().momentum(), extra, state)
+}
+
+/// Writes the weights a run delivers to `path`: the average where the run keeps one, else
+/// the weights as they stand.
+fn save_result(stage: &mut dyn Stage, path: &Path, state: &RunState, ema: Option<&Ema>) -> Result<()> {
+    let vars = stage.vars();
+    let swapped = ema.map(|e| e.swap_in(&vars)).transpose()?;
+    let saved = save(stage, path, state, None);
+    if let Some(s) = swapped {
+        s.restore(&vars)?;
+    }
+    saved
+}
+
+/// Puts the average in place of the raw weights for validation (where the run keeps one);
+/// with `--precise-bn` its BatchNorm statistics are re-estimated under the averaged weights
+/// and become the average's. The caller restores the raw weights.
+fn swap_in_average(
+    stage: &mut dyn Stage,
+    ema: Option<&mut Ema>,
+    data: &TrainData,
+    opts: &TrainOptions,
+    (order, epoch): (&[usize], usize),
+    pool: &[HardNegative],
+) -> Result<Option<Swapped>> {
+    let Some(ema) = ema else { return Ok(None) };
+    let vars = stage.vars();
+    let swapped = ema.swap_in(&vars)?;
+    if opts.precise_bn > 0 {
+        precise_bn(stage, data, opts, order, epoch, pool)?;
+        ema.take(&vars, |n| n.contains("running_"))?;
+    }
+    Ok(Some(swapped))
 }
 
 /// Runs `stage` from `state` to the end (or to a stop request).
@@ -460,6 +525,7 @@ fn run_loop(
     data: &TrainData,
     opts: &TrainOptions,
     mut state: RunState,
+    mut ema: Option<Ema>,
     stop: &Stop,
 ) -> Result<Outcome> {
     let name = stage.name();
@@ -483,7 +549,7 @@ fn run_loop(
         while state.batch < nb {
             let budget_spent = opts.stop_after_batches.is_some_and(|n| run_batches >= n);
             if stop.is_requested() || budget_spent {
-                save(stage, &last_path(&opts.out_dir, name), &state)?;
+                save(stage, &last_path(&opts.out_dir, name), &state, ema.as_ref())?;
                 pb.abandon(format!(
                     "interrupted at epoch {epoch} batch {}; checkpoint written",
                     state.batch
@@ -493,6 +559,9 @@ fn run_loop(
             let (x, m) = make_batch(&data.train, &order, state.batch, opts, epoch, &state.hard_negatives)?;
             let lr = stage.opt().lr();
             let loss = stage.step(&x, &m)?;
+            if let Some(e) = &mut ema {
+                e.update(&stage.vars())?;
+            }
             if !loss.is_finite() {
                 bail!(
                     "{name}: loss became {loss} at epoch {epoch} batch {} (lr {lr})",
@@ -523,42 +592,66 @@ fn run_loop(
         });
         let validate = state.epoch.is_multiple_of(opts.val_every.max(1)) || state.epoch == opts.epochs;
         if validate && !data.val.is_empty() {
-            let (score, report) = stage.validate(&data.val, opts)?;
-            record["val"] = report;
-            record["score"] = json!(score);
-            let below = record["val"]["below_pd_floor"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty());
-            if below {
-                pb.println(&format!(
-                    "epoch {}: Pd below --val-min-pd {} on {}: not a candidate for the best checkpoint",
-                    state.epoch, opts.val_min_pd, record["val"]["below_pd_floor"]
-                ));
+            let swapped = swap_in_average(stage, ema.as_mut(), data, opts, (&order, epoch), &state.hard_negatives)?;
+            let kept = validate_and_keep(stage, data, opts, &mut state, &mut record, &mut pb);
+            if let Some(s) = swapped {
+                s.restore(&stage.vars())?;
             }
-            if !below && state.best_score.is_none_or(|b| score > b) {
-                state.best_score = Some(score);
-                state.best_epoch = Some(state.epoch);
-                save(stage, &best_path(&opts.out_dir, name), &state)?;
-                record["best"] = json!(true);
-            }
+            kept?;
         }
-        save(stage, &last_path(&opts.out_dir, name), &state)?;
+        save(stage, &last_path(&opts.out_dir, name), &state, ema.as_ref())?;
         log_line(&opts.out_dir, &record)?;
         pb.println(&record.to_string());
     }
     pb.finish();
     if data.val.is_empty() {
         // Nothing to select on: the last epoch is the result.
-        std::fs::copy(last_path(&opts.out_dir, name), best_path(&opts.out_dir, name))?;
+        save_result(stage, &best_path(&opts.out_dir, name), &state, ema.as_ref())?;
     } else if state.best_epoch.is_none() {
         eprintln!(
             "warning: no validated epoch of {name} reached --val-min-pd {} on every set with targets; \
              the weights are the last epoch's (log.jsonl has each epoch's Pd)",
             opts.val_min_pd
         );
-        std::fs::copy(last_path(&opts.out_dir, name), best_path(&opts.out_dir, name))?;
+        save_result(stage, &best_path(&opts.out_dir, name), &state, ema.as_ref())?;
     }
     Ok(Outcome::Finished)
+}
+
+/// Validates the weights in place (the average, where the run keeps one), records the result
+/// in `record`, and writes them as the best checkpoint if they are the best so far, and as the
+/// epoch's own with `--keep-epochs`.
+fn validate_and_keep(
+    stage: &mut dyn Stage,
+    data: &TrainData,
+    opts: &TrainOptions,
+    state: &mut RunState,
+    record: &mut serde_json::Value,
+    pb: &mut Progress,
+) -> Result<()> {
+    let name = stage.name();
+    let (score, report) = stage.validate(&data.val, opts)?;
+    record["val"] = report;
+    record["score"] = json!(score);
+    let below = record["val"]["below_pd_floor"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty());
+    if below {
+        pb.println(&format!(
+            "epoch {}: Pd below --val-min-pd {} on {}: not a candidate for the best checkpoint",
+            state.epoch, opts.val_min_pd, record["val"]["below_pd_floor"]
+        ));
+    }
+    if !below && state.best_score.is_none_or(|b| score > b) {
+        state.best_score = Some(score);
+        state.best_epoch = Some(state.epoch);
+        save(stage, &best_path(&opts.out_dir, name), state, None)?;
+        record["best"] = json!(true);
+    }
+    if opts.keep_epochs {
+        save(stage, &epoch_path(&opts.out_dir, name, state.epoch), state, None)?;
+    }
+    Ok(())
 }
 
 /// With `--precise-bn N`, replaces the BatchNorm running statistics at the end of an epoch by
@@ -647,6 +740,7 @@ fn start(opts: &TrainOptions, stage: &str, nb: usize) -> Result<(Option<Checkpoi
         best_epoch: None,
         hard_negatives: Vec::new(),
         isa: Some(Isa::best().name().into()),
+        ema_decay: opts.ema,
     };
     Ok((None, fresh))
 }
@@ -659,6 +753,27 @@ fn other_isa_warning(recorded: Option<&str>, here: &str) -> Option<String> {
         "written where the CPU kernels ran {recorded}, resumed where they run {here}: the run continues, \
          but not bit for bit as it would have on {recorded} (kernels of another width round differently)"
     ))
+}
+
+/// The run's weight average: none without `--ema`, a fresh one equal to `vars` for a new run,
+/// the checkpoint's for a resumed one. A resume must keep the decay it started with (the
+/// average is part of the run's state).
+fn start_ema(opts: &TrainOptions, ck: &Option<Checkpoint>, vars: &BTreeMap<String, Var>) -> Result<Option<Ema>> {
+    let recorded = ck.as_ref().and_then(|c| c.state.ema_decay);
+    if let Some(c) = ck.as_ref().filter(|_| recorded != opts.ema) {
+        let said = |d: Option<f64>| d.map_or("no --ema".to_string(), |d| format!("--ema {d}"));
+        bail!(
+            "{}: the run was started with {}; resume it with the same (this command gives {})",
+            c.store.path().display(),
+            said(recorded),
+            said(opts.ema)
+        );
+    }
+    Ok(match (opts.ema, ck) {
+        (None, _) => None,
+        (Some(d), None) => Some(Ema::new(d, vars)?),
+        (Some(d), Some(c)) => Some(Ema::from_store(d, &c.store, vars, &opts.device)?),
+    })
 }
 
 fn var_source(ck: &Option<Checkpoint>, seed: u64) -> Arc<VarSource> {
@@ -679,7 +794,8 @@ pub fn train_recon(opts: &TrainOptions, data: &TrainData, stop: &Stop) -> Result
     if let Some(ck) = &ck {
         stage.opt.restore(ck.momentum(&opts.device)?, state.step);
     }
-    run_loop(&mut stage, data, opts, state, stop)
+    let ema = start_ema(opts, &ck, &Stage::vars(&stage))?;
+    run_loop(&mut stage, data, opts, state, ema, stop)
 }
 
 /// Where stage 2 starts: its frozen reconstruction net, and the segmentation net's first values.
@@ -763,7 +879,9 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &S
     if let Some(ck) = &ck {
         stage.opt.restore(ck.momentum(&opts.device)?, state.step);
     }
-    run_loop(&mut stage, data, opts, state, stop)
+    // After `added_blocks`: a deepened run's average starts from its identity blocks.
+    let ema = start_ema(opts, &ck, &Stage::vars(&stage))?;
+    run_loop(&mut stage, data, opts, state, ema, stop)
 }
 
 /// Checks and initialises the blocks a deeper S has beyond the file it starts from: every
