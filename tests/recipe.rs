@@ -480,3 +480,69 @@ fn fine_tuning_starts_from_a_weights_file_and_keeps_its_reconstruction_net() {
     assert!(err.contains("refusing to overwrite"), "{err}");
     assert_eq!(std::fs::read(&init).unwrap(), bytes);
 }
+
+#[test]
+fn kept_epochs_become_weights_files_and_the_average_is_what_ships() {
+    let d = tmp("keep-epochs");
+    synth(&d.join("seq"), "2", "3", "4");
+    synth(&d.join("val"), "2", "7", "3");
+    let preset = small_preset(&d);
+    let data = [format!("sequence:{}", s(&d.join("seq")))];
+    let init = small_base(&data, &preset, &d.join("base"));
+    let val = format!("sequence:{}", s(&d.join("val")));
+    let out = d.join("ema");
+    let train = |ema: &str, out: &Path| {
+        srsnet(&[
+            "train",
+            "seg",
+            "--init",
+            s(&init),
+            "--preset",
+            s(&preset),
+            "--dataset",
+            &data[0],
+            "--val",
+            &val,
+            "--size",
+            "32",
+            "--batch",
+            "4",
+            "--epochs",
+            "2",
+            "--ema",
+            ema,
+            "--keep-epochs",
+            "--out",
+            s(out),
+        ])
+    };
+    let (code, err) = train("0.9", &out);
+    assert_eq!(code, 0, "{err}");
+
+    // Every validated epoch is a weights file of its own, recorded as that epoch's.
+    let info = |p: &Path| srsnet::model::weights_file::WeightsFile::open(p).unwrap().info;
+    let epoch = |n: usize| out.join(format!("srsnet-epoch{n}.safetensors"));
+    for n in [1, 2] {
+        assert_eq!(info(&epoch(n))["seg_kept_epoch"], n, "{}", info(&epoch(n)));
+    }
+    assert_ne!(
+        tensors(&epoch(1)),
+        tensors(&epoch(2)),
+        "two epochs of training, two nets"
+    );
+    // The shipped file is the kept epoch's, and records the average it was made with.
+    let shipped = info(&out.join("srsnet.safetensors"));
+    assert_eq!(shipped["ema"], 0.9, "{shipped}");
+    let best = shipped["seg_kept_epoch"].as_u64().unwrap() as usize;
+    assert_eq!(tensors(&out.join("srsnet.safetensors")), tensors(&epoch(best)));
+
+    // A decay outside (0, 1) is refused before anything runs.
+    for bad in ["1", "0", "1.5"] {
+        let (code, err) = train(bad, &d.join(format!("bad{bad}")));
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("--ema") && err.contains("strictly between 0 and 1"),
+            "{err}"
+        );
+    }
+}

@@ -16,8 +16,7 @@ use srsnet::train::data::Sample;
 use srsnet::train::optim::SgdConfig;
 use srsnet::train::recipe::{ValItem, ValSet};
 use srsnet::train::trainer::{
-    best_path, epoch_path, kept_epochs, last_path, train_recon, train_seg, Outcome, SegStart, TrainData,
-    TrainOptions,
+    best_path, epoch_path, kept_epochs, last_path, train_recon, train_seg, Outcome, SegStart, TrainData, TrainOptions,
 };
 use std::path::PathBuf;
 
@@ -298,7 +297,10 @@ fn a_weight_average_resumes_exactly_and_is_what_validation_keeps() {
     assert!(differ > 50, "{differ} averaged tensors differ from the raw ones");
 
     // A resume must keep the decay the run started with.
-    for (other, says) in [(Some(0.8), "this command gives --ema 0.8"), (None, "this command gives no --ema")] {
+    for (other, says) in [
+        (Some(0.8), "this command gives --ema 0.8"),
+        (None, "this command gives no --ema"),
+    ] {
         let err = format!("{:#}", seg(&split, true, None, other).err().expect("refused"));
         assert!(
             err.contains("seg-last.ckpt.safetensors") && err.contains("started with --ema 0.7") && err.contains(says),

@@ -294,7 +294,14 @@ pub fn train(
         for epoch in trainer::kept_epochs(&run.out, "seg")? {
             let ckpt = trainer::epoch_path(&run.out, "seg", epoch);
             let out = run.out.join(format!("srsnet-epoch{epoch}.safetensors"));
-            export(seg_start, &ckpt, Some(epoch), (&config, &preprocess), summary.clone(), &out)?;
+            export(
+                seg_start,
+                &ckpt,
+                Some(epoch),
+                (&config, &preprocess),
+                summary.clone(),
+                &out,
+            )?;
         }
     }
     report_skipped(&loaded.skipped)

@@ -82,7 +82,10 @@ impl Ema {
     pub fn update(&mut self, vars: &BTreeMap<String, Var>) -> Result<()> {
         let d = self.decay;
         for (n, v) in vars {
-            let a = self.average.get_mut(n).with_context(|| format!("the average has no {n}"))?;
+            let a = self
+                .average
+                .get_mut(n)
+                .with_context(|| format!("the average has no {n}"))?;
             *a = (a.affine(d, 0.0)? + v.as_tensor().detach().affine(1.0 - d, 0.0)?)?;
         }
         Ok(())
@@ -154,7 +157,9 @@ mod tests {
         let v = vars(&[("a", vec![1.0, -2.0]), ("b", vec![4.0])]);
         let mut ema = Ema::new(0.9, &v).unwrap();
         // Weights 1 → 3 → 5 after two steps: 0.9·(0.9·1 + 0.1·3) + 0.1·5 = 1.58.
-        v["a"].set(&Tensor::new(&[3.0f32, -2.0], &Device::Cpu).unwrap()).unwrap();
+        v["a"]
+            .set(&Tensor::new(&[3.0f32, -2.0], &Device::Cpu).unwrap())
+            .unwrap();
         ema.update(&v).unwrap();
         v["a"].set(&Tensor::new(&[5.0f32, 0.0], &Device::Cpu).unwrap()).unwrap();
         ema.update(&v).unwrap();

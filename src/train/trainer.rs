@@ -163,7 +163,9 @@ pub fn kept_epochs(out: &Path, stage: &str) -> Result<Vec<usize>> {
     let dir = std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?;
     for entry in dir {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let n = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".ckpt.safetensors"));
+        let n = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".ckpt.safetensors"));
         if let Some(epoch) = n.and_then(|n| n.parse().ok()) {
             epochs.push(epoch);
         }
