@@ -301,7 +301,7 @@ fn a_weight_average_resumes_exactly_and_is_what_validation_keeps() {
         (Some(0.8), "this command gives --ema 0.8"),
         (None, "this command gives no --ema"),
     ] {
-        let err = format!("{:#}", seg(&split, true, None, other).err().expect("refused"));
+        let err = format!("{:#}", seg(&split, true, None, other).expect_err("refused"));
         assert!(
             err.contains("seg-last.ckpt.safetensors") && err.contains("started with --ema 0.7") && err.contains(says),
             "{err}"
