@@ -1,6 +1,7 @@
 //! `srsnet info`: a weights file's config, preprocessing, provenance and parameter count.
 
 use crate::model::weights_file::WeightsFile;
+use crate::train::stages::is_running_statistic;
 use anyhow::Result;
 use candle_core::DType;
 use serde_json::json;
@@ -19,7 +20,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let params: usize = file
         .tensors(DType::F32)?
         .iter()
-        .filter(|(n, _)| !n.contains("running_"))
+        .filter(|(n, _)| !is_running_statistic(n))
         .map(|(_, t)| t.elem_count())
         .sum();
     let out = json!({

@@ -73,11 +73,6 @@ impl Ema {
         Ok(Self { decay, average })
     }
 
-    /// The decay it was made with.
-    pub fn decay(&self) -> f64 {
-        self.decay
-    }
-
     /// One step of the average towards `vars`' current values.
     pub fn update(&mut self, vars: &BTreeMap<String, Var>) -> Result<()> {
         let d = self.decay;

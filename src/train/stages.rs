@@ -14,11 +14,17 @@ use crate::model::{ModelConfig, ReconNet, SegNet, Srsnet};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
 
+/// Whether a variable is a BatchNorm running statistic (`running_mean`, `running_var`): state
+/// that training updates from batches, not a parameter that SGD steps.
+pub fn is_running_statistic(name: &str) -> bool {
+    name.contains("running_")
+}
+
 /// The trainable parameters of a variable set: everything but BatchNorm running statistics.
 pub fn trainable(vars: &VarSource) -> Vec<(String, Var)> {
     vars.vars()
         .into_iter()
-        .filter(|(n, _)| !n.contains("running_"))
+        .filter(|(n, _)| !is_running_statistic(n))
         .collect()
 }
 

@@ -11,7 +11,7 @@ use super::loss::NegativeLoss;
 use super::mining::{self, HardNegative};
 use super::optim::{Sgd, SgdConfig};
 use super::recipe::{Group, ValSet};
-use super::stages::{ReconStage, SegStage};
+use super::stages::{is_running_statistic, ReconStage, SegStage};
 use crate::dataset::Truth;
 use crate::detect::TargetRule;
 use crate::engine::runner::CpuEngine;
@@ -516,7 +516,7 @@ fn swap_in_average(
     let swapped = ema.swap_in(&vars)?;
     if opts.precise_bn > 0 {
         precise_bn(stage, data, opts, order, epoch, pool)?;
-        ema.take(&vars, |n| n.contains("running_"))?;
+        ema.take(&vars, is_running_statistic)?;
     }
     Ok(Some(swapped))
 }
