@@ -14,7 +14,7 @@ use crate::train::augment::{AugmentConfig, StuckLabel, Synthesis};
 use crate::train::data::{Sample, Skipped};
 use crate::train::loss::NegativeLoss;
 use crate::train::optim::SgdConfig;
-use crate::train::recipe::{self, DatasetSpec, Group, Recipe};
+use crate::train::recipe::{self, DatasetSpec, Group, Recipe, Scale};
 use crate::train::trainer::{self, best_path, Outcome, SegStart, TrainData, TrainOptions};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
@@ -554,12 +554,14 @@ impl TrainArgs {
                 root: root.clone(),
                 split: split_of(root, &self.train_split, "train.txt"),
                 weight: 1.0,
+                scale: Scale::Resize,
             });
             if let Some(split) = split_of(root, &self.val_split, "val.txt") {
                 r.validation.push(DatasetSpec::Sirst {
                     root: root.clone(),
                     split: Some(split),
                     weight: 1.0,
+                    scale: Scale::Resize,
                 });
             }
         }
@@ -571,6 +573,7 @@ impl TrainArgs {
                 extension: self.extension.clone(),
                 split: split.clone(),
                 weight: 1.0,
+                scale: Scale::Resize,
             };
             r.train.push(pairs(&self.train_split));
             if self.val_split.is_some() {

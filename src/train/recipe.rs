@@ -21,7 +21,9 @@
 //!
 //! Relative paths are relative to the recipe file's folder, except a SIRST `split`, which is
 //! relative to its dataset's root (as `splits/train.txt` is). Kinds:
-//! - `sirst`/`pairs`: images with masks, resized to the training size (the reference's recipe);
+//! - `sirst`/`pairs`: images with masks, resized to the training size (the reference's recipe),
+//!   or with `"scale": "native"` cut into training-size tiles at native resolution, as the
+//!   other kinds are ([`Scale`]);
 //! - `sequence`: frames with `centroids.csv` or `boxes.csv`, masks derived by the label rule
 //!   ([`crate::dataset::labels`]); a frame with a target whose mask cannot be derived is left
 //!   out (its mask would be wrong), and counted;
@@ -63,6 +65,9 @@ pub enum DatasetSpec {
         /// Sampling weight.
         #[serde(default = "one")]
         weight: f64,
+        /// How training samples are sized.
+        #[serde(default, skip_serializing_if = "Scale::is_resize")]
+        scale: Scale,
     },
     /// Any images + masks folders.
     Pairs {
@@ -82,6 +87,9 @@ pub enum DatasetSpec {
         /// Sampling weight.
         #[serde(default = "one")]
         weight: f64,
+        /// How training samples are sized.
+        #[serde(default, skip_serializing_if = "Scale::is_resize")]
+        scale: Scale,
     },
     /// A sequence with point or box annotations.
     Sequence {
@@ -110,6 +118,31 @@ pub enum DatasetSpec {
         /// Folder of images.
         dir: PathBuf,
     },
+}
+
+/// How a labelled image set (`sirst`, `pairs`) becomes training samples. Validation and
+/// `srsnet eval` always see images at native resolution.
+///
+/// Why `native`: resizing stretches every image to the training size (SIRST's 135–456 px wide
+/// frames to 256×256), so the net trains on targets up to 1.8× smaller (and distorted) than
+/// the same targets at evaluation. The lost targets of the v21–v23 nets are mostly those:
+/// on SIRST train, v22 at 0.5 misses 13 of the 38 targets of 60 px or more against 5 of the
+/// 289 smaller ones (models/README.md, "Which SIRST targets the nets lose").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    /// Resized to the training size (the reference's recipe).
+    #[default]
+    Resize,
+    /// Cut into training-size tiles at native resolution ([`tiles`]), as sequences and
+    /// target-free frames are.
+    Native,
+}
+
+impl Scale {
+    fn is_resize(&self) -> bool {
+        *self == Scale::Resize
+    }
 }
 
 fn png() -> String {
@@ -189,6 +222,7 @@ impl DatasetSpec {
                 root: p,
                 split: None,
                 weight,
+                scale: Scale::Resize,
             }),
             "sequence" => Ok(Self::Sequence { dir: p, weight }),
             "negatives" => Ok(Self::Negatives {
@@ -375,10 +409,13 @@ fn training_samples(
 ) -> Result<(Vec<Sample>, Vec<Skipped>)> {
     let resized = |v: Vec<Sample>| v.iter().map(|s| resize_sample(s, size)).collect::<Vec<_>>();
     Ok(match spec {
-        DatasetSpec::Sirst { .. } | DatasetSpec::Pairs { .. } => {
+        DatasetSpec::Sirst { scale, .. } | DatasetSpec::Pairs { scale, .. } => {
             let (layout, split) = pair_layout(spec);
             let (s, k) = load_pairs(&layout, &layout.names(split.as_deref())?, channels);
-            (resized(s), k)
+            match scale {
+                Scale::Resize => (resized(s), k),
+                Scale::Native => (s.iter().flat_map(|s| tiles(s, size)).collect(), k),
+            }
         }
         DatasetSpec::Sequence { dir, .. } => {
             let (frames, skipped) = sequence_frames(dir, channels, rule)?;
@@ -677,5 +714,55 @@ mod tests {
         let small = tiles(&s, 16);
         assert_eq!(small.len(), 1);
         assert_eq!(small[0].image.data[15], 9.0, "padded by repeating the edge");
+    }
+
+    #[test]
+    fn native_scale_keeps_labelled_targets_at_their_size() {
+        let root = std::env::temp_dir().join(format!("srsnet-native-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("images")).unwrap();
+        std::fs::create_dir_all(root.join("masks")).unwrap();
+        let (w, h) = (300u32, 200u32);
+        let target = |x: u32, y: u32| (250..260).contains(&x) && (150..156).contains(&y);
+        image::GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([if target(x, y) { 220 } else { (x % 50) as u8 }])
+        })
+        .save(root.join("images/a.png"))
+        .unwrap();
+        image::GrayImage::from_fn(w, h, |x, y| image::Luma([if target(x, y) { 255 } else { 0 }]))
+            .save(root.join("masks/a_pixels0.png"))
+            .unwrap();
+        let spec = |scale| DatasetSpec::Sirst {
+            root: root.clone(),
+            split: None,
+            weight: 1.0,
+            scale,
+        };
+        let rule = LabelRule::default();
+        let (native, _) = training_samples(&spec(Scale::Native), 1, 128, &rule).unwrap();
+        let (resized, _) = training_samples(&spec(Scale::Resize), 1, 128, &rule).unwrap();
+        let area = |s: &Sample| s.mask.as_ref().unwrap().iter().filter(|&&m| m > 0.5).count();
+        assert_eq!(native.len(), 3 * 2, "x starts 0, 128, 172; y starts 0, 72");
+        assert!(native.iter().all(|s| (s.image.width, s.image.height) == (128, 128)));
+        assert_eq!(
+            native.iter().map(area).max(),
+            Some(60),
+            "the 10×6 target whole, at its size"
+        );
+        assert_eq!(resized.len(), 1);
+        let squeezed = area(&resized[0]);
+        assert!(
+            squeezed < 30,
+            "resizing 300×200 to 128² shrinks the target: {squeezed} px"
+        );
+        // `resize` is the default and is not written, so older recipes and metadata read the same.
+        let json = serde_json::to_string(&spec(Scale::Resize)).unwrap();
+        assert!(!json.contains("scale"), "{json}");
+        let json = serde_json::to_string(&spec(Scale::Native)).unwrap();
+        assert!(json.contains(r#""scale":"native""#), "{json}");
+        assert_eq!(serde_json::from_str::<DatasetSpec>(&json).unwrap(), spec(Scale::Native));
+        let bad = r#"{"kind":"sirst","root":"r","scale":"huge"}"#;
+        let err = serde_json::from_str::<DatasetSpec>(bad).unwrap_err().to_string();
+        assert!(err.contains("huge") && err.contains("native"), "{err}");
+        std::fs::remove_dir_all(&root).ok();
     }
 }
