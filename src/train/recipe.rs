@@ -408,22 +408,23 @@ fn training_samples(
     rule: &LabelRule,
 ) -> Result<(Vec<Sample>, Vec<Skipped>)> {
     let resized = |v: Vec<Sample>| v.iter().map(|s| resize_sample(s, size)).collect::<Vec<_>>();
+    let tiled = |v: Vec<Sample>| v.iter().flat_map(|s| tiles(s, size)).collect::<Vec<_>>();
     Ok(match spec {
         DatasetSpec::Sirst { scale, .. } | DatasetSpec::Pairs { scale, .. } => {
             let (layout, split) = pair_layout(spec);
             let (s, k) = load_pairs(&layout, &layout.names(split.as_deref())?, channels);
             match scale {
                 Scale::Resize => (resized(s), k),
-                Scale::Native => (s.iter().flat_map(|s| tiles(s, size)).collect(), k),
+                Scale::Native => (tiled(s), k),
             }
         }
         DatasetSpec::Sequence { dir, .. } => {
             let (frames, skipped) = sequence_frames(dir, channels, rule)?;
-            (frames.iter().flat_map(|s| tiles(s, size)).collect(), skipped)
+            (tiled(frames), skipped)
         }
         DatasetSpec::Negatives { dir, list, exclude, .. } => {
             let (frames, skipped) = negative_frames(dir, list.as_deref(), exclude.as_deref(), channels)?;
-            (frames.iter().flat_map(|s| tiles(s, size)).collect(), skipped)
+            (tiled(frames), skipped)
         }
         DatasetSpec::Unlabeled { dir } => {
             let (s, k) = load_unlabeled(dir, channels)?;
