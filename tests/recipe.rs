@@ -106,6 +106,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "0.5",
         "--stuck-label",
         "ignored",
+        "--stuck-count",
+        "per-area",
         "--val-min-pd",
         "1",
         "--out",
@@ -254,7 +256,7 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     let out = d.join("o");
-    let flags: [(&[&str], &[&str]); 12] = [
+    let flags: [(&[&str], &[&str]); 13] = [
         (&["--dataset", "masks:x"], &["unknown kind"]),
         (
             &["--data", "/x", "--hard-negatives", "0.3"],
@@ -270,6 +272,7 @@ fn bad_recipes_are_refused_with_the_reason() {
             &["--stuck-pixels", "expected a number in [0, 1]"],
         ),
         (&["--stuck-label", "target"], &["'target'", "background", "ignored"]),
+        (&["--stuck-count", "many"], &["'many'", "per-crop", "per-area"]),
         (
             &["--val-min-pd", "1.2"],
             &["--val-min-pd", "expected a number in [0, 1]"],

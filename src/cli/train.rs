@@ -10,7 +10,7 @@ use crate::model::weights_file::WeightsFile;
 use crate::model::ModelConfig;
 use crate::preprocess::{Geometry, PreprocessSpec};
 use crate::stream::stop::Stop;
-use crate::train::augment::{AugmentConfig, StuckLabel, Synthesis};
+use crate::train::augment::{AugmentConfig, StuckCount, StuckLabel, Synthesis};
 use crate::train::data::{Sample, Skipped};
 use crate::train::loss::NegativeLoss;
 use crate::train::optim::SgdConfig;
@@ -476,6 +476,10 @@ pub struct TrainArgs {
     /// or ignored (no loss there: it learns only not to let them disturb the targets beside them).
     #[arg(long, value_enum, default_value_t = StuckLabel::Background)]
     pub stuck_label: StuckLabel,
+    /// How many stuck pixels a draw puts in a crop: 1–6 per crop (per-crop), or 1–6 per 128²
+    /// of crop (per-area: the same density in whole 256² tiles as in 128² crops).
+    #[arg(long, value_enum, default_value_t = StuckCount::PerCrop)]
+    pub stuck_count: StuckCount,
     /// Validate every this many epochs (and after the last).
     #[arg(long, default_value_t = 1, value_parser = parse_at_least_one)]
     pub val_every: usize,
@@ -627,6 +631,7 @@ impl TrainArgs {
                     artefacts: self.artefacts,
                     stuck_pixels: self.stuck_pixels,
                     stuck_label: self.stuck_label,
+                    stuck_count: self.stuck_count,
                 },
             },
             val_every: self.val_every,

@@ -41,6 +41,36 @@ pub struct Synthesis {
     /// as `Background`, what every run before the option trained with.
     #[serde(default)]
     pub stuck_label: StuckLabel,
+    /// How many stuck pixels one draw puts in a crop (both draws). Older run records read as
+    /// `PerCrop`, what every run before the option trained with.
+    #[serde(default)]
+    pub stuck_count: StuckCount,
+}
+
+/// How many stuck pixels one draw puts in a crop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum StuckCount {
+    /// 1–6 whatever the crop's size: the density 128² crops trained with, but a quarter of it
+    /// in a whole 256² tile. Nets trained on whole tiles this way (runs v25 and v26 in
+    /// models/README.md) lose the dim spot of `tests/cli.rs`'s 96×64 stuck-pixel probe, whose
+    /// two stuck pixels are 21 per 256² (either one alone does no harm).
+    #[default]
+    PerCrop,
+    /// 1–6 per 128² of crop (a 256² tile gets 4–24, a 64² crop still 1–6): the same density
+    /// at every crop size, and still below an uncalibrated 640×512 core's tens to hundreds.
+    PerArea,
+}
+
+impl StuckCount {
+    /// The range one draw takes its count from, for a `w`×`h` crop.
+    fn range(self, w: usize, h: usize) -> std::ops::RangeInclusive<usize> {
+        let per = match self {
+            StuckCount::PerCrop => 1,
+            StuckCount::PerArea => ((w * h) as f64 / (128.0 * 128.0)).round().max(1.0) as usize,
+        };
+        per..=6 * per
+    }
 }
 
 /// The training label of a stuck pixel and its 8 neighbours.
@@ -78,11 +108,11 @@ pub fn synthesize(img: &mut Frame, mask: &mut Option<Vec<f32>>, cfg: &Synthesis,
     }
     let mut stuck = Vec::new();
     if cfg.artefacts > 0.0 && rng.gen_bool(cfg.artefacts.clamp(0.0, 1.0)) {
-        stuck = add_artefact(img, rng);
+        stuck = add_artefact(img, cfg.stuck_count, rng);
     }
     // Last, and only when asked for, so that runs without it draw exactly as before.
     if cfg.stuck_pixels > 0.0 && rng.gen_bool(cfg.stuck_pixels.clamp(0.0, 1.0)) {
-        stuck.extend(add_stuck_pixels(img, rng));
+        stuck.extend(add_stuck_pixels(img, cfg.stuck_count, rng));
     }
     if cfg.stuck_label == StuckLabel::Ignored && !stuck.is_empty() {
         ignore_around(mask, &stuck, img.width, img.height);
@@ -189,11 +219,11 @@ fn local_std(plane: &[f32], w: usize, h: usize, x: isize, y: isize, r: isize) ->
 }
 
 /// Draws one artefact kind; returns the pixels it made stuck (kind 4 only).
-fn add_artefact(img: &mut Frame, rng: &mut ChaCha8Rng) -> Vec<usize> {
+fn add_artefact(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let (w, h, n) = (img.width, img.height, img.width * img.height);
     let kind = rng.gen_range(0..5);
     if kind == 4 {
-        return add_stuck_pixels(img, rng);
+        return add_stuck_pixels(img, count, rng);
     }
     let level = stuck_level(rng);
     let (col, row) = (rng.gen_range(0..w), rng.gen_range(0..h));
@@ -219,14 +249,14 @@ fn add_artefact(img: &mut Frame, rng: &mut ChaCha8Rng) -> Vec<usize> {
     Vec::new()
 }
 
-/// 1–6 isolated stuck pixels, each dark (0) or bright (1): an uncalibrated microbolometer's
+/// Isolated stuck pixels (as many as `count` says), each dark (0) or bright (1): an uncalibrated microbolometer's
 /// defects. A lone full-scale pixel with no optical blur is not a target, but every net trained
 /// before this took it for one: v2, v5 and v7 all report the two stuck-bright pixels of
 /// `tests/gst.rs`'s synthetic sequence as targets (models/README.md, run `lite-v7-hn-clean`).
 /// Returns where they are (indices into a plane).
-fn add_stuck_pixels(img: &mut Frame, rng: &mut ChaCha8Rng) -> Vec<usize> {
+fn add_stuck_pixels(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let n = img.width * img.height;
-    (0..rng.gen_range(1..=6))
+    (0..rng.gen_range(count.range(img.width, img.height)))
         .map(|_| {
             let (i, level) = (rng.gen_range(0..n), stuck_level(rng));
             for c in 0..img.channels {
@@ -594,5 +624,45 @@ mod tests {
         let m = mask.expect("a mask for the ignored pixels");
         let ignored_px = m.iter().filter(|&&v| v == IGNORED).count();
         assert!((1..=54).contains(&ignored_px) && m.iter().all(|&v| v == 0.0 || v == IGNORED));
+    }
+
+    #[test]
+    fn stuck_pixels_per_area_keep_their_density_in_larger_crops() {
+        let mid_grey = |w: usize, h: usize| Frame {
+            width: w,
+            height: h,
+            channels: 1,
+            data: vec![0.5; w * h],
+        };
+        let cfg = |count| Synthesis {
+            stuck_pixels: 1.0,
+            stuck_count: count,
+            ..Synthesis::default()
+        };
+        // Stuck pixels may land on each other, so a draw changes at most its count.
+        let counts = |w: usize, h: usize, count: StuckCount| -> Vec<usize> {
+            (0..40)
+                .map(|i| {
+                    let mut img = mid_grey(w, h);
+                    synthesize(&mut img, &mut None, &cfg(count), &mut sample_rng(8, 0, i));
+                    img.data.iter().filter(|&&v| v != 0.5).count()
+                })
+                .collect()
+        };
+        // A whole 256² tile: 4–24 per area (the density of 128² crops), 1–6 per crop.
+        let per_area = counts(256, 256, StuckCount::PerArea);
+        assert!(per_area.iter().all(|&n| (4..=24).contains(&n)), "{per_area:?}");
+        assert!(per_area.iter().any(|&n| n > 12), "{per_area:?}");
+        let per_crop = counts(256, 256, StuckCount::PerCrop);
+        assert!(per_crop.iter().all(|&n| (1..=6).contains(&n)), "{per_crop:?}");
+        // A crop of 128² or smaller gets 1–6 either way, drawn the same.
+        assert_eq!(counts(96, 64, StuckCount::PerArea), counts(96, 64, StuckCount::PerCrop));
+        // Run records written before the option read as per crop; the option parses by name.
+        let old: Synthesis = serde_json::from_str(r#"{"targets":0.8,"artefacts":0.5,"stuck_pixels":0.6}"#).unwrap();
+        assert_eq!(old.stuck_count, StuckCount::PerCrop);
+        let new: Synthesis =
+            serde_json::from_str(r#"{"targets":0.8,"artefacts":0.5,"stuck_count":"per-area"}"#).unwrap();
+        assert_eq!(new.stuck_count, StuckCount::PerArea);
+        assert!(serde_json::from_str::<Synthesis>(r#"{"stuck_count":"many"}"#).is_err());
     }
 }
