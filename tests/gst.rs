@@ -149,9 +149,10 @@ fn a_lossless_video_file_gives_the_same_detections_as_its_frames() {
             v["frame"]
         );
     }
-    // And those detections find the sequence's known targets.
+    // And those detections are of the sequence's known targets. (How many of them the shipped
+    // weights find beside stuck pixels is tested on eleven sequences in tests/cli.rs.)
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&folder_stats).unwrap()).unwrap();
-    assert!(stats["pd"].as_f64().unwrap() >= 0.9, "{stats}");
+    assert!(stats["hits"].as_u64().unwrap() >= 8, "{stats}");
 }
 
 #[test]
