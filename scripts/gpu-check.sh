@@ -157,7 +157,7 @@ run() {
         "$bin" bench --device cuda --preset "$preset" --size "$size" --warmup 10 --iters 100 2>&1 || echo "bench failed (exit $?)"
       done
     done
-    echo "### shipped weights (lite) 640x512"
+    echo "### shipped weights (lite-deep since v30) 640x512"
     "$bin" bench --device cuda --weights models/srsnet-lite.safetensors --size 640x512 --warmup 10 --iters 100 2>&1 ||
       echo "bench failed (exit $?)"
     echo
