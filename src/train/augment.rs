@@ -53,8 +53,9 @@ pub struct Synthesis {
 pub enum StuckCount {
     /// 1–6 whatever the crop's size: the density 128² crops trained with, but a quarter of it
     /// in a whole 256² tile. Nets trained on whole tiles this way (runs v25 and v26 in
-    /// models/README.md) lose the dim spot of `tests/cli.rs`'s 96×64 stuck-pixel probe, whose
-    /// two stuck pixels are 21 per 256² (either one alone does no harm).
+    /// models/README.md) lose the dim spot of `srsnet synth`'s 96×64 seed-7 sequence (in
+    /// `tests/cli.rs`'s stuck-pixel test), whose two stuck pixels are 21 per 256² (either one
+    /// alone does no harm).
     #[default]
     PerCrop,
     /// 1–6 per 128² of crop (a 256² tile gets 4–24, a 64² crop still 1–6): the same density
@@ -249,8 +250,8 @@ fn add_artefact(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec
     Vec::new()
 }
 
-/// Isolated stuck pixels (as many as `count` says), each dark (0) or bright (1): an uncalibrated microbolometer's
-/// defects. A lone full-scale pixel with no optical blur is not a target, but every net trained
+/// Isolated stuck pixels (as many as `count` says), each dark (0) or bright (1): an
+/// uncalibrated microbolometer's defects. A lone full-scale pixel with no optical blur is not a target, but every net trained
 /// before this took it for one: v2, v5 and v7 all report the two stuck-bright pixels of
 /// `tests/gst.rs`'s synthetic sequence as targets (models/README.md, run `lite-v7-hn-clean`).
 /// Returns where they are (indices into a plane).
