@@ -98,6 +98,8 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
         "logits",
         "--negative-weight",
         "0.5",
+        "--target-weight",
+        "0.5",
         "--val-threshold",
         "0.9",
         "--val-grow",
@@ -204,11 +206,20 @@ fn a_recipe_run_trains_on_mixed_data_and_records_it() {
             file.info["hard_negatives"].as_f64(),
             file.info["negative_loss"].as_str(),
             file.info["negative_weight"].as_f64(),
+            file.info["target_weight"].as_f64(),
             file.info["val_threshold"].as_f64(),
             file.info["val_grow"].as_f64(),
             file.info["val_min_pd"].as_f64()
         ),
-        (Some(0.5), Some("logits"), Some(0.5), Some(0.9), Some(0.5), Some(1.0)),
+        (
+            Some(0.5),
+            Some("logits"),
+            Some(0.5),
+            Some(0.5),
+            Some(0.9),
+            Some(0.5),
+            Some(1.0)
+        ),
         "{}",
         file.info
     );
@@ -256,7 +267,7 @@ fn bad_recipes_are_refused_with_the_reason() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     let out = d.join("o");
-    let flags: [(&[&str], &[&str]); 13] = [
+    let flags: [(&[&str], &[&str]); 14] = [
         (&["--dataset", "masks:x"], &["unknown kind"]),
         (
             &["--data", "/x", "--hard-negatives", "0.3"],
@@ -278,6 +289,7 @@ fn bad_recipes_are_refused_with_the_reason() {
             &["--val-min-pd", "expected a number in [0, 1]"],
         ),
         (&["--negative-weight=-1"], &["--negative-weight", "non-negative"]),
+        (&["--target-weight=-0.5"], &["--target-weight", "non-negative"]),
         (
             &["--val-threshold", "1"],
             &["--val-threshold", "strictly between 0 and 1"],

@@ -88,8 +88,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
         device: Device::Cpu,
         stop_after_batches: stop_after,
         hard_negatives: 0.0,
-        negative_loss: Default::default(),
-        negative_weight: 1.0,
+        loss: Default::default(),
         val_threshold: 0.5,
         val_grow: None,
         val_min_pd: 0.0,
@@ -354,8 +353,11 @@ fn a_fine_tune_mining_hard_negatives_resumes_exactly() {
         },
         val_every: 2,
         hard_negatives: 0.5,
-        negative_loss: srsnet::train::loss::NegativeLoss::Logits,
-        negative_weight: 0.5,
+        loss: srsnet::train::loss::LossConfig {
+            negative: srsnet::train::loss::NegativeLoss::Logits,
+            negative_weight: 0.5,
+            target_weight: 0.5,
+        },
         ..options(out, resume, stop_after)
     };
     let (samples, unlabelled) = half_labelled(8);

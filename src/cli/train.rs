@@ -12,7 +12,7 @@ use crate::preprocess::{Geometry, PreprocessSpec};
 use crate::stream::stop::Stop;
 use crate::train::augment::{AugmentConfig, StuckCount, StuckLabel, Synthesis};
 use crate::train::data::{Sample, Skipped};
-use crate::train::loss::NegativeLoss;
+use crate::train::loss::{LossConfig, NegativeLoss};
 use crate::train::optim::SgdConfig;
 use crate::train::recipe::{self, DatasetSpec, Group, Recipe, Scale};
 use crate::train::trainer::{self, best_path, Outcome, SegStart, TrainData, TrainOptions};
@@ -64,10 +64,8 @@ pub struct RunArgs {
     pub val_every: usize,
     /// Share of segmentation crops centred on mined false targets.
     pub hard_negatives: f64,
-    /// What a target-free segmentation crop costs.
-    pub negative_loss: NegativeLoss,
-    /// The weight of that cost.
-    pub negative_weight: f64,
+    /// The segmentation loss's costs beyond the reference's.
+    pub loss: LossConfig,
     /// The probability threshold of the segmentation stage's validations.
     pub val_threshold: f64,
     /// The grow threshold of those validations (hysteresis), if any.
@@ -105,8 +103,7 @@ fn options(run: &RunArgs, config: &ModelConfig, preprocess: &PreprocessSpec, epo
         device: run.device.clone(),
         stop_after_batches: None,
         hard_negatives: run.hard_negatives,
-        negative_loss: run.negative_loss,
-        negative_weight: run.negative_weight,
+        loss: run.loss,
         val_threshold: run.val_threshold,
         val_grow: run.val_grow,
         val_min_pd: run.val_min_pd,
@@ -318,7 +315,8 @@ fn data_summary(recipe: serde_json::Value, run: &RunArgs) -> serde_json::Value {
         "epochs": run.epochs, "recon_epochs": run.recon_epochs, "batch": run.batch, "lr": run.sgd.lr,
         "momentum": run.sgd.momentum, "weight_decay": run.sgd.weight_decay, "seed": run.seed, "size": run.size,
         "crop": run.augment.crop, "synthesis": run.augment.synthesis, "hard_negatives": run.hard_negatives,
-        "negative_loss": run.negative_loss, "negative_weight": run.negative_weight,
+        "negative_loss": run.loss.negative, "negative_weight": run.loss.negative_weight,
+        "target_weight": run.loss.target_weight,
         "val_threshold": run.val_threshold, "val_grow": run.val_grow, "val_min_pd": run.val_min_pd,
         "precise_bn": run.precise_bn, "ema": run.ema,
     })
@@ -498,6 +496,12 @@ pub struct TrainArgs {
     /// equal; below 1 a milder push against false targets, which costs fewer dim targets).
     #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative)]
     pub negative_weight: f64,
+    /// Weight of the per-target loss (0: off, the reference's loss): for each labelled target,
+    /// the mean BCE of its own pixels, averaged over a crop's targets, so that a 2-px target
+    /// counts as much as a 200-px one and a target marked only at its core pays for the rest
+    /// (`src/train/loss.rs`). It charges missed target pixels only, never false ones.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
+    pub target_weight: f64,
     /// Probability above which the segmentation stage's validations count a pixel as target;
     /// the best checkpoint is chosen at it (use the threshold the weights will be run at).
     #[arg(long, default_value_t = 0.5, value_parser = parse_probability)]
@@ -636,8 +640,11 @@ impl TrainArgs {
             },
             val_every: self.val_every,
             hard_negatives: self.hard_negatives,
-            negative_loss: self.negative_loss,
-            negative_weight: self.negative_weight,
+            loss: LossConfig {
+                negative: self.negative_loss,
+                negative_weight: self.negative_weight,
+                target_weight: self.target_weight,
+            },
             val_threshold: self.val_threshold,
             val_grow: self.val_grow,
             val_min_pd: self.val_min_pd,

@@ -6,7 +6,7 @@
 //! no gradient. (The reference leaves R's BatchNorm in training mode during stage 2, so R
 //! normalises with each batch's statistics; we freeze it fully, as the issue asks.)
 
-use super::loss::{mse, segmentation_loss, NegativeLoss};
+use super::loss::{mse, segmentation_loss, LossConfig};
 use super::optim::{Sgd, SgdConfig};
 use crate::model::unet::Encoder;
 use crate::model::weights::{BnMode, VarSource, Weights};
@@ -85,10 +85,9 @@ pub struct SegStage {
     pub bn: BnMode,
     /// Its optimiser.
     pub opt: Sgd,
-    /// What a target-free sample costs (the reference's loss has none; see `train::loss`).
-    pub negative_loss: NegativeLoss,
-    /// What a target-free sample's cost is multiplied by (1: as `negative_loss` says).
-    pub negative_weight: f64,
+    /// The loss's costs beyond the reference's (target-free samples, per-target recall; see
+    /// `train::loss`); the default is the reference's loss.
+    pub loss: LossConfig,
     /// The views S and R were loaded from, for [`SegStage::folded`].
     views: (Weights, Weights),
     config: ModelConfig,
@@ -119,8 +118,7 @@ impl SegStage {
             vars,
             bn,
             opt,
-            negative_loss: NegativeLoss::default(),
-            negative_weight: 1.0,
+            loss: LossConfig::default(),
             views: (seg_w.clone(), recon_w.clone()),
             config: cfg.clone(),
         })
@@ -147,12 +145,7 @@ impl SegStage {
     pub fn step(&mut self, x: &Tensor, mask: &Tensor) -> Result<f64> {
         self.bn.set_training(true);
         let y = self.info(x)?;
-        let loss = segmentation_loss(
-            &self.net.forward(x, &y)?,
-            mask,
-            self.negative_loss,
-            self.negative_weight,
-        )?;
+        let loss = segmentation_loss(&self.net.forward(x, &y)?, mask, &self.loss)?;
         let grads = loss.backward()?;
         self.opt.step(&grads)?;
         loss.to_dtype(DType::F64)?.to_scalar::<f64>()

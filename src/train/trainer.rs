@@ -7,7 +7,7 @@ use super::augment::{augment_around, sample_rng, synthesize, AugmentConfig, Synt
 use super::checkpoint::{self, Checkpoint, RunState};
 use super::data::Sample;
 use super::ema::{Ema, Swapped};
-use super::loss::NegativeLoss;
+use super::loss::LossConfig;
 use super::mining::{self, HardNegative};
 use super::optim::{Sgd, SgdConfig};
 use super::recipe::{Group, ValSet};
@@ -69,10 +69,9 @@ pub struct TrainOptions {
     /// Share of segmentation crops centred on a false target of the current net instead
     /// (`train::mining`; mined at the start of every `val_every`-th epoch); 0 turns mining off.
     pub hard_negatives: f64,
-    /// What a target-free segmentation crop costs.
-    pub negative_loss: NegativeLoss,
-    /// The weight of that cost (1 for the cost as named).
-    pub negative_weight: f64,
+    /// The segmentation loss's costs beyond the reference's: what a target-free crop costs and
+    /// with what weight, and the weight of the per-target loss (`train::loss`).
+    pub loss: LossConfig,
     /// The probability above which the segmentation stage's validations count a pixel as
     /// target; the best checkpoint is chosen at it. Validating at the operating point the
     /// weights will ship with keeps selection and use at the same threshold.
@@ -876,8 +875,7 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &S
             file.store.path().display()
         );
     }
-    stage.negative_loss = opts.negative_loss;
-    stage.negative_weight = opts.negative_weight;
+    stage.loss = opts.loss;
     if let Some(ck) = &ck {
         stage.opt.restore(ck.momentum(&opts.device)?, state.step);
     }
