@@ -3,6 +3,7 @@
 //! and `srsnet calibrate`, which builds a profile from cold and hot flat-field recordings.
 
 use crate::model::WeightStore;
+use crate::tensor_file::write_safetensors;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -104,8 +105,12 @@ impl Profile {
         meta.insert("width".to_string(), self.width.to_string());
         meta.insert("height".to_string(), self.height.to_string());
         meta.insert("description".to_string(), self.description.clone());
-        safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (*n, t)), Some(meta), path)
-            .with_context(|| format!("writing calibration profile {}", path.display()))
+        write_safetensors(
+            path,
+            tensors.iter().map(|(n, t)| (*n, t)),
+            Some(meta),
+            "calibration profile",
+        )
     }
 
     /// Applies the correction to a frame of raw values in place.

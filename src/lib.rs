@@ -22,4 +22,5 @@ pub mod preprocess;
 pub mod progress;
 pub mod stream;
 pub mod synthetic;
+pub mod tensor_file;
 pub mod train;

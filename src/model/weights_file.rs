@@ -7,6 +7,7 @@ use super::srsnet::{ReconNet, Srsnet};
 use super::weights::{WeightStore, Weights, WeightsError};
 use crate::detect::TargetRule;
 use crate::preprocess::PreprocessSpec;
+use crate::tensor_file::write_safetensors;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
@@ -174,8 +175,12 @@ pub fn write(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    safetensors::serialize_to_file(converted.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), path)
-        .with_context(|| format!("writing weights file {}", path.display()))
+    write_safetensors(
+        path,
+        converted.iter().map(|(n, t)| (n.as_str(), t)),
+        Some(meta),
+        "weights file",
+    )
 }
 
 /// Reads the tensors SRSNet uses from reference checkpoints (`SRS_R` and `SRS_S` state dicts,
@@ -223,8 +228,12 @@ pub fn write_plain(path: &Path, tensors: &BTreeMap<String, Tensor>, dtype: DType
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.to_dtype(dtype)?.contiguous()?)))
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(converted.iter().map(|(n, t)| (n.as_str(), t)), None, path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_safetensors(
+        path,
+        converted.iter().map(|(n, t)| (n.as_str(), t)),
+        None,
+        "tensor file",
+    )?;
     Ok(path.to_path_buf())
 }
 

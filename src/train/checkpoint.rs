@@ -3,6 +3,7 @@
 
 use super::mining::HardNegative;
 use crate::model::weights::WeightStore;
+use crate::tensor_file::write_safetensors;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -64,11 +65,14 @@ pub fn save<'a>(
     }
     let mut meta = HashMap::new();
     meta.insert("state".to_string(), serde_json::to_string(state)?);
-    // Write then rename, so an interrupted write never replaces a good checkpoint.
-    let tmp = path.with_extension("tmp");
-    safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), &tmp)
-        .with_context(|| format!("writing checkpoint {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing checkpoint {}", path.display()))
+    // Whole or not at all (`write_safetensors`), so an interrupted write never replaces a good
+    // checkpoint.
+    write_safetensors(
+        path,
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+        Some(meta),
+        "checkpoint",
+    )
 }
 
 /// An opened checkpoint.
