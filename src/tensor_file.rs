@@ -52,6 +52,8 @@ mod tests {
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("srsnet-tensor-file-{name}-{}", std::process::id()));
+        // Empty, so that counting what is left in it counts only this test's files.
+        let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
     }

@@ -251,9 +251,10 @@ fn add_artefact(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec
 }
 
 /// Isolated stuck pixels (as many as `count` says), each dark (0) or bright (1): an
-/// uncalibrated microbolometer's defects. A lone full-scale pixel with no optical blur is not a target, but every net trained
-/// before this took it for one: v2, v5 and v7 all report the two stuck-bright pixels of
-/// `tests/gst.rs`'s synthetic sequence as targets (models/README.md, run `lite-v7-hn-clean`).
+/// uncalibrated microbolometer's defects. A lone full-scale pixel with no optical blur is not
+/// a target, but every net trained before this took it for one: v2, v5 and v7 all report the
+/// two stuck-bright pixels of `tests/gst.rs`'s synthetic sequence as targets (models/README.md,
+/// run `lite-v7-hn-clean`).
 /// Returns where they are (indices into a plane).
 fn add_stuck_pixels(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let n = img.width * img.height;
