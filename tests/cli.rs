@@ -522,6 +522,83 @@ fn eval_plots_a_sweep_and_refuses_a_single_threshold() {
 }
 
 #[test]
+fn eval_scores_a_recipes_training_sets_on_request() {
+    let d = tmp("eval-training-sets");
+    synth(
+        &d.join("train-seq"),
+        &["--count", "4", "--size", "96x64", "--seed", "3"],
+    );
+    synth(&d.join("val-seq"), &["--count", "2", "--size", "96x64", "--seed", "4"]);
+    let neg = d.join("neg");
+    std::fs::create_dir_all(&neg).unwrap();
+    for i in 0..3 {
+        let img = image::GrayImage::from_fn(64, 48, |x, y| image::Luma([((x * 3 + y * 5 + i * 40) % 200) as u8]));
+        img.save(neg.join(format!("bg{i}.png"))).unwrap();
+    }
+    let recipe = d.join("recipe.json");
+    let text = serde_json::json!({
+        "train": [
+            {"kind": "unlabeled", "dir": neg},
+            {"kind": "sequence", "dir": d.join("train-seq"), "weight": 0.5},
+            {"kind": "negatives", "dir": neg},
+        ],
+        "validation": [{"kind": "sequence", "dir": d.join("val-seq")}],
+    });
+    std::fs::write(&recipe, text.to_string()).unwrap();
+    let r = recipe.to_str().unwrap();
+    let rows = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut argv = vec!["eval", "--model", "tophat", "--recipe", r, "--json"];
+        argv.extend_from_slice(extra);
+        let (code, out, err) = srsnet(&argv);
+        assert_eq!(code, 0, "{err}");
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    // Annotated targets per sequence: centroids.csv's lines less its header.
+    let targets = |seq: &str| {
+        std::fs::read_to_string(d.join(seq).join("centroids.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            - 1
+    };
+    let trained = rows(&["--training-sets"]);
+    let names: Vec<&str> = trained.iter().map(|v| v["set"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "the unlabelled set is not scored: {names:?}");
+    assert!(
+        names[0].starts_with("trained-on sequence ") && names[0].ends_with("train-seq"),
+        "{names:?}"
+    );
+    assert!(
+        names[1].starts_with("trained-on negatives ") && names[1].ends_with("neg"),
+        "{names:?}"
+    );
+    let m = |v: &serde_json::Value, k: &str| v["metrics"][k].as_u64().unwrap() as usize;
+    assert_eq!(
+        (m(&trained[0], "images"), m(&trained[0], "targets")),
+        (4, targets("train-seq"))
+    );
+    assert_eq!((m(&trained[1], "images"), m(&trained[1], "targets")), (3, 0));
+    let held_out = rows(&[]);
+    assert_eq!(held_out.len(), 1);
+    assert!(
+        held_out[0]["set"].as_str().unwrap().ends_with("val-seq"),
+        "{held_out:?}"
+    );
+    assert_eq!(m(&held_out[0], "targets"), targets("val-seq"));
+    // Without a recipe there are no training sets to score.
+    let n = neg.to_str().unwrap();
+    for argv in [
+        &["eval", "--model", "tophat", "--negatives", n, "--training-sets"][..],
+        &["eval", "--model", "tophat", "--training-sets"][..],
+    ] {
+        let (code, out, err) = srsnet(argv);
+        assert_ne!(code, 0, "{argv:?}");
+        assert!(err.contains("--recipe"), "{argv:?}: {err}");
+        assert!(out.is_empty(), "{argv:?}: nothing is scored: {out}");
+    }
+}
+
+#[test]
 fn a_grow_threshold_above_the_threshold_is_refused_by_every_command() {
     let d = tmp("grow");
     synth(&d.join("seq"), &["--count", "2", "--size", "64x48"]);

@@ -49,6 +49,11 @@ pub struct EvalArgs {
     /// A recipe file: score each of its validation sets, one table row per set (and threshold).
     #[arg(long, conflicts_with_all = ["data", "pred", "sequence", "negatives"])]
     pub recipe: Option<PathBuf>,
+    /// With --recipe: score its training sets (all but the unlabelled ones) instead of its
+    /// validation sets, to see how well the weights fit what they were trained on. For
+    /// diagnosis only: never choose a threshold or a checkpoint on these rows.
+    #[arg(long, requires = "recipe")]
+    pub training_sets: bool,
     /// Probability threshold (default: the weights' recorded operating point, else 0.5).
     #[arg(long, value_parser = parse_threshold, conflicts_with = "sweep")]
     pub threshold: Option<f32>,
@@ -88,6 +93,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
         return finish(&m, failed);
     }
+    // Checked here too: clap drops `requires` when --negatives (which conflicts with
+    // --recipe) is given, and the negatives would then be scored under a training label.
+    if args.training_sets && args.recipe.is_none() {
+        bail!("--training-sets scores the training sets of a recipe: give --recipe");
+    }
     let seg = Segmenter::new(
         &args.model,
         &args.weights.clone().unwrap_or_else(default_weights),
@@ -106,6 +116,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         rules?
     };
     let sets = match (&args.recipe, &args.negatives) {
+        (Some(path), _) if args.training_sets => Some(recipe::Recipe::from_file(path)?.training_as_validation()?),
         (Some(path), _) => Some(recipe::Recipe::from_file(path)?),
         (None, Some(dir)) => Some(recipe::Recipe {
             train: vec![],
@@ -128,7 +139,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         super::refuse_overwrite(inputs.into_iter().flatten().map(PathBuf::as_path), p.path)?;
     }
     if let Some(r) = sets {
-        return eval_sets(&seg, &r, &rules, args.json, plot.as_ref());
+        // Training rows are named apart: a split's name is not in a set's name, so SIRST's
+        // training and validation rows would otherwise read alike.
+        let prefix = if args.training_sets { "trained-on " } else { "" };
+        return eval_sets(&seg, &r, &rules, args.json, plot.as_ref(), prefix);
     }
     let (rows, failed, points_only) = match (&args.data, &args.sequence) {
         (Some(root), _) => {
@@ -168,6 +182,7 @@ fn eval_sets(
     rules: &[TargetRule],
     json: bool,
     plot: Option<&Plot>,
+    prefix: &str,
 ) -> Result<()> {
     let (sets, skipped) = recipe::load_validation(recipe, seg.channels())?;
     for s in &skipped {
@@ -184,7 +199,7 @@ fn eval_sets(
         failed += f;
         let masks = set.items.iter().all(|i| matches!(i.truth, Truth::Mask(_)));
         for (r, m) in rules.iter().zip(metrics) {
-            rows.push((set.name.clone(), *r, masks, m));
+            rows.push((format!("{prefix}{}", set.name), *r, masks, m));
         }
     }
     if json {
@@ -241,6 +256,25 @@ fn series(name: String, masks: bool, points: Vec<(f32, Metrics)>) -> plot::Sweep
 }
 
 /// The validation table: one row per (set, rule); `grow` is `-` for the plain threshold.
+/// `name` ("KIND PATH", perhaps after a label) in at most `width` characters: the words before
+/// the path kept whole and the path's start elided, since its end is what tells sets apart.
+fn fit_name(name: &str, width: usize) -> String {
+    let tail = |s: &str, n: usize| -> String {
+        let skip = s.chars().count().saturating_sub(n);
+        s.chars().skip(skip).collect()
+    };
+    if name.chars().count() <= width {
+        return name.to_string();
+    }
+    let (label, path) = name.rsplit_once(' ').unwrap_or(("", name));
+    // The label, a space, an ellipsis, and at least a few characters of the path.
+    let room = width.saturating_sub(label.chars().count() + 2);
+    if label.is_empty() || room < 8 {
+        return format!("…{}", tail(name, width - 1));
+    }
+    format!("{label} …{}", tail(path, room))
+}
+
 pub fn sets_table(model: &str, rows: &[(String, TargetRule, bool, Metrics)]) -> String {
     let mut out = format!(
         "{model}\n{:<48} {:>5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
@@ -262,20 +296,7 @@ pub fn sets_table(model: &str, rows: &[(String, TargetRule, bool, Metrics)]) -> 
         } else {
             "-".into()
         };
-        let name: String = if name.chars().count() > 48 {
-            format!(
-                "…{}",
-                name.chars()
-                    .rev()
-                    .take(47)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<String>()
-            )
-        } else {
-            name.clone()
-        };
+        let name = fit_name(name, 48);
         out.push_str(&format!(
             "{name:<48} {t:>5.2} {grow:>5} {:>6} {iou:>7} {niou:>7} {f1:>7} {pd:>7} {:>7} {:>9.2} {:>8.3}\n",
             m.images,
@@ -483,4 +504,23 @@ pub fn table(label: &str, m: &Metrics, points_only: bool) -> String {
         m.paper_iou,
         m.paper_f1
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_name;
+
+    #[test]
+    fn long_set_names_keep_their_kind_and_the_end_of_their_path() {
+        assert_eq!(fit_name("negatives bg", 48), "negatives bg");
+        let long = "trained-on sirst /work/shared/data/sirst-v2-extra";
+        let fitted = fit_name(long, 40);
+        assert_eq!(fitted, "trained-on sirst …ed/data/sirst-v2-extra");
+        assert_eq!(fitted.chars().count(), 40);
+        // A name without room for its label is cut from the start, as before.
+        assert_eq!(
+            fit_name("a-very-long-label-without-any-path-at-all x", 12),
+            "…th-at-all x"
+        );
+    }
 }

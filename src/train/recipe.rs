@@ -193,6 +193,27 @@ impl Recipe {
         Ok(())
     }
 
+    /// The recipe with its labelled and target-free training sets as its validation sets, for
+    /// `srsnet eval --training-sets`: how well weights fit what they were trained on. A net that
+    /// does no better there than on held-out sets underfits, and more of the same data or
+    /// sharper selection will not help it (models/README.md, "How well the shipped v30 fits its
+    /// own training sets"). Unlabelled sets are left out: there is nothing to score them against.
+    pub fn training_as_validation(&self) -> Result<Self> {
+        let scored: Vec<DatasetSpec> = self
+            .train
+            .iter()
+            .filter(|d| !matches!(d, DatasetSpec::Unlabeled { .. }))
+            .cloned()
+            .collect();
+        if scored.is_empty() {
+            bail!("the recipe has no labelled or target-free training set to score");
+        }
+        Ok(Recipe {
+            train: self.train.clone(),
+            validation: scored,
+        })
+    }
+
     /// The recipe as JSON (for the run folder and the weights' metadata).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
@@ -686,6 +707,22 @@ mod tests {
             }]
         );
         assert!(serde_json::from_str::<Recipe>(r#"{"train":[{"kind":"sequence","dri":"s"}]}"#).is_err());
+    }
+
+    #[test]
+    fn training_sets_become_the_validation_sets_without_the_unlabelled_ones() {
+        let r: Recipe = serde_json::from_str(
+            r#"{"train":[{"kind":"unlabeled","dir":"u"},{"kind":"sequence","dir":"s","weight":0.5},
+                {"kind":"negatives","dir":"n","exclude":"held-out.txt"}],
+               "validation":[{"kind":"sequence","dir":"v"}]}"#,
+        )
+        .unwrap();
+        let t = r.training_as_validation().unwrap();
+        assert_eq!(t.train, r.train);
+        assert_eq!(t.validation, r.train[1..], "in order, the held-out list still excluded");
+        let only_unlabelled: Recipe = serde_json::from_str(r#"{"train":[{"kind":"unlabeled","dir":"u"}]}"#).unwrap();
+        let e = only_unlabelled.training_as_validation().unwrap_err().to_string();
+        assert!(e.contains("no labelled or target-free training set"), "{e}");
     }
 
     #[test]
