@@ -255,7 +255,6 @@ fn series(name: String, masks: bool, points: Vec<(f32, Metrics)>) -> plot::Sweep
     plot::SweepSeries { name, masks, points }
 }
 
-/// The validation table: one row per (set, rule); `grow` is `-` for the plain threshold.
 /// `name` ("KIND PATH", perhaps after a label) in at most `width` characters: the words before
 /// the path kept whole and the path's start elided, since its end is what tells sets apart.
 fn fit_name(name: &str, width: usize) -> String {
@@ -275,6 +274,7 @@ fn fit_name(name: &str, width: usize) -> String {
     format!("{label} …{}", tail(path, room))
 }
 
+/// The validation table: one row per (set, rule); `grow` is `-` for the plain threshold.
 pub fn sets_table(model: &str, rows: &[(String, TargetRule, bool, Metrics)]) -> String {
     let mut out = format!(
         "{model}\n{:<48} {:>5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>8}\n",
