@@ -164,6 +164,17 @@ mod tests {
     }
 
     #[test]
+    fn the_deeper_presets_in_models_deepen_each_other_in_turn() {
+        let load = |json: &str| ModelConfig::from_json_str(json).unwrap();
+        let deep = load(include_str!("../../models/lite-deep.json"));
+        let deeper = load(include_str!("../../models/lite-deeper.json"));
+        assert_eq!(deeper.seg.blocks, [1, 3, 3, 3]);
+        assert!(deep.deepens(&ModelConfig::lite()));
+        assert!(deeper.deepens(&deep), "lite-deeper fine-tunes from lite-deep weights");
+        assert!(deeper.deepens(&ModelConfig::lite()));
+    }
+
+    #[test]
     fn rejects_dpconv_group_that_does_not_divide() {
         let mut c = ModelConfig::lite();
         c.recon.widths[3] = 28; // 64·64·9 = 36864 is not divisible by 28
