@@ -15,6 +15,10 @@ pub const MAX_FRAME_PIXELS: usize = 4096 * 2048;
 /// Longest temporal-confirmation window (`--confirm M/N`), in frames.
 pub const MAX_CONFIRM_WINDOW: usize = 1000;
 
+/// Largest scene shift between consecutive frames that static-clutter rejection follows
+/// (`--static-register`), in px: the search costs the square of it per frame.
+pub const MAX_STATIC_REGISTER: usize = 64;
+
 /// Largest training or benchmark batch.
 pub const MAX_BATCH: usize = 1024;
 

@@ -818,3 +818,31 @@ fn stuck_pixels_do_not_switch_off_the_targets_of_synthetic_sequences() {
         );
     }
 }
+
+#[test]
+fn static_register_needs_static_clutter_and_stays_within_its_limit() {
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--source",
+        "synthetic",
+        "--static-register",
+        "4",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--static-clutter"), "{err}");
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--source",
+        "synthetic",
+        "--static-clutter",
+        "5",
+        "--static-register",
+        "65",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("65") && err.contains("0..=64"), "{err}");
+}

@@ -530,7 +530,7 @@ fn static_clutter_rejection_keeps_the_mover_and_drops_the_static_blob() {
         (report.stats.score.finish(), report.stats.clutter)
     };
     let (plain, none) = run_with(None);
-    let (filtered, rejected) = run_with(Some(StaticClutter::new(3, 2.0, 0.01).unwrap()));
+    let (filtered, rejected) = run_with(Some(StaticClutter::new(3, 2.0, 0.01, 0).unwrap()));
     assert_eq!(none, 0);
     assert_eq!((plain.pd, filtered.pd), (1.0, 1.0), "the mover is kept");
     assert!((plain.false_targets_per_frame - 1.0).abs() < 1e-9, "{plain:?}");
@@ -539,6 +539,71 @@ fn static_clutter_rejection_keeps_the_mover_and_drops_the_static_blob() {
     assert!(
         (filtered.false_targets_per_frame - 3.0 / 12.0).abs() < 1e-9,
         "{filtered:?}"
+    );
+}
+
+/// A panning camera: 96×64 views of a smooth textured world, the view moving 2 px right and 1
+/// down each frame (so the scene moves by (−2, −1) in the image), with a warm blob fixed in
+/// the world (clutter carried by the pan) and a target moving 3 px right and 1 down per frame
+/// in the world (1 px right per frame in the image), as a sequence with the target's centroids.
+fn panning_scene_with_clutter(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("frames")).unwrap();
+    let world = |x: u32, y: u32| {
+        let (u, v) = (f64::from(x), f64::from(y));
+        70.0 + 20.0 * ((u * 0.13).sin() + (v * 0.11).cos() + (0.05 * u + 0.09 * v).sin())
+    };
+    let mut csv = String::from("frame,x,y\n");
+    for i in 0..12u32 {
+        let (ox, oy) = (2 * i, i);
+        let mut img = image::GrayImage::from_fn(96, 64, |x, y| image::Luma([world(x + ox, y + oy).round() as u8]));
+        // The blob at world (50, 45); the target at world (20 + 3i, 12 + i).
+        for (wx, wy) in [(50u32, 45u32), (20 + 3 * i, 12 + i)] {
+            for dy in 0..2 {
+                for dx in 0..2 {
+                    img.put_pixel(wx - ox + dx, wy - oy + dy, image::Luma([200]));
+                }
+            }
+        }
+        let name = format!("f{i:02}.png");
+        img.save(dir.join("frames").join(&name)).unwrap();
+        csv.push_str(&format!("{name},{:.1},{:.1}\n", 20.5 + i as f64, 12.5));
+    }
+    std::fs::write(dir.join("centroids.csv"), csv).unwrap();
+}
+
+#[test]
+fn registered_static_clutter_follows_a_pan_and_keeps_the_mover() {
+    use srsnet::stream::postprocess::StaticClutter;
+    let dir = tmp("panning");
+    panning_scene_with_clutter(&dir);
+    let run_with = |clutter: StaticClutter| {
+        let sink = Capture::default();
+        let report = go(
+            Box::new(FolderSource::new(&dir, None, false).unwrap()),
+            &sink,
+            PipelineConfig {
+                static_clutter: Some(clutter),
+                ..Default::default()
+            },
+        );
+        (
+            report.stats.score.finish(),
+            report.stats.clutter,
+            report.stats.still_frames,
+        )
+    };
+    // As a fixed camera: every frame moved, so nothing is still and nothing is rejected.
+    let (fixed, rejected, still) = run_with(StaticClutter::new(3, 2.0, 0.01, 0).unwrap());
+    assert_eq!((rejected, still), (0, 0));
+    assert!((fixed.false_targets_per_frame - 1.0).abs() < 1e-9, "{fixed:?}");
+    // Following the pan: the 11 frames after the first are still up to the shift; the blob
+    // is reported in its first 3 frames and rejected in the other 9; the target stays.
+    let (registered, rejected, still) = run_with(StaticClutter::new(3, 2.0, 0.01, 4).unwrap());
+    assert_eq!((rejected, still), (9, 11), "{registered:?}");
+    assert_eq!(registered.pd, 1.0, "the mover is kept");
+    assert!(
+        (registered.false_targets_per_frame - 3.0 / 12.0).abs() < 1e-9,
+        "{registered:?}"
     );
 }
 

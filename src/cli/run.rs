@@ -8,6 +8,7 @@ use super::{
 use crate::calibration::Profile;
 use crate::device::DeviceSpec;
 use crate::infer::Segmenter;
+use crate::limits::MAX_STATIC_REGISTER;
 use crate::stream::defects::{self, DefectMap};
 use crate::stream::pipeline::{self, PipelineConfig};
 use crate::stream::postprocess::{parse_confirm_window, AreaLimits, Confirmer, StaticClutter};
@@ -121,15 +122,21 @@ pub struct RunArgs {
     /// Temporal confirmation M/N: keep targets seen in M of the last N frames.
     #[arg(long, value_parser = parse_confirm_window)]
     pub confirm: Option<(usize, usize)>,
-    /// Static-clutter rejection for fixed cameras: a detection that stays within
-    /// --static-radius px for more than N frames while the scene is still is clutter.
+    /// Static-clutter rejection: a detection that stays within --static-radius px of the same
+    /// place of the scene for more than N frames while the scene is still is clutter.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub static_clutter: Option<u64>,
+    /// Let --static-clutter follow a panning camera: align each frame with the one before by
+    /// the best translation of at most this many px, and keep the tracks on the scene (0: a
+    /// fixed camera; any movement then starts the tracks afresh).
+    #[arg(long, default_value_t = 0, requires = "static_clutter",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_STATIC_REGISTER as u64))]
+    pub static_register: u64,
     /// Radius (px) within which a detection counts as static.
     #[arg(long, default_value_t = 2.0, value_parser = parse_non_negative)]
     pub static_radius: f64,
     /// The scene is still while consecutive frames differ by less than this (mean absolute
-    /// difference, intensity units in [0, 1]).
+    /// difference, intensity units in [0, 1]; with --static-register, after aligning them).
     #[arg(long, default_value_t = 0.01, value_parser = parse_non_negative)]
     pub still_below: f64,
     /// Scene-based defect map: a pixel that is an isolated spike (brighter or darker than each
@@ -296,7 +303,10 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
     let area = AreaLimits::new(args.min_area, args.max_area)?;
     let static_clutter = args
         .static_clutter
-        .map(|n| StaticClutter::new(n as usize, args.static_radius, args.still_below as f32))
+        .map(|n| {
+            let register = args.static_register as usize;
+            StaticClutter::new(n as usize, args.static_radius, args.still_below as f32, register)
+        })
         .transpose()?;
     let confirm = args
         .confirm

@@ -7,6 +7,7 @@ pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod publish;
+pub mod register;
 pub mod sinks;
 pub mod sources;
 pub mod stats;

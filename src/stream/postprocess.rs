@@ -1,9 +1,11 @@
-//! Postprocessing of a frame's targets: optional area limits and temporal confirmation (a
+//! Postprocessing of a frame's targets: optional area limits, static-clutter rejection (fixed
+//! points of the scene, followed through a pan with `register`) and temporal confirmation (a
 //! target must have been seen in M of the last N frames within R pixels). Scoring against
 //! ground truth is `eval::metrics`' job, shared with `srsnet eval`.
 
+use super::register;
 use crate::detect::Target;
-use crate::limits::MAX_CONFIRM_WINDOW;
+use crate::limits::{MAX_CONFIRM_WINDOW, MAX_STATIC_REGISTER};
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
 
@@ -83,38 +85,52 @@ impl Confirmer {
     }
 }
 
-/// Static-clutter rejection for fixed cameras: a detection that stays within `radius` px of the
-/// same place for more than `frames` consecutive frames while the scene is still is clutter
-/// (a warm chimney, a glint on a rail), not a target. The scene counts as still while the mean
-/// absolute difference between consecutive frames (sampled every 4th pixel of the first plane)
-/// stays below `still_below` intensity units; any larger change (pan, zoom, gain change) starts
-/// every track afresh, so a moving camera never rejects anything.
+/// Static-clutter rejection: a detection that stays within `radius` px of the same place *of the
+/// scene* for more than `frames` consecutive still frames is clutter (a warm chimney, a glint on
+/// a rail, a hot point of the ground), not a target.
+///
+/// For a fixed camera (`register` 0) the scene is still while the mean absolute difference
+/// between consecutive frames (sampled every 4th pixel of the first plane) stays below
+/// `still_below` intensity units; any larger change (pan, zoom, gain change) starts every track
+/// afresh, so a moving camera never rejects anything. With `register` N > 0 the camera may pan:
+/// each frame is aligned with the one before by the translation of at most N px that fits best
+/// (`register::scene_shift`), the scene counts as still while what that translation leaves
+/// unexplained stays below `still_below`, and every track moves with the scene, so a point of
+/// the ground carried across the image by the pan stays on its track while an aircraft, moving
+/// against the scene, leaves it.
 #[derive(Debug, Clone)]
 pub struct StaticClutter {
     frames: usize,
     radius: f64,
     still_below: f32,
+    register: usize,
+    /// Per track: where it started in the scene (moved along with the scene since), its age.
     tracks: Vec<(f64, f64, usize)>,
     previous: Option<(usize, usize, Vec<f32>)>,
     /// Detections rejected as clutter so far.
     pub rejected: u64,
-    /// Frames judged still so far (of all frames seen).
+    /// Frames judged still so far (of all frames seen); with registration, still up to a shift.
     pub still_frames: u64,
 }
 
 impl StaticClutter {
-    /// Rejects detections static for more than `frames` frames within `radius` px.
-    pub fn new(frames: usize, radius: f64, still_below: f32) -> Result<Self> {
+    /// Rejects detections static for more than `frames` frames within `radius` px, following
+    /// scene shifts of up to `register` px per frame (0: a fixed camera).
+    pub fn new(frames: usize, radius: f64, still_below: f32, register: usize) -> Result<Self> {
         if frames == 0 {
             bail!("--static-clutter needs at least 1 frame");
         }
         if !radius.is_finite() || radius < 0.0 || !still_below.is_finite() || still_below < 0.0 {
             bail!("static-clutter radius and stillness threshold must be non-negative numbers");
         }
+        if register > MAX_STATIC_REGISTER {
+            bail!("--static-register {register}: at most {MAX_STATIC_REGISTER} px per frame");
+        }
         Ok(Self {
             frames,
             radius,
             still_below,
+            register,
             tracks: Vec::new(),
             previous: None,
             rejected: 0,
@@ -124,22 +140,15 @@ impl StaticClutter {
 
     /// The targets of `frame` that are not static clutter.
     pub fn filter(&mut self, frame: &crate::image_io::Frame, targets: Vec<Target>) -> Vec<Target> {
-        let sample: Vec<f32> = frame.plane(0).iter().step_by(4).copied().collect();
-        let still = match &self.previous {
-            Some((w, h, prev)) if (*w, *h) == (frame.width, frame.height) => {
-                let diff =
-                    prev.iter().zip(&sample).map(|(a, b)| (a - b).abs()).sum::<f32>() / sample.len().max(1) as f32;
-                diff < self.still_below
-            }
-            _ => false,
-        };
-        self.previous = Some((frame.width, frame.height, sample));
-        if !still {
+        let Some((dx, dy)) = self.scene_motion(frame) else {
             self.tracks = targets.iter().map(|t| (t.x, t.y, 1)).collect();
             return targets;
-        }
+        };
         self.still_frames += 1;
         let mut old = std::mem::take(&mut self.tracks);
+        for track in &mut old {
+            (track.0, track.1) = (track.0 + dx, track.1 + dy);
+        }
         let r2 = self.radius * self.radius;
         let mut kept = Vec::with_capacity(targets.len());
         for t in targets {
@@ -149,7 +158,7 @@ impl StaticClutter {
                 .map(|(k, &(x, y, _))| (k, (x - t.x).powi(2) + (y - t.y).powi(2)))
                 .filter(|&(_, d2)| d2 <= r2)
                 .min_by(|a, b| a.1.total_cmp(&b.1));
-            // A track keeps its first position, so slow drift still ends it.
+            // A track keeps its first place in the scene, so slow drift still ends it.
             let (x, y, age) = match near {
                 Some((k, _)) => {
                     let (x, y, age) = old.swap_remove(k);
@@ -165,6 +174,26 @@ impl StaticClutter {
             }
         }
         kept
+    }
+
+    /// How the scene moved since the previous frame, px, when it is still (up to that shift
+    /// when registering); `None` when it changed, or on the first frame or a new frame size.
+    fn scene_motion(&mut self, frame: &crate::image_io::Frame) -> Option<(f64, f64)> {
+        let plane = frame.plane(0);
+        let current: Vec<f32> = if self.register > 0 {
+            plane.to_vec()
+        } else {
+            plane.iter().step_by(4).copied().collect()
+        };
+        let previous = self.previous.replace((frame.width, frame.height, current));
+        let (w, h, prev) = previous.filter(|(w, h, _)| (*w, *h) == (frame.width, frame.height))?;
+        let cur = &self.previous.as_ref()?.2;
+        if self.register > 0 {
+            let s = register::scene_shift(&prev, cur, w, h, self.register);
+            return (s.residual < self.still_below).then_some((s.dx, s.dy));
+        }
+        let diff = prev.iter().zip(cur).map(|(a, b)| (a - b).abs()).sum::<f32>() / cur.len().max(1) as f32;
+        (diff < self.still_below).then_some((0.0, 0.0))
     }
 }
 
@@ -215,7 +244,7 @@ mod tests {
     #[test]
     fn static_detections_on_a_still_scene_become_clutter() {
         let frame = |shift: f32| crate::image_io::Frame::new(8, 8, 1, vec![0.3 + shift; 64]).unwrap();
-        let mut c = StaticClutter::new(2, 1.5, 0.01).unwrap();
+        let mut c = StaticClutter::new(2, 1.5, 0.01, 0).unwrap();
         let mut kept = Vec::new();
         for _ in 0..5 {
             kept.push(
@@ -229,7 +258,7 @@ mod tests {
         assert_eq!(c.rejected, 3);
         // The camera moves: everything starts afresh.
         assert_eq!(c.filter(&frame(0.2), vec![t(10.0, 10.0)]).len(), 1);
-        assert!(StaticClutter::new(0, 1.0, 0.01).is_err());
+        assert!(StaticClutter::new(0, 1.0, 0.01, 0).is_err());
     }
 
     #[test]
