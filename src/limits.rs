@@ -19,6 +19,9 @@ pub const MAX_CONFIRM_WINDOW: usize = 1000;
 /// (`--static-register`), in px: the search costs the square of it per frame.
 pub const MAX_STATIC_REGISTER: usize = 64;
 
+/// Most still frames a static-clutter track may go undetected and live on (`--static-gap`).
+pub const MAX_STATIC_GAP: usize = 100;
+
 /// Largest training or benchmark batch.
 pub const MAX_BATCH: usize = 1024;
 

@@ -530,7 +530,7 @@ fn static_clutter_rejection_keeps_the_mover_and_drops_the_static_blob() {
         (report.stats.score.finish(), report.stats.clutter)
     };
     let (plain, none) = run_with(None);
-    let (filtered, rejected) = run_with(Some(StaticClutter::new(3, 2.0, 0.01, 0).unwrap()));
+    let (filtered, rejected) = run_with(Some(StaticClutter::new(3, 2.0, 0.01).unwrap()));
     assert_eq!(none, 0);
     assert_eq!((plain.pd, filtered.pd), (1.0, 1.0), "the mover is kept");
     assert!((plain.false_targets_per_frame - 1.0).abs() < 1e-9, "{plain:?}");
@@ -593,12 +593,12 @@ fn registered_static_clutter_follows_a_pan_and_keeps_the_mover() {
         )
     };
     // As a fixed camera: every frame moved, so nothing is still and nothing is rejected.
-    let (fixed, rejected, still) = run_with(StaticClutter::new(3, 2.0, 0.01, 0).unwrap());
+    let (fixed, rejected, still) = run_with(StaticClutter::new(3, 2.0, 0.01).unwrap());
     assert_eq!((rejected, still), (0, 0));
     assert!((fixed.false_targets_per_frame - 1.0).abs() < 1e-9, "{fixed:?}");
     // Following the pan: the 11 frames after the first are still up to the shift; the blob
     // is reported in its first 3 frames and rejected in the other 9; the target stays.
-    let (registered, rejected, still) = run_with(StaticClutter::new(3, 2.0, 0.01, 4).unwrap());
+    let (registered, rejected, still) = run_with(StaticClutter::new(3, 2.0, 0.01).unwrap().following_pans(4).unwrap());
     assert_eq!((rejected, still), (9, 11), "{registered:?}");
     assert_eq!(registered.pd, 1.0, "the mover is kept");
     assert!(

@@ -8,7 +8,7 @@ use super::{
 use crate::calibration::Profile;
 use crate::device::DeviceSpec;
 use crate::infer::Segmenter;
-use crate::limits::MAX_STATIC_REGISTER;
+use crate::limits::{MAX_STATIC_GAP, MAX_STATIC_REGISTER};
 use crate::stream::defects::{self, DefectMap};
 use crate::stream::pipeline::{self, PipelineConfig};
 use crate::stream::postprocess::{parse_confirm_window, AreaLimits, Confirmer, StaticClutter};
@@ -132,6 +132,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, requires = "static_clutter",
           value_parser = clap::value_parser!(u64).range(0..=MAX_STATIC_REGISTER as u64))]
     pub static_register: u64,
+    /// Let a --static-clutter track live through this many still frames in which its point is
+    /// not detected (0: it ends at its first miss).
+    #[arg(long, default_value_t = 0, requires = "static_clutter",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_STATIC_GAP as u64))]
+    pub static_gap: u64,
     /// Radius (px) within which a detection counts as static.
     #[arg(long, default_value_t = 2.0, value_parser = parse_non_negative)]
     pub static_radius: f64,
@@ -304,8 +309,9 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
     let static_clutter = args
         .static_clutter
         .map(|n| {
-            let register = args.static_register as usize;
-            StaticClutter::new(n as usize, args.static_radius, args.still_below as f32, register)
+            StaticClutter::new(n as usize, args.static_radius, args.still_below as f32)?
+                .following_pans(args.static_register as usize)?
+                .bridging_gaps(args.static_gap as usize)
         })
         .transpose()?;
     let confirm = args

@@ -5,7 +5,7 @@
 
 use super::register;
 use crate::detect::Target;
-use crate::limits::{MAX_CONFIRM_WINDOW, MAX_STATIC_REGISTER};
+use crate::limits::{MAX_CONFIRM_WINDOW, MAX_STATIC_GAP, MAX_STATIC_REGISTER};
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
 
@@ -104,8 +104,8 @@ pub struct StaticClutter {
     radius: f64,
     still_below: f32,
     register: usize,
-    /// Per track: where it started in the scene (moved along with the scene since), its age.
-    tracks: Vec<(f64, f64, usize)>,
+    gap: usize,
+    tracks: Vec<Track>,
     previous: Option<(usize, usize, Vec<f32>)>,
     /// Detections rejected as clutter so far.
     pub rejected: u64,
@@ -113,24 +113,34 @@ pub struct StaticClutter {
     pub still_frames: u64,
 }
 
+/// A place of the scene where detections have been seen.
+#[derive(Debug, Clone, Copy)]
+struct Track {
+    /// Where it started, moved along with the scene since (so slow drift still ends it).
+    x: f64,
+    y: f64,
+    /// Frames it was detected in.
+    age: usize,
+    /// Still frames since it was last detected.
+    missed: usize,
+}
+
 impl StaticClutter {
-    /// Rejects detections static for more than `frames` frames within `radius` px, following
-    /// scene shifts of up to `register` px per frame (0: a fixed camera).
-    pub fn new(frames: usize, radius: f64, still_below: f32, register: usize) -> Result<Self> {
+    /// Rejects detections static for more than `frames` frames within `radius` px on a fixed
+    /// camera; [`Self::following_pans`] and [`Self::bridging_gaps`] widen that.
+    pub fn new(frames: usize, radius: f64, still_below: f32) -> Result<Self> {
         if frames == 0 {
             bail!("--static-clutter needs at least 1 frame");
         }
         if !radius.is_finite() || radius < 0.0 || !still_below.is_finite() || still_below < 0.0 {
             bail!("static-clutter radius and stillness threshold must be non-negative numbers");
         }
-        if register > MAX_STATIC_REGISTER {
-            bail!("--static-register {register}: at most {MAX_STATIC_REGISTER} px per frame");
-        }
         Ok(Self {
             frames,
             radius,
             still_below,
-            register,
+            register: 0,
+            gap: 0,
             tracks: Vec::new(),
             previous: None,
             rejected: 0,
@@ -138,16 +148,43 @@ impl StaticClutter {
         })
     }
 
+    /// Follows scene shifts of up to `max_shift` px per frame (0: a fixed camera).
+    pub fn following_pans(mut self, max_shift: usize) -> Result<Self> {
+        if max_shift > MAX_STATIC_REGISTER {
+            bail!("--static-register {max_shift}: at most {MAX_STATIC_REGISTER} px per frame");
+        }
+        self.register = max_shift;
+        Ok(self)
+    }
+
+    /// Keeps a track through up to `frames` still frames in which its point is not detected
+    /// (a weak warm point flickers around the threshold); 0 ends it at its first miss.
+    pub fn bridging_gaps(mut self, frames: usize) -> Result<Self> {
+        if frames > MAX_STATIC_GAP {
+            bail!("--static-gap {frames}: at most {MAX_STATIC_GAP} frames");
+        }
+        self.gap = frames;
+        Ok(self)
+    }
+
     /// The targets of `frame` that are not static clutter.
     pub fn filter(&mut self, frame: &crate::image_io::Frame, targets: Vec<Target>) -> Vec<Target> {
         let Some((dx, dy)) = self.scene_motion(frame) else {
-            self.tracks = targets.iter().map(|t| (t.x, t.y, 1)).collect();
+            self.tracks = targets
+                .iter()
+                .map(|t| Track {
+                    x: t.x,
+                    y: t.y,
+                    age: 1,
+                    missed: 0,
+                })
+                .collect();
             return targets;
         };
         self.still_frames += 1;
         let mut old = std::mem::take(&mut self.tracks);
         for track in &mut old {
-            (track.0, track.1) = (track.0 + dx, track.1 + dy);
+            (track.x, track.y) = (track.x + dx, track.y + dy);
         }
         let r2 = self.radius * self.radius;
         let mut kept = Vec::with_capacity(targets.len());
@@ -155,24 +192,38 @@ impl StaticClutter {
             let near = old
                 .iter()
                 .enumerate()
-                .map(|(k, &(x, y, _))| (k, (x - t.x).powi(2) + (y - t.y).powi(2)))
+                .map(|(k, tr)| (k, (tr.x - t.x).powi(2) + (tr.y - t.y).powi(2)))
                 .filter(|&(_, d2)| d2 <= r2)
                 .min_by(|a, b| a.1.total_cmp(&b.1));
-            // A track keeps its first place in the scene, so slow drift still ends it.
-            let (x, y, age) = match near {
+            let track = match near {
                 Some((k, _)) => {
-                    let (x, y, age) = old.swap_remove(k);
-                    (x, y, age + 1)
+                    let tr = old.swap_remove(k);
+                    Track {
+                        age: tr.age + 1,
+                        missed: 0,
+                        ..tr
+                    }
                 }
-                None => (t.x, t.y, 1),
+                None => Track {
+                    x: t.x,
+                    y: t.y,
+                    age: 1,
+                    missed: 0,
+                },
             };
-            self.tracks.push((x, y, age));
-            if age > self.frames {
+            self.tracks.push(track);
+            if track.age > self.frames {
                 self.rejected += 1;
             } else {
                 kept.push(t);
             }
         }
+        // Tracks not seen in this frame wait up to `gap` frames for their point to come back.
+        let waiting = old.into_iter().filter(|tr| tr.missed < self.gap);
+        self.tracks.extend(waiting.map(|tr| Track {
+            missed: tr.missed + 1,
+            ..tr
+        }));
         kept
     }
 
@@ -190,12 +241,19 @@ impl StaticClutter {
         let cur = &self.previous.as_ref()?.2;
         if self.register > 0 {
             let s = register::scene_shift(&prev, cur, w, h, self.register);
-            return (s.residual < self.still_below).then_some((s.dx, s.dy));
+            // A fast pan blurs the frame, which no translation explains; the scene is still
+            // followed when the translation explains most of the change.
+            let explained = s.residual < UNEXPLAINED_SHARE * s.unaligned;
+            return (s.residual < self.still_below || explained).then_some((s.dx, s.dy));
         }
         let diff = prev.iter().zip(cur).map(|(a, b)| (a - b).abs()).sum::<f32>() / cur.len().max(1) as f32;
         (diff < self.still_below).then_some((0.0, 0.0))
     }
 }
+
+/// With registration, the scene also counts as still when the best translation leaves less than
+/// this share of the frames' difference unexplained.
+const UNEXPLAINED_SHARE: f32 = 0.5;
 
 /// Parses `M/N` for `--confirm` (a clap value parser).
 pub fn parse_confirm_window(s: &str) -> Result<(usize, usize), String> {
@@ -244,7 +302,7 @@ mod tests {
     #[test]
     fn static_detections_on_a_still_scene_become_clutter() {
         let frame = |shift: f32| crate::image_io::Frame::new(8, 8, 1, vec![0.3 + shift; 64]).unwrap();
-        let mut c = StaticClutter::new(2, 1.5, 0.01, 0).unwrap();
+        let mut c = StaticClutter::new(2, 1.5, 0.01).unwrap();
         let mut kept = Vec::new();
         for _ in 0..5 {
             kept.push(
@@ -258,7 +316,34 @@ mod tests {
         assert_eq!(c.rejected, 3);
         // The camera moves: everything starts afresh.
         assert_eq!(c.filter(&frame(0.2), vec![t(10.0, 10.0)]).len(), 1);
-        assert!(StaticClutter::new(0, 1.0, 0.01, 0).is_err());
+        assert!(StaticClutter::new(0, 1.0, 0.01).is_err());
+    }
+
+    #[test]
+    fn a_track_bridges_as_many_missed_frames_as_asked() {
+        let still = crate::image_io::Frame::new(8, 8, 1, vec![0.3; 64]).unwrap();
+        // A warm point detected in frames 0–2, missed in 3, detected again in 4–6.
+        let seen = [true, true, true, false, true, true, true];
+        let kept_with = |gap: usize| {
+            let mut c = StaticClutter::new(3, 1.5, 0.01).unwrap().bridging_gaps(gap).unwrap();
+            let kept: Vec<usize> = seen
+                .iter()
+                .map(|&s| c.filter(&still, if s { vec![t(10.0, 10.0)] } else { vec![] }).len())
+                .collect();
+            (kept, c.rejected)
+        };
+        // Without a gap the miss restarts the track: its age reaches 3 again only in frame 6.
+        assert_eq!(kept_with(0), (vec![1, 1, 1, 0, 1, 1, 1], 0));
+        // Bridging one frame, frame 4 is its 4th detection: more than 3, so clutter from there.
+        assert_eq!(kept_with(1), (vec![1, 1, 1, 0, 0, 0, 0], 3));
+        assert!(StaticClutter::new(3, 1.5, 0.01)
+            .unwrap()
+            .bridging_gaps(MAX_STATIC_GAP + 1)
+            .is_err());
+        assert!(StaticClutter::new(3, 1.5, 0.01)
+            .unwrap()
+            .following_pans(MAX_STATIC_REGISTER + 1)
+            .is_err());
     }
 
     #[test]
