@@ -241,19 +241,12 @@ impl StaticClutter {
         let cur = &self.previous.as_ref()?.2;
         if self.register > 0 {
             let s = register::scene_shift(&prev, cur, w, h, self.register);
-            // A fast pan blurs the frame, which no translation explains; the scene is still
-            // followed when the translation explains most of the change.
-            let explained = s.residual < UNEXPLAINED_SHARE * s.unaligned;
-            return (s.residual < self.still_below || explained).then_some((s.dx, s.dy));
+            return (s.residual < self.still_below).then_some((s.dx, s.dy));
         }
         let diff = prev.iter().zip(cur).map(|(a, b)| (a - b).abs()).sum::<f32>() / cur.len().max(1) as f32;
         (diff < self.still_below).then_some((0.0, 0.0))
     }
 }
-
-/// With registration, the scene also counts as still when the best translation leaves less than
-/// this share of the frames' difference unexplained.
-const UNEXPLAINED_SHARE: f32 = 0.5;
 
 /// Parses `M/N` for `--confirm` (a clap value parser).
 pub fn parse_confirm_window(s: &str) -> Result<(usize, usize), String> {

@@ -24,8 +24,6 @@ pub struct Shift {
     /// Mean absolute difference of the frames aligned by the shift (intensity units): what a
     /// translation leaves unexplained.
     pub residual: f32,
-    /// Mean absolute difference of the frames as they are: the whole change.
-    pub unaligned: f32,
 }
 
 /// Samples per cost evaluation we aim for: enough to be robust to noise and small movers,
@@ -119,7 +117,6 @@ pub fn scene_shift(prev: &[f32], cur: &[f32], width: usize, height: usize, max_s
         dx,
         dy,
         residual: fractional_cost(&full.0, &full.1, dx, dy).min(fine_best),
-        unaligned: cost(&full.0, &full.1, 0, 0),
     }
 }
 
