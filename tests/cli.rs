@@ -820,7 +820,7 @@ fn stuck_pixels_do_not_switch_off_the_targets_of_synthetic_sequences() {
 }
 
 #[test]
-fn static_register_needs_static_clutter_and_stays_within_its_limit() {
+fn static_register_and_gap_need_static_clutter_and_stay_within_their_limits() {
     let (code, _, err) = srsnet(&[
         "run",
         "--model",
@@ -845,4 +845,17 @@ fn static_register_needs_static_clutter_and_stays_within_its_limit() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("65") && err.contains("0..=64"), "{err}");
+    let (code, _, err) = srsnet(&[
+        "run",
+        "--model",
+        "tophat",
+        "--source",
+        "synthetic",
+        "--static-clutter",
+        "5",
+        "--static-gap",
+        "101",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("101") && err.contains("0..=100"), "{err}");
 }
