@@ -821,41 +821,17 @@ fn stuck_pixels_do_not_switch_off_the_targets_of_synthetic_sequences() {
 
 #[test]
 fn static_register_and_gap_need_static_clutter_and_stay_within_their_limits() {
-    let (code, _, err) = srsnet(&[
-        "run",
-        "--model",
-        "tophat",
-        "--source",
-        "synthetic",
-        "--static-register",
-        "4",
-    ]);
-    assert_ne!(code, 0);
+    let refused = |extra: &[&str]| {
+        let mut argv = vec!["run", "--model", "tophat", "--source", "synthetic"];
+        argv.extend_from_slice(extra);
+        let (code, _, err) = srsnet(&argv);
+        assert_ne!(code, 0, "{argv:?} was accepted");
+        err
+    };
+    let err = refused(&["--static-register", "4"]);
     assert!(err.contains("--static-clutter"), "{err}");
-    let (code, _, err) = srsnet(&[
-        "run",
-        "--model",
-        "tophat",
-        "--source",
-        "synthetic",
-        "--static-clutter",
-        "5",
-        "--static-register",
-        "65",
-    ]);
-    assert_ne!(code, 0);
+    let err = refused(&["--static-clutter", "5", "--static-register", "65"]);
     assert!(err.contains("65") && err.contains("0..=64"), "{err}");
-    let (code, _, err) = srsnet(&[
-        "run",
-        "--model",
-        "tophat",
-        "--source",
-        "synthetic",
-        "--static-clutter",
-        "5",
-        "--static-gap",
-        "101",
-    ]);
-    assert_ne!(code, 0);
+    let err = refused(&["--static-clutter", "5", "--static-gap", "101"]);
     assert!(err.contains("101") && err.contains("0..=100"), "{err}");
 }

@@ -75,7 +75,7 @@ pub fn scene_shift(prev: &[f32], cur: &[f32], width: usize, height: usize, max_s
     let mut best = f32::INFINITY;
     for dy in -coarse_range..=coarse_range {
         for dx in -coarse_range..=coarse_range {
-            let c = cost(&half.0, &half.1, dx, dy);
+            let c = cost(&half.0, &half.1, dx as f64, dy as f64);
             if c < best {
                 (best, bx, by) = (c, dx, dy);
             }
@@ -90,7 +90,7 @@ pub fn scene_shift(prev: &[f32], cur: &[f32], width: usize, height: usize, max_s
             if dx.abs() > max_shift || dy.abs() > max_shift {
                 continue;
             }
-            costs[j][i] = cost(&full.0, &full.1, dx, dy);
+            costs[j][i] = cost(&full.0, &full.1, dx as f64, dy as f64);
             if costs[j][i] < fine_best {
                 (fine_best, fx, fy) = (costs[j][i], dx, dy);
             }
@@ -105,7 +105,7 @@ pub fn scene_shift(prev: &[f32], cur: &[f32], width: usize, height: usize, max_s
         } else if dx.abs() > max_shift || dy.abs() > max_shift {
             f32::INFINITY
         } else {
-            cost(&full.0, &full.1, dx, dy)
+            cost(&full.0, &full.1, dx as f64, dy as f64)
         }
     };
     let sx = vertex(at(fx - 1, fy), fine_best, at(fx + 1, fy));
@@ -116,13 +116,14 @@ pub fn scene_shift(prev: &[f32], cur: &[f32], width: usize, height: usize, max_s
     Shift {
         dx,
         dy,
-        residual: fractional_cost(&full.0, &full.1, dx, dy).min(fine_best),
+        residual: cost(&full.0, &full.1, dx, dy).min(fine_best),
     }
 }
 
-/// [`cost`] at a fractional shift, `cur` sampled bilinearly, over the pixels whose four
-/// neighbours all lie inside it.
-fn fractional_cost(prev: &Plane, cur: &Plane, dx: f64, dy: f64) -> f32 {
+/// Mean absolute difference between `prev(x, y)` and `cur(x + dx, y + dy)`, `cur` sampled
+/// bilinearly at fractional shifts, over the pixels whose four neighbours there all lie inside
+/// `cur`, on a regular grid of about [`SAMPLES_PER_COST`] points.
+fn cost(prev: &Plane, cur: &Plane, dx: f64, dy: f64) -> f32 {
     let (w, h) = (prev.width as i64, prev.height as i64);
     let (ix, iy) = (dx.floor() as i64, dy.floor() as i64);
     let (fx, fy) = ((dx - dx.floor()) as f32, (dy - dy.floor()) as f32);
@@ -158,29 +159,6 @@ fn vertex(a: f32, b: f32, c: f32) -> f64 {
         return 0.0;
     }
     (0.5 * (f64::from(a) - f64::from(c)) / curvature).clamp(-0.49, 0.49)
-}
-
-/// Mean absolute difference between `prev(x, y)` and `cur(x + dx, y + dy)` over the two planes'
-/// overlap, on a regular grid of about [`SAMPLES_PER_COST`] points.
-fn cost(prev: &Plane, cur: &Plane, dx: i64, dy: i64) -> f32 {
-    let (w, h) = (prev.width as i64, prev.height as i64);
-    let (x0, x1) = ((-dx).max(0), (w - dx).min(w));
-    let (y0, y1) = ((-dy).max(0), (h - dy).min(h));
-    if x1 <= x0 || y1 <= y0 {
-        return f32::INFINITY;
-    }
-    let area = ((x1 - x0) * (y1 - y0)) as usize;
-    let step = ((area / SAMPLES_PER_COST) as f64).sqrt().floor().max(1.0) as usize;
-    let (mut sum, mut n) = (0.0f64, 0usize);
-    for y in (y0..y1).step_by(step) {
-        let p = &prev.data[(y * w) as usize..][..w as usize];
-        let c = &cur.data[((y + dy) * w) as usize..][..w as usize];
-        for x in (x0..x1).step_by(step) {
-            sum += f64::from((p[x as usize] - c[(x + dx) as usize]).abs());
-            n += 1;
-        }
-    }
-    (sum / n as f64) as f32
 }
 
 /// The plane averaged over 2×2 blocks (an odd last row or column is dropped).
