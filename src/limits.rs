@@ -22,6 +22,10 @@ pub const MAX_STATIC_REGISTER: usize = 64;
 /// Most still frames a static-clutter track may go undetected and live on (`--static-gap`).
 pub const MAX_STATIC_GAP: usize = 100;
 
+/// Most frames back the motion gate compares with (`--motion-gate`): it keeps that many
+/// frames in memory (30 frames of 1280×1024 are 150 MiB).
+pub const MAX_MOTION_GATE: usize = 30;
+
 /// Largest training or benchmark batch.
 pub const MAX_BATCH: usize = 1024;
 

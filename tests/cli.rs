@@ -835,3 +835,31 @@ fn static_register_and_gap_need_static_clutter_and_stay_within_their_limits() {
     let err = refused(&["--static-clutter", "5", "--static-gap", "101"]);
     assert!(err.contains("101") && err.contains("0..=100"), "{err}");
 }
+
+#[test]
+fn the_motion_gate_refuses_settings_out_of_range_in_run_and_eval() {
+    for cmd in [
+        vec!["run", "--model", "tophat", "--source", "synthetic"],
+        vec!["eval", "--model", "tophat", "--sequence", "no-such-dir"],
+    ] {
+        let refused = |extra: &[&str]| {
+            let mut argv = cmd.clone();
+            argv.extend_from_slice(extra);
+            let (code, _, err) = srsnet(&argv);
+            assert_ne!(code, 0, "{argv:?} was accepted");
+            err
+        };
+        let err = refused(&["--motion-gate", "0", "--motion-min", "0.5"]);
+        assert!(err.contains("'0'") && err.contains("1..=30"), "{err}");
+        let err = refused(&["--motion-gate", "31", "--motion-min", "0.5"]);
+        assert!(err.contains("1..=30"), "{err}");
+        let err = refused(&["--motion-gate", "5", "--motion-min", "1.5"]);
+        assert!(err.contains("share from 0 to 1"), "{err}");
+        let err = refused(&["--motion-min", "0.5"]);
+        assert!(err.contains("--motion-gate"), "{err}");
+        let err = refused(&["--motion-gate", "5"]);
+        assert!(err.contains("--motion-min"), "{err}");
+        let err = refused(&["--motion-gate", "5", "--motion-min", "0.5", "--motion-register", "65"]);
+        assert!(err.contains("0..=64"), "{err}");
+    }
+}

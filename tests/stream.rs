@@ -607,6 +607,35 @@ fn registered_static_clutter_follows_a_pan_and_keeps_the_mover() {
     );
 }
 
+#[test]
+fn the_motion_gate_rejects_the_point_the_pan_carries_and_keeps_the_mover() {
+    use srsnet::stream::motion::MotionGate;
+    let dir = tmp("panning-gate");
+    panning_scene_with_clutter(&dir);
+    let sink = Capture::default();
+    let report = go(
+        Box::new(FolderSource::new(&dir, None, false).unwrap()),
+        &sink,
+        PipelineConfig {
+            motion_gate: Some(MotionGate::new(3, 0.5, 4).unwrap()),
+            ..Default::default()
+        },
+    );
+    let m = report.stats.score.finish();
+    // Frames 0–2 have no frame 3 back and keep both detections; from frame 3 on, the blob
+    // (where the scene was 3 frames earlier, it was already there) is rejected, the target
+    // (9 px of scene away from where it was) is kept: 9 frames × 2 detections judged.
+    assert_eq!(
+        (report.stats.motion_gated, report.stats.motion_judged),
+        (9, 18),
+        "{m:?}"
+    );
+    assert_eq!(m.pd, 1.0, "the mover is kept");
+    assert!((m.false_targets_per_frame - 3.0 / 12.0).abs() < 1e-9, "{m:?}");
+    let stats = report.stats.to_json();
+    assert_eq!(stats["motion_gated"], 9, "{stats}");
+}
+
 /// A labelled set in the SIRST layout (or, with `kbt`, the NUDT-KBT19 layout) made of synthetic
 /// frames and their exact masks.
 fn labelled_set(dir: &std::path::Path, kbt: bool) {

@@ -130,6 +130,7 @@ fn val_set() -> ValSet {
                 image: s.image,
             })
             .collect(),
+        ordered: false,
     }
 }
 

@@ -2,16 +2,19 @@
 //! anything else, or (Pd, Fa, false targets per frame) for centroid-annotated sequences.
 //! Every listed input is scored or counted as failed; nothing is silently left out.
 
-use super::{default_weights, parse_grow, parse_threshold, target_rule, Grow};
+use super::{default_weights, parse_grow, parse_share, parse_threshold, target_rule, Grow};
 use crate::dataset::pairs::{read_mask, read_pair, PairLayout};
 use crate::dataset::sequence::Sequence;
 use crate::dataset::Truth;
+use crate::detect::{find_targets, Target};
 use crate::device::DeviceSpec;
 use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
 use crate::image_io::{read_frame, Frame};
 use crate::infer::{Segmenter, TargetRule};
+use crate::limits::{MAX_MOTION_GATE, MAX_STATIC_REGISTER};
 use crate::plot;
 use crate::progress::Progress;
+use crate::stream::motion::MotionGate;
 use crate::train::recipe;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -78,6 +81,20 @@ pub struct EvalArgs {
     /// against the threshold, with the operating point marked.
     #[arg(long, requires = "sweep")]
     pub plot: Option<PathBuf>,
+    /// Score sequences (--sequence, a recipe's sequence sets) after `run`'s motion gate: each
+    /// frame compared with the one this many frames back (see `srsnet run --motion-gate`).
+    /// Still images and target-free frames are not sequences and are scored as they are.
+    #[arg(long, requires = "motion_min",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MOTION_GATE as u64))]
+    pub motion_gate: Option<u64>,
+    /// With --motion-gate: the share of a detection's contrast that must be new to keep it.
+    /// No default: no setting kept the slow aircraft of DAUB 1–4 (models/README.md).
+    #[arg(long, requires = "motion_gate", value_parser = parse_share)]
+    pub motion_min: Option<f64>,
+    /// With --motion-gate: the largest scene shift per frame followed, px (0: a fixed camera).
+    #[arg(long, default_value_t = 8, requires = "motion_gate",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_STATIC_REGISTER as u64))]
+    pub motion_register: u64,
 }
 
 /// Runs `srsnet eval`.
@@ -104,6 +121,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &args.device.open()?,
         args.engine.options(),
     )?;
+    let gate = args
+        .motion_gate
+        .zip(args.motion_min)
+        .map(|(k, r)| MotionGate::new(k as usize, r as f32, args.motion_register as usize))
+        .transpose()?;
     let recorded = seg.default_rule();
     let rules = if args.sweep.is_empty() {
         vec![target_rule(args.threshold, args.grow, recorded)?]
@@ -142,7 +164,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         // Training rows are named apart: a split's name is not in a set's name, so SIRST's
         // training and validation rows would otherwise read alike.
         let prefix = if args.training_sets { "trained-on " } else { "" };
-        return eval_sets(&seg, &r, &rules, args.json, plot.as_ref(), prefix);
+        return eval_sets(&seg, &r, &rules, gate.as_ref(), args.json, plot.as_ref(), prefix);
     }
     let (rows, failed, points_only) = match (&args.data, &args.sequence) {
         (Some(root), _) => {
@@ -150,13 +172,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
             (rows, failed, false)
         }
         (None, Some(dir)) => {
-            let (rows, failed) = sweep_sequence(&seg, dir, &rules)?;
+            let (rows, failed) = sweep_sequence(&seg, dir, &rules, gate.as_ref())?;
             (rows, failed, true)
         }
         _ => bail!("give --data DIR, --sequence DIR, --negatives DIR, --recipe FILE, or --pred DIR --gt DIR"),
     };
     let labelled: Vec<(Option<TargetRule>, Metrics)> = rules.iter().map(|&r| Some(r)).zip(rows).collect();
-    print_rows(&seg.name(), &labelled, points_only, args.json, failed);
+    let label = match &gate {
+        Some(g) => format!("{} ({g})", seg.name()),
+        None => seg.name(),
+    };
+    print_rows(&label, &labelled, points_only, args.json, failed);
     if let Some(p) = &plot {
         let set = args
             .data
@@ -180,6 +206,7 @@ fn eval_sets(
     seg: &Segmenter,
     recipe: &recipe::Recipe,
     rules: &[TargetRule],
+    gate: Option<&MotionGate>,
     json: bool,
     plot: Option<&Plot>,
     prefix: &str,
@@ -195,11 +222,16 @@ fn eval_sets(
             .items
             .iter()
             .map(|i| (i.name.clone(), Ok((i.image.clone(), i.truth.clone()))));
-        let (metrics, f) = score_all(seg, inputs, rules);
+        let set_gate = gate.filter(|_| set.ordered);
+        let (metrics, f) = score_all(seg, inputs, rules, set_gate);
         failed += f;
         let masks = set.items.iter().all(|i| matches!(i.truth, Truth::Mask(_)));
+        // A sequence scored after the motion gate says so in its row's name (the table's
+        // header names the gate's settings).
+        let gated = if set_gate.is_some() { "gated " } else { "" };
+        let name = format!("{prefix}{gated}{}", set.name);
         for (r, m) in rules.iter().zip(metrics) {
-            rows.push((format!("{prefix}{}", set.name), *r, masks, m));
+            rows.push((name.clone(), *r, masks, m));
         }
     }
     if json {
@@ -210,7 +242,11 @@ fn eval_sets(
             println!("{row}");
         }
     } else {
-        println!("{}", sets_table(&seg.name(), &rows));
+        let model = match gate {
+            Some(g) => format!("{} ({g} on the sequences)", seg.name()),
+            None => seg.name(),
+        };
+        println!("{}", sets_table(&model, &rows));
     }
     if let Some(p) = plot {
         let mut by_set: Vec<plot::SweepSeries> = Vec::new();
@@ -342,21 +378,34 @@ fn print_rows(label: &str, rows: &[(Option<TargetRule>, Metrics)], points_only: 
 }
 
 /// Scores every input by every rule (the probabilities are computed once per input); an input
-/// that cannot be read or run is reported and counted.
+/// that cannot be read or run is reported and counted. With a motion `gate` the inputs are a
+/// sequence's frames in order, scored by their centroids after a copy of the gate per rule.
 fn score_all(
     seg: &Segmenter,
     inputs: impl ExactSizeIterator<Item = (String, Result<(Frame, Truth)>)>,
     rules: &[TargetRule],
+    gate: Option<&MotionGate>,
 ) -> (Vec<Metrics>, usize) {
     let mut accs = vec![MetricAccumulator::default(); rules.len()];
+    let mut gates: Vec<Option<MotionGate>> = rules.iter().map(|_| gate.cloned()).collect();
     let mut failed = 0;
     let mut progress = Progress::new("eval", inputs.len() as u64);
     for (name, input) in inputs {
         progress.inc();
         let scored = input.and_then(|(frame, truth)| {
             let det = seg.detect(&frame, rules[0])?;
-            for (acc, &r) in accs.iter_mut().zip(rules) {
-                acc.add(&det.mask(r), frame.width, frame.height, &truth);
+            for ((acc, &r), g) in accs.iter_mut().zip(rules).zip(&mut gates) {
+                match (g, &truth) {
+                    (None, _) => acc.add(&det.mask(r), frame.width, frame.height, &truth),
+                    (Some(g), Truth::Points(points)) => {
+                        let targets = find_targets(&det.prob, frame.width, frame.height, r);
+                        let blobs: Vec<_> = g.filter(&frame, targets).iter().map(Target::blob).collect();
+                        acc.add_blobs(&blobs, points, frame.width, frame.height);
+                    }
+                    (Some(_), Truth::Mask(_)) => {
+                        bail!("the motion gate scores sequences by their centroids, not masks")
+                    }
+                }
             }
             Ok(())
         });
@@ -393,12 +442,17 @@ pub fn sweep_model(
         let pair = read_pair(layout, &name, seg.channels()).map(|(f, m)| (f, Truth::Mask(m)));
         (name, pair)
     });
-    Ok(score_all(seg, inputs, rules))
+    Ok(score_all(seg, inputs, rules, None))
 }
 
 /// Pd, Fa and false targets per frame on a sequence (`frames/` + `centroids.csv`) with the
 /// 3-pixel centroid rule; every frame is scored (one without a line has no target).
-pub fn sweep_sequence(seg: &Segmenter, dir: &Path, rules: &[TargetRule]) -> Result<(Vec<Metrics>, usize)> {
+pub fn sweep_sequence(
+    seg: &Segmenter,
+    dir: &Path,
+    rules: &[TargetRule],
+    gate: Option<&MotionGate>,
+) -> Result<(Vec<Metrics>, usize)> {
     let seq = Sequence::open(dir)?;
     if !seq.is_annotated() {
         bail!(
@@ -410,7 +464,7 @@ pub fn sweep_sequence(seg: &Segmenter, dir: &Path, rules: &[TargetRule]) -> Resu
         let frame = read_frame(&f.path, seg.channels()).map(|fr| (fr, Truth::Points(f.truth.unwrap_or_default())));
         (f.path.display().to_string(), frame)
     });
-    Ok(score_all(seg, inputs, rules))
+    Ok(score_all(seg, inputs, rules, gate))
 }
 
 /// Scores prediction masks in `pred` against every ground-truth mask in `gt` (the prediction

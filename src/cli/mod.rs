@@ -170,6 +170,14 @@ pub fn parse_non_negative(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses a share: a number from 0 to 1.
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}`: expected a share from 0 to 1")),
+    }
+}
+
 /// Parses a batch size: 1 to [`MAX_BATCH`].
 pub fn parse_batch(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {

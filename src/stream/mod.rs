@@ -3,6 +3,7 @@
 
 pub mod defects;
 pub mod frame;
+pub mod motion;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;

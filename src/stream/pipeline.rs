@@ -16,6 +16,7 @@
 //! and reported, and the others go on.
 
 use super::frame::RawFrame;
+use super::motion::MotionGate;
 use super::postprocess::{AreaLimits, Confirmer, StaticClutter};
 use super::preprocess::Preprocessor;
 use super::sinks::{FrameOutputs, SinkError, Sinks};
@@ -43,6 +44,8 @@ pub struct PipelineConfig {
     pub confirm: Option<Confirmer>,
     /// Static-clutter rejection (fixed cameras), when asked for.
     pub static_clutter: Option<StaticClutter>,
+    /// The motion gate (detections must be new against the scene), when asked for.
+    pub motion_gate: Option<MotionGate>,
     /// Print statistics every this many frames (to stderr).
     pub stats_every: Option<u64>,
     /// Queue length between stages.
@@ -59,6 +62,7 @@ impl Default for PipelineConfig {
             area: AreaLimits::default(),
             confirm: None,
             static_clutter: None,
+            motion_gate: None,
             stats_every: None,
             queue: 4,
             progress: false,
@@ -110,6 +114,8 @@ struct Counters {
     discarded: AtomicU64,
     clutter: AtomicU64,
     still: AtomicU64,
+    gated: AtomicU64,
+    gate_judged: AtomicU64,
     /// Pixel replacements by the scene-based defect map, and the most in one frame.
     defects: AtomicU64,
     defects_most: AtomicU64,
@@ -142,6 +148,7 @@ pub fn run(
         area: cfg.area,
         confirm: cfg.confirm.take(),
         clutter: cfg.static_clutter.take(),
+        gate: cfg.motion_gate.take(),
     };
 
     let counters = &counters;
@@ -165,6 +172,8 @@ pub fn run(
         report.stats.discarded = counters.discarded.load(Ordering::Relaxed);
         report.stats.clutter = counters.clutter.load(Ordering::Relaxed);
         report.stats.still_frames = counters.still.load(Ordering::Relaxed);
+        report.stats.motion_gated = counters.gated.load(Ordering::Relaxed);
+        report.stats.motion_judged = counters.gate_judged.load(Ordering::Relaxed);
         report.stats.defects = counters.defects.load(Ordering::Relaxed);
         report.stats.defects_most = counters.defects_most.load(Ordering::Relaxed);
         report.stats.wall = started.elapsed();
@@ -321,9 +330,11 @@ struct Post {
     area: AreaLimits,
     confirm: Option<Confirmer>,
     clutter: Option<StaticClutter>,
+    gate: Option<MotionGate>,
 }
 
-/// Postprocess: area limits, then static-clutter rejection, then temporal confirmation.
+/// Postprocess: area limits, then static-clutter rejection, then the motion gate, then
+/// temporal confirmation (which should count only what the filters before it kept).
 fn postprocess(rx: Receiver<Detected>, tx: Sender<Detected>, mut post: Post, stop: &Stop, counters: &Counters) {
     for mut item in rx.iter() {
         if stop.is_aborted() {
@@ -340,6 +351,12 @@ fn postprocess(rx: Receiver<Detected>, tx: Sender<Detected>, mut post: Post, sto
             targets = c.filter(&item.frame, targets);
             counters.clutter.fetch_add(c.rejected - rejected, Ordering::Relaxed);
             counters.still.fetch_add(c.still_frames - still, Ordering::Relaxed);
+        }
+        if let Some(g) = post.gate.as_mut() {
+            let (rejected, judged) = (g.rejected, g.judged);
+            targets = g.filter(&item.frame, targets);
+            counters.gated.fetch_add(g.rejected - rejected, Ordering::Relaxed);
+            counters.gate_judged.fetch_add(g.judged - judged, Ordering::Relaxed);
         }
         if let Some(c) = post.confirm.as_mut() {
             targets = c.confirm(targets);

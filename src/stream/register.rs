@@ -151,6 +151,18 @@ fn cost(prev: &Plane, cur: &Plane, dx: f64, dy: f64) -> f32 {
     (sum / n as f64) as f32
 }
 
+/// The `width`·`height` plane sampled bilinearly at (x, y), clamped to its edges.
+pub fn sample(plane: &[f32], width: usize, height: usize, x: f64, y: f64) -> f32 {
+    let x = x.clamp(0.0, (width - 1) as f64);
+    let y = y.clamp(0.0, (height - 1) as f64);
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(width - 1), (y0 + 1).min(height - 1));
+    let (fx, fy) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32);
+    let top = plane[y0 * width + x0] + fx * (plane[y0 * width + x1] - plane[y0 * width + x0]);
+    let bottom = plane[y1 * width + x0] + fx * (plane[y1 * width + x1] - plane[y1 * width + x0]);
+    top + fy * (bottom - top)
+}
+
 /// Offset in (−0.5, 0.5) of the minimum of the parabola through (−1, a), (0, b), (1, c); 0 when
 /// b is not a strict minimum of a finite triple (a flat or one-sided valley).
 fn vertex(a: f32, b: f32, c: f32) -> f64 {

@@ -150,6 +150,10 @@ pub struct RunStats {
     pub clutter: u64,
     /// Frames the static-clutter filter judged still (the only ones where it rejects).
     pub still_frames: u64,
+    /// Detections the motion gate rejected as old against the scene (`--motion-gate`).
+    pub motion_gated: u64,
+    /// Detections the motion gate judged (the rest it kept for want of history or contrast).
+    pub motion_judged: u64,
     /// Pixel values the scene-based defect map replaced, over all frames (`--defect-frames`).
     pub defects: u64,
     /// The most pixels it replaced in one frame.
@@ -205,6 +209,8 @@ impl RunStats {
             "discarded": self.discarded,
             "static_clutter": self.clutter,
             "still_frames": self.still_frames,
+            "motion_gated": self.motion_gated,
+            "motion_judged": self.motion_judged,
             "defect_pixels": { "replaced": self.defects, "most_in_a_frame": self.defects_most },
             "wall_s": secs,
             "throughput_fps": if secs > 0.0 { self.frames as f64 / secs } else { 0.0 },
@@ -242,6 +248,12 @@ impl RunStats {
             out.push_str(&format!(
                 "detections rejected as static clutter: {} ({} of {} frames still)\n",
                 self.clutter, self.still_frames, self.frames
+            ));
+        }
+        if self.motion_judged > 0 {
+            out.push_str(&format!(
+                "detections rejected as old against the scene: {} of {} judged\n",
+                self.motion_gated, self.motion_judged
             ));
         }
         if self.defects > 0 {

@@ -375,6 +375,9 @@ pub struct ValSet {
     pub name: String,
     /// Its inputs.
     pub items: Vec<ValItem>,
+    /// True for a sequence: the items are consecutive frames in order, so temporal filters
+    /// (`eval --motion-gate`) apply; an unreadable frame is skipped and leaves a gap.
+    pub ordered: bool,
 }
 
 /// Everything a run loads.
@@ -531,6 +534,7 @@ fn validation_set(spec: &DatasetSpec, channels: usize) -> Result<(ValSet, Vec<Sk
         ValSet {
             name: spec.name(),
             items,
+            ordered: matches!(spec, DatasetSpec::Sequence { .. }),
         },
         skipped,
     ))
