@@ -506,8 +506,8 @@ fn kept_epochs_become_weights_files_and_the_average_is_what_ships() {
     let init = small_base(&data, &preset, &d.join("base"));
     let val = format!("sequence:{}", s(&d.join("val")));
     let out = d.join("ema");
-    let train = |ema: &str, out: &Path| {
-        srsnet(&[
+    let train_with = |ema: &str, out: &Path, extra: &[&str]| {
+        let mut argv = vec![
             "train",
             "seg",
             "--init",
@@ -529,8 +529,11 @@ fn kept_epochs_become_weights_files_and_the_average_is_what_ships() {
             "--keep-epochs",
             "--out",
             s(out),
-        ])
+        ];
+        argv.extend_from_slice(extra);
+        srsnet(&argv)
     };
+    let train = |ema: &str, out: &Path| train_with(ema, out, &[]);
     let (code, err) = train("0.9", &out);
     assert_eq!(code, 0, "{err}");
 
@@ -550,6 +553,26 @@ fn kept_epochs_become_weights_files_and_the_average_is_what_ships() {
     assert_eq!(shipped["ema"], 0.9, "{shipped}");
     let best = shipped["seg_kept_epoch"].as_u64().unwrap() as usize;
     assert_eq!(tensors(&out.join("srsnet.safetensors")), tensors(&epoch(best)));
+
+    // A run spanning sessions exports what it has kept so far, without training on: the same
+    // command with --resume --export-kept writes the same nets and leaves the checkpoint be.
+    let exported = [1, 2].map(|n| tensors(&epoch(n)));
+    let last = out.join("seg-last.ckpt.safetensors");
+    let checkpoint = std::fs::read(&last).unwrap();
+    for n in [1, 2] {
+        std::fs::remove_file(epoch(n)).unwrap();
+    }
+    let (code, err) = train_with("0.9", &out, &["--resume", "--export-kept"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!([1, 2].map(|n| tensors(&epoch(n))), exported);
+    assert_eq!(std::fs::read(&last).unwrap(), checkpoint, "no training step was taken");
+    // Without a run to resume, or without --resume, it says so.
+    let (code, err) = train_with("0.9", &d.join("none"), &["--resume", "--export-kept"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no seg checkpoint"), "{err}");
+    let (code, err) = train_with("0.9", &out, &["--export-kept"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--resume"), "{err}");
 
     // A decay outside (0, 1) is refused before anything runs.
     for bad in ["1", "0", "1.5"] {

@@ -78,6 +78,8 @@ pub struct RunArgs {
     pub ema: Option<f64>,
     /// Keep (and export) every validated epoch's weights.
     pub keep_epochs: bool,
+    /// Export the epochs kept so far and stop, without training.
+    pub export_kept: bool,
     /// Output folder (checkpoints, log.jsonl).
     pub out: PathBuf,
     /// Continue from the output folder's last checkpoint.
@@ -173,6 +175,9 @@ pub fn train(
     seg_from: Option<&SegFrom>,
     weights_out: &Path,
 ) -> Result<()> {
+    if run.export_kept && which != Which::Seg {
+        bail!("--export-kept exports the kept epochs of a segmentation run: use it with `train seg`");
+    }
     if run.resume {
         let stages: &[&str] = match which {
             Which::Recon => &["recon"],
@@ -261,6 +266,11 @@ pub fn train(
     if which == Which::Recon {
         return report_skipped(&loaded.skipped);
     }
+    if run.export_kept {
+        let summary = run_summary(recipe, run, &recon_ckpt, &init);
+        export_kept_epochs(run, seg_start, (&config, &preprocess), &summary)?;
+        return report_skipped(&loaded.skipped);
+    }
     let data = TrainData {
         train: loaded.seg,
         groups: loaded.groups,
@@ -271,14 +281,7 @@ pub fn train(
     {
         return report_skipped(&loaded.skipped);
     }
-    let mut summary = data_summary(recipe.to_json(), run);
-    if let Some((file, deepened)) = &init {
-        summary["fine_tuned_from"] = json!({
-            "file": recon_ckpt.display().to_string(),
-            "info": file.info,
-            "deepened_from": deepened.then(|| &file.config),
-        });
-    }
+    let summary = run_summary(recipe, run, &recon_ckpt, &init);
     export(
         seg_start,
         &best_path(&run.out, "seg"),
@@ -288,20 +291,47 @@ pub fn train(
         weights_out,
     )?;
     if run.keep_epochs {
-        for epoch in trainer::kept_epochs(&run.out, "seg")? {
-            let ckpt = trainer::epoch_path(&run.out, "seg", epoch);
-            let out = run.out.join(format!("srsnet-epoch{epoch}.safetensors"));
-            export(
-                seg_start,
-                &ckpt,
-                Some(epoch),
-                (&config, &preprocess),
-                summary.clone(),
-                &out,
-            )?;
-        }
+        export_kept_epochs(run, seg_start, (&config, &preprocess), &summary)?;
     }
     report_skipped(&loaded.skipped)
+}
+
+/// The training record the weights' metadata carries: the data, the settings, and the file a
+/// fine-tune started from.
+fn run_summary(
+    recipe: &Recipe,
+    run: &RunArgs,
+    recon_ckpt: &Path,
+    init: &Option<(WeightsFile, bool)>,
+) -> serde_json::Value {
+    let mut summary = data_summary(recipe.to_json(), run);
+    if let Some((file, deepened)) = init {
+        summary["fine_tuned_from"] = json!({
+            "file": recon_ckpt.display().to_string(),
+            "info": file.info,
+            "deepened_from": deepened.then(|| &file.config),
+        });
+    }
+    summary
+}
+
+/// Writes OUT/srsnet-epochN.safetensors for every epoch `--keep-epochs` has kept.
+fn export_kept_epochs(
+    run: &RunArgs,
+    seg_start: SegStart,
+    model: (&ModelConfig, &PreprocessSpec),
+    summary: &serde_json::Value,
+) -> Result<()> {
+    let epochs = trainer::kept_epochs(&run.out, "seg")?;
+    if epochs.is_empty() {
+        bail!("{}: no kept epoch to export yet", run.out.display());
+    }
+    for epoch in epochs {
+        let ckpt = trainer::epoch_path(&run.out, "seg", epoch);
+        let out = run.out.join(format!("srsnet-epoch{epoch}.safetensors"));
+        export(seg_start, &ckpt, Some(epoch), model, summary.clone(), &out)?;
+    }
+    Ok(())
 }
 
 fn report_skipped(skipped: &[Skipped]) -> Result<()> {
@@ -530,6 +560,11 @@ pub struct TrainArgs {
     /// OUT/seg-epochN.ckpt.safetensors, and at the end the weights file OUT/srsnet-epochN.safetensors.
     #[arg(long)]
     pub keep_epochs: bool,
+    /// With --resume and --keep-epochs: write OUT/srsnet-epochN.safetensors for every epoch the
+    /// unfinished run has kept so far, and stop without training, so that a run spanning
+    /// sessions can be swept with `srsnet eval` before it ends (the same command resumes it).
+    #[arg(long, requires_all = ["resume", "keep_epochs"])]
+    pub export_kept: bool,
     /// Output folder: checkpoints, log.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -651,6 +686,7 @@ impl TrainArgs {
             precise_bn: self.precise_bn,
             ema: self.ema,
             keep_epochs: self.keep_epochs,
+            export_kept: self.export_kept,
             out: self.out,
             resume: self.resume,
             device: self.device.open()?,
