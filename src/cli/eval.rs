@@ -2,7 +2,7 @@
 //! anything else, or (Pd, Fa, false targets per frame) for centroid-annotated sequences.
 //! Every listed input is scored or counted as failed; nothing is silently left out.
 
-use super::{default_weights, parse_grow, parse_share, parse_threshold, target_rule, Grow};
+use super::{default_weights, parse_grow, parse_threshold, target_rule, Grow};
 use crate::dataset::pairs::{read_mask, read_pair, PairLayout};
 use crate::dataset::sequence::Sequence;
 use crate::dataset::Truth;
@@ -11,7 +11,6 @@ use crate::device::DeviceSpec;
 use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
 use crate::image_io::{read_frame, Frame};
 use crate::infer::{Segmenter, TargetRule};
-use crate::limits::{MAX_MOTION_GATE, MAX_STATIC_REGISTER};
 use crate::plot;
 use crate::progress::Progress;
 use crate::stream::motion::MotionGate;
@@ -81,20 +80,10 @@ pub struct EvalArgs {
     /// against the threshold, with the operating point marked.
     #[arg(long, requires = "sweep")]
     pub plot: Option<PathBuf>,
-    /// Score sequences (--sequence, a recipe's sequence sets) after `run`'s motion gate: each
-    /// frame compared with the one this many frames back (see `srsnet run --motion-gate`).
-    /// Still images and target-free frames are not sequences and are scored as they are.
-    #[arg(long, requires = "motion_min",
-          value_parser = clap::value_parser!(u64).range(1..=MAX_MOTION_GATE as u64))]
-    pub motion_gate: Option<u64>,
-    /// With --motion-gate: the share of a detection's contrast that must be new to keep it.
-    /// No default: no setting kept the slow aircraft of DAUB 1–4 (models/README.md).
-    #[arg(long, requires = "motion_gate", value_parser = parse_share)]
-    pub motion_min: Option<f64>,
-    /// With --motion-gate: the largest scene shift per frame followed, px (0: a fixed camera).
-    #[arg(long, default_value_t = 8, requires = "motion_gate",
-          value_parser = clap::value_parser!(u64).range(0..=MAX_STATIC_REGISTER as u64))]
-    pub motion_register: u64,
+    /// Score sequences (--sequence, a recipe's sequence sets) after `run`'s motion gate. Still
+    /// images and target-free frames are not sequences and are scored as they are.
+    #[command(flatten)]
+    pub motion: super::MotionGateArgs,
 }
 
 /// Runs `srsnet eval`.
@@ -121,11 +110,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &args.device.open()?,
         args.engine.options(),
     )?;
-    let gate = args
-        .motion_gate
-        .zip(args.motion_min)
-        .map(|(k, r)| MotionGate::new(k as usize, r as f32, args.motion_register as usize))
-        .transpose()?;
+    let gate = args.motion.gate()?;
     let recorded = seg.default_rule();
     let rules = if args.sweep.is_empty() {
         vec![target_rule(args.threshold, args.grow, recorded)?]

@@ -221,6 +221,35 @@ impl EngineArgs {
     }
 }
 
+/// The motion gate's settings (`run` and `eval`): see `stream::motion`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MotionGateArgs {
+    /// The motion gate: compare each frame with the one this many frames back, aligned by the
+    /// scene's shift, and reject detections whose contrast was already there (fixed ground
+    /// points carried by a pan); see models/README.md, "A motion gate for sequences".
+    #[arg(long, requires = "motion_min",
+          value_parser = clap::value_parser!(u64).range(1..=crate::limits::MAX_MOTION_GATE as u64))]
+    pub motion_gate: Option<u64>,
+    /// With --motion-gate: the share of a detection's contrast that must be new to keep it.
+    /// No default: no setting kept the slow aircraft of DAUB 1–4 (models/README.md).
+    #[arg(long, requires = "motion_gate", value_parser = parse_share)]
+    pub motion_min: Option<f64>,
+    /// With --motion-gate: the largest scene shift per frame followed, px (0: a fixed camera).
+    #[arg(long, default_value_t = 8, requires = "motion_gate",
+          value_parser = clap::value_parser!(u64).range(0..=crate::limits::MAX_STATIC_REGISTER as u64))]
+    pub motion_register: u64,
+}
+
+impl MotionGateArgs {
+    /// The gate, when asked for.
+    pub fn gate(&self) -> Result<Option<crate::stream::motion::MotionGate>> {
+        self.motion_gate
+            .zip(self.motion_min)
+            .map(|(k, r)| crate::stream::motion::MotionGate::new(k as usize, r as f32, self.motion_register as usize))
+            .transpose()
+    }
+}
+
 /// Most kernel threads `--threads` takes.
 pub const MAX_THREADS: usize = 256;
 

@@ -2,15 +2,14 @@
 //! recording or the synthetic generator to JSON Lines, masks and overlays, with run statistics.
 
 use super::{
-    default_weights, parse_batch, parse_grow, parse_non_negative, parse_positive, parse_share, parse_size,
-    parse_threshold, target_rule, Grow,
+    default_weights, parse_batch, parse_grow, parse_non_negative, parse_positive, parse_size, parse_threshold,
+    target_rule, Grow,
 };
 use crate::calibration::Profile;
 use crate::device::DeviceSpec;
 use crate::infer::Segmenter;
-use crate::limits::{MAX_MOTION_GATE, MAX_STATIC_GAP, MAX_STATIC_REGISTER};
+use crate::limits::{MAX_STATIC_GAP, MAX_STATIC_REGISTER};
 use crate::stream::defects::{self, DefectMap};
-use crate::stream::motion::MotionGate;
 use crate::stream::pipeline::{self, PipelineConfig};
 use crate::stream::postprocess::{parse_confirm_window, AreaLimits, Confirmer, StaticClutter};
 use crate::stream::preprocess::{Preprocessor, Stretch};
@@ -138,20 +137,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, requires = "static_clutter",
           value_parser = clap::value_parser!(u64).range(0..=MAX_STATIC_GAP as u64))]
     pub static_gap: u64,
-    /// The motion gate: compare each frame with the one this many frames back, aligned by the
-    /// scene's shift, and reject detections whose contrast was already there (fixed ground
-    /// points carried by a pan); see models/README.md, "A motion gate for sequences".
-    #[arg(long, requires = "motion_min",
-          value_parser = clap::value_parser!(u64).range(1..=MAX_MOTION_GATE as u64))]
-    pub motion_gate: Option<u64>,
-    /// With --motion-gate: the share of a detection's contrast that must be new to keep it.
-    /// No default: no setting kept the slow aircraft of DAUB 1–4 (models/README.md).
-    #[arg(long, requires = "motion_gate", value_parser = parse_share)]
-    pub motion_min: Option<f64>,
-    /// With --motion-gate: the largest scene shift per frame followed, px (0: a fixed camera).
-    #[arg(long, default_value_t = 8, requires = "motion_gate",
-          value_parser = clap::value_parser!(u64).range(0..=MAX_STATIC_REGISTER as u64))]
-    pub motion_register: u64,
+    /// The motion gate.
+    #[command(flatten)]
+    pub motion: super::MotionGateArgs,
     /// Radius (px) within which a detection counts as static.
     #[arg(long, default_value_t = 2.0, value_parser = parse_non_negative)]
     pub static_radius: f64,
@@ -329,11 +317,7 @@ pub fn run(args: RunArgs) -> Result<serde_json::Value> {
                 .bridging_gaps(args.static_gap as usize)
         })
         .transpose()?;
-    let motion_gate = args
-        .motion_gate
-        .zip(args.motion_min)
-        .map(|(k, r)| MotionGate::new(k as usize, r as f32, args.motion_register as usize))
-        .transpose()?;
+    let motion_gate = args.motion.gate()?;
     let confirm = args
         .confirm
         .map(|(m, n)| Confirmer::new(m, n, args.confirm_radius))
