@@ -4,7 +4,7 @@
 //! (DAUB sequence 5 in models/README.md); what differs is that the ground point was already
 //! at the same place of the scene K frames ago, carried there by the camera's pan, while the
 //! aircraft was not. The gate aligns the frame K back with the current one by the scene's
-//! accumulated shift (`register::scene_shift`, frame to frame) and asks how much of each
+//! accumulated shift (`register::SceneTracker`, frame to frame) and asks how much of each
 //! detection's contrast is new: `change = (I(p) − o) / (I(p) − b)` with p the detection's
 //! brightest pixel, b its local background and o the brightest value of the old frame around
 //! where p's scene point was. It needs no track history, so it judges every detection from
@@ -36,6 +36,8 @@ pub struct MotionGate {
     frames: usize,
     min_change: f32,
     register: usize,
+    /// The scene's shifts frame to frame, when following pans.
+    scene: Option<register::SceneTracker>,
     /// The last `frames` frames' planes, oldest first, with the scene's accumulated shift
     /// (x, y) at each, all of size `size`.
     history: VecDeque<(Vec<f32>, f64, f64)>,
@@ -64,6 +66,7 @@ impl MotionGate {
             frames,
             min_change,
             register,
+            scene: (register > 0).then(|| register::SceneTracker::new(register)),
             history: VecDeque::with_capacity(frames + 1),
             size: (0, 0),
             rejected: 0,
@@ -106,13 +109,14 @@ impl MotionGate {
             self.history.clear();
             self.size = (frame.width, frame.height);
         }
-        let (sx, sy) = match self.history.back() {
-            Some((prev, px, py)) if self.register > 0 => {
-                let s = register::scene_shift(prev, &plane, frame.width, frame.height, self.register);
-                (px + s.dx, py + s.dy)
-            }
-            Some((_, px, py)) => (*px, *py),
-            None => (0.0, 0.0),
+        let shift = self
+            .scene
+            .as_mut()
+            .and_then(|s| s.step(&plane, frame.width, frame.height));
+        let (sx, sy) = match (self.history.back(), shift) {
+            (Some((_, px, py)), Some(s)) => (px + s.dx, py + s.dy),
+            (Some((_, px, py)), None) => (*px, *py),
+            (None, _) => (0.0, 0.0),
         };
         self.history.push_back((plane, sx, sy));
         if self.history.len() > self.frames + 1 {

@@ -106,7 +106,10 @@ pub struct StaticClutter {
     register: usize,
     gap: usize,
     tracks: Vec<Track>,
+    /// The previous frame, subsampled, for a fixed camera's stillness test.
     previous: Option<(usize, usize, Vec<f32>)>,
+    /// The scene's shifts, when following pans.
+    scene: Option<register::SceneTracker>,
     /// Detections rejected as clutter so far.
     pub rejected: u64,
     /// Frames judged still so far (of all frames seen); with registration, still up to a shift.
@@ -143,6 +146,7 @@ impl StaticClutter {
             gap: 0,
             tracks: Vec::new(),
             previous: None,
+            scene: None,
             rejected: 0,
             still_frames: 0,
         })
@@ -154,6 +158,7 @@ impl StaticClutter {
             bail!("--static-register {max_shift}: at most {MAX_STATIC_REGISTER} px per frame");
         }
         self.register = max_shift;
+        self.scene = (max_shift > 0).then(|| register::SceneTracker::new(max_shift));
         Ok(self)
     }
 
@@ -231,18 +236,14 @@ impl StaticClutter {
     /// when registering); `None` when it changed, or on the first frame or a new frame size.
     fn scene_motion(&mut self, frame: &crate::image_io::Frame) -> Option<(f64, f64)> {
         let plane = frame.plane(0);
-        let current: Vec<f32> = if self.register > 0 {
-            plane.to_vec()
-        } else {
-            plane.iter().step_by(4).copied().collect()
-        };
-        let previous = self.previous.replace((frame.width, frame.height, current));
-        let (w, h, prev) = previous.filter(|(w, h, _)| (*w, *h) == (frame.width, frame.height))?;
-        let cur = &self.previous.as_ref()?.2;
-        if self.register > 0 {
-            let s = register::scene_shift(&prev, cur, w, h, self.register);
+        if let Some(scene) = self.scene.as_mut() {
+            let s = scene.step(plane, frame.width, frame.height)?;
             return (s.residual < self.still_below).then_some((s.dx, s.dy));
         }
+        let current: Vec<f32> = plane.iter().step_by(4).copied().collect();
+        let previous = self.previous.replace((frame.width, frame.height, current));
+        let (_, _, prev) = previous.filter(|(w, h, _)| (*w, *h) == (frame.width, frame.height))?;
+        let cur = &self.previous.as_ref()?.2;
         let diff = prev.iter().zip(cur).map(|(a, b)| (a - b).abs()).sum::<f32>() / cur.len().max(1) as f32;
         (diff < self.still_below).then_some((0.0, 0.0))
     }

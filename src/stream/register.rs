@@ -37,38 +37,96 @@ struct Plane<'a> {
     height: usize,
 }
 
+/// A stream's scene motion, frame to frame: it keeps the previous frame with its 2×-reduced
+/// copy, so that each frame is reduced once however many shifts it takes part in.
+#[derive(Debug, Clone)]
+pub struct SceneTracker {
+    max_shift: usize,
+    previous: Option<Pyramid>,
+}
+
+/// A plane and its 2×-reduced copy.
+#[derive(Debug, Clone)]
+struct Pyramid {
+    full: Vec<f32>,
+    width: usize,
+    height: usize,
+    half: (Vec<f32>, usize, usize),
+}
+
+impl Pyramid {
+    fn new(full: Vec<f32>, width: usize, height: usize) -> Self {
+        let half = reduce(&Plane {
+            data: &full,
+            width,
+            height,
+        });
+        Self {
+            full,
+            width,
+            height,
+            half,
+        }
+    }
+
+    fn planes(&self) -> (Plane<'_>, Plane<'_>) {
+        (
+            Plane {
+                data: &self.full,
+                width: self.width,
+                height: self.height,
+            },
+            Plane {
+                data: &self.half.0,
+                width: self.half.1,
+                height: self.half.2,
+            },
+        )
+    }
+}
+
+impl SceneTracker {
+    /// Follows shifts of at most `max_shift` px per frame.
+    pub fn new(max_shift: usize) -> Self {
+        Self {
+            max_shift,
+            previous: None,
+        }
+    }
+
+    /// The shift from the previous frame to this `width`·`height` plane; `None` on the first
+    /// frame and on the first of a new size.
+    pub fn step(&mut self, plane: &[f32], width: usize, height: usize) -> Option<Shift> {
+        debug_assert_eq!(plane.len(), width * height, "registration: plane size");
+        let current = Pyramid::new(plane.to_vec(), width, height);
+        let previous = self.previous.replace(current)?;
+        let current = self.previous.as_ref()?;
+        if (previous.width, previous.height) != (width, height) {
+            return None;
+        }
+        Some(shift_between(previous.planes(), current.planes(), self.max_shift))
+    }
+}
+
 /// The shift (at most `max_shift` px each way) that best aligns `cur` with `prev`, both
-/// `width`·`height` planes. `max_shift` is cut to a quarter of the smaller side so that any
-/// two candidate alignments still share more than a quarter of the frame.
+/// `width`·`height` planes (a stream's frames: [`SceneTracker`]).
 pub fn scene_shift(prev: &[f32], cur: &[f32], width: usize, height: usize, max_shift: usize) -> Shift {
     debug_assert_eq!(prev.len(), width * height, "registration: previous plane size");
     debug_assert_eq!(cur.len(), width * height, "registration: current plane size");
-    let max_shift = max_shift.min(width.min(height) / 4) as i64;
-    let full = (
-        Plane {
-            data: prev,
-            width,
-            height,
-        },
-        Plane {
-            data: cur,
-            width,
-            height,
-        },
+    let (prev, cur) = (
+        Pyramid::new(prev.to_vec(), width, height),
+        Pyramid::new(cur.to_vec(), width, height),
     );
-    let (rp, rc) = (reduce(&full.0), reduce(&full.1));
-    let half = (
-        Plane {
-            data: &rp.0,
-            width: rp.1,
-            height: rp.2,
-        },
-        Plane {
-            data: &rc.0,
-            width: rc.1,
-            height: rc.2,
-        },
-    );
+    shift_between(prev.planes(), cur.planes(), max_shift)
+}
+
+/// [`scene_shift`] on two planes with their reduced copies. `max_shift` is cut to a quarter
+/// of the smaller side so that any two candidate alignments still share more than a quarter
+/// of the frame.
+fn shift_between(prev: (Plane, Plane), cur: (Plane, Plane), max_shift: usize) -> Shift {
+    let max_shift = max_shift.min(prev.0.width.min(prev.0.height) / 4) as i64;
+    let full = (prev.0, cur.0);
+    let half = (prev.1, cur.1);
     // Coarse: every shift on the reduced planes (half the range, in reduced pixels).
     let coarse_range = (max_shift + 1) / 2;
     let (mut bx, mut by) = (0, 0);
