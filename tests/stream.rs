@@ -634,6 +634,12 @@ fn the_motion_gate_rejects_the_point_the_pan_carries_and_keeps_the_mover() {
     assert!((m.false_targets_per_frame - 3.0 / 12.0).abs() < 1e-9, "{m:?}");
     let stats = report.stats.to_json();
     assert_eq!(stats["motion_gated"], 9, "{stats}");
+    // `eval --sequence DIR --motion-gate 3 --motion-min 0.5 --motion-register 4` scores alike.
+    let gate = MotionGate::new(3, 0.5, 4).unwrap();
+    let rule = PipelineConfig::default().rule;
+    let (rows, failed) = srsnet::cli::eval::sweep_sequence(&tophat(), &dir, &[rule], Some(&gate)).unwrap();
+    assert_eq!(failed, 0);
+    assert_eq!((rows[0].hits, rows[0].false_targets), (m.hits, m.false_targets));
 }
 
 /// A labelled set in the SIRST layout (or, with `kbt`, the NUDT-KBT19 layout) made of synthetic
