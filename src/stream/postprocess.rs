@@ -89,12 +89,12 @@ impl Confirmer {
 /// scene* for more than `frames` consecutive still frames is clutter (a warm chimney, a glint on
 /// a rail, a hot point of the ground), not a target.
 ///
-/// For a fixed camera (`register` 0) the scene is still while the mean absolute difference
+/// For a fixed camera (no [`Self::following_pans`]) the scene is still while the mean absolute difference
 /// between consecutive frames (sampled every 4th pixel of the first plane) stays below
 /// `still_below` intensity units; any larger change (pan, zoom, gain change) starts every track
-/// afresh, so a moving camera never rejects anything. With `register` N > 0 the camera may pan:
+/// afresh, so a moving camera never rejects anything. Following pans of up to N px, the camera may pan:
 /// each frame is aligned with the one before by the translation of at most N px that fits best
-/// (`register::scene_shift`), the scene counts as still while what that translation leaves
+/// (`register::SceneTracker`), the scene counts as still while what that translation leaves
 /// unexplained stays below `still_below`, and every track moves with the scene, so a point of
 /// the ground carried across the image by the pan stays on its track while an aircraft, moving
 /// against the scene, leaves it.
@@ -103,7 +103,6 @@ pub struct StaticClutter {
     frames: usize,
     radius: f64,
     still_below: f32,
-    register: usize,
     gap: usize,
     tracks: Vec<Track>,
     /// The previous frame, subsampled, for a fixed camera's stillness test.
@@ -142,7 +141,6 @@ impl StaticClutter {
             frames,
             radius,
             still_below,
-            register: 0,
             gap: 0,
             tracks: Vec::new(),
             previous: None,
@@ -157,7 +155,6 @@ impl StaticClutter {
         if max_shift > MAX_STATIC_REGISTER {
             bail!("--static-register {max_shift}: at most {MAX_STATIC_REGISTER} px per frame");
         }
-        self.register = max_shift;
         self.scene = (max_shift > 0).then(|| register::SceneTracker::new(max_shift));
         Ok(self)
     }
