@@ -89,10 +89,10 @@ impl Confirmer {
 /// scene* for more than `frames` consecutive still frames is clutter (a warm chimney, a glint on
 /// a rail, a hot point of the ground), not a target.
 ///
-/// For a fixed camera (no [`Self::following_pans`]) the scene is still while the mean absolute difference
-/// between consecutive frames (sampled every 4th pixel of the first plane) stays below
-/// `still_below` intensity units; any larger change (pan, zoom, gain change) starts every track
-/// afresh, so a moving camera never rejects anything. Following pans of up to N px, the camera may pan:
+/// For a fixed camera (no [`StaticClutter::following_pans`]) the scene is still while the mean
+/// absolute difference between consecutive frames (sampled every 4th pixel of the first plane)
+/// stays below `still_below` intensity units; any larger change (pan, zoom, gain change) starts
+/// every track afresh, so a moving camera never rejects anything. Following pans of up to N px:
 /// each frame is aligned with the one before by the translation of at most N px that fits best
 /// (`register::SceneTracker`), the scene counts as still while what that translation leaves
 /// unexplained stays below `still_below`, and every track moves with the scene, so a point of
