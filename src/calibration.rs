@@ -3,6 +3,7 @@
 //! and `srsnet calibrate`, which builds a profile from cold and hot flat-field recordings.
 
 use crate::model::WeightStore;
+use crate::robust::median;
 use crate::tensor_file::write_safetensors;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -218,12 +219,6 @@ impl FlatStats {
     }
 }
 
-fn median(v: &[f32]) -> f32 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s[s.len() / 2]
-}
-
 /// Two-point NUC from flat-field frames of a cold and a hot uniform scene (raw units).
 ///
 /// Each pixel is mapped so that its cold and hot means land on the frame-wide cold and hot
@@ -246,14 +241,14 @@ pub fn two_point_from(width: usize, height: usize, cold: &FlatStats, hot: &FlatS
     let (c, c_noise) = cold.mean_std();
     let (h, h_noise) = hot.mean_std();
     let response: Vec<f32> = h.iter().zip(&c).map(|(a, b)| a - b).collect();
-    let med = median(&response);
+    let med = median(&mut response.clone());
     if med <= 0.0 {
         bail!("the hot recording is not warmer than the cold one (median response {med}): were they swapped?");
     }
     let abs_dev: Vec<f32> = response.iter().map(|r| (r - med).abs()).collect();
-    let mad = median(&abs_dev).max(med * 1e-3);
+    let mad = median(&mut abs_dev.clone()).max(med * 1e-3);
     let noise: Vec<f32> = c_noise.iter().zip(&h_noise).map(|(a, b)| a.max(*b)).collect();
-    let noise_med = median(&noise).max(1e-6);
+    let noise_med = median(&mut noise.clone()).max(1e-6);
     let bad: Vec<bool> = (0..width * height)
         .map(|i| {
             response[i] < DEAD_FRACTION * med

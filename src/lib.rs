@@ -20,6 +20,7 @@ pub mod overlay;
 pub mod plot;
 pub mod preprocess;
 pub mod progress;
+pub mod robust;
 pub mod stream;
 pub mod synthetic;
 pub mod tensor_file;

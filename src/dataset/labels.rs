@@ -25,6 +25,7 @@
 //! than `min_snr`·σ are skipped.
 
 use crate::detect::label_components;
+use crate::robust::sigma_from_deviations;
 use serde::{Deserialize, Serialize};
 
 /// The rule's parameters (see the module documentation).
@@ -84,7 +85,7 @@ pub fn derive_mask(img: &[f32], w: usize, h: usize, ann: Annotation, rule: &Labe
     }
     let plane = Plane::fit(&ring);
     let mut residuals: Vec<f32> = ring.iter().map(|&(x, y, v)| (v - plane.at(x, y)).abs()).collect();
-    let sigma = (1.4826 * median(&mut residuals)).max(0.5 / 255.0);
+    let sigma = sigma_from_deviations(&mut residuals).max(0.5 / 255.0);
     let seed = window
         .pixels()
         .filter(|&(x, y)| window.may_seed(x, y))
@@ -271,11 +272,6 @@ impl Plane {
     fn at(&self, x: f64, y: f64) -> f32 {
         (self.a + self.b * x + self.c * y) as f32
     }
-}
-
-fn median(v: &mut [f32]) -> f32 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 #[cfg(test)]

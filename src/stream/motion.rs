@@ -20,6 +20,7 @@ use super::register;
 use crate::detect::Target;
 use crate::image_io::Frame;
 use crate::limits::{MAX_MOTION_GATE, MAX_STATIC_REGISTER};
+use crate::robust::{median, sigma_from_deviations};
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
 
@@ -160,7 +161,7 @@ fn change(cur: &[f32], old: &[f32], w: usize, h: usize, t: &Target, shift: (f64,
     }
     let background = median(&mut ring);
     let mut spread: Vec<f32> = ring.iter().map(|v| (v - background).abs()).collect();
-    let sigma = 1.4826 * median(&mut spread);
+    let sigma = sigma_from_deviations(&mut spread);
     let contrast = peak - background;
     if contrast <= JUDGED_ABOVE_SIGMA * sigma || contrast <= 0.0 {
         return None;
@@ -173,15 +174,6 @@ fn change(cur: &[f32], old: &[f32], w: usize, h: usize, t: &Target, shift: (f64,
         }
     }
     Some((peak - before) / contrast)
-}
-
-/// The median of `v` (reordered); 0 for an empty slice.
-fn median(v: &mut [f32]) -> f32 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mid = v.len() / 2;
-    *v.select_nth_unstable_by(mid, f32::total_cmp).1
 }
 
 #[cfg(test)]
