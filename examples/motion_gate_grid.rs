@@ -8,7 +8,7 @@
 //! --motion-min R --motion-register 8` would, one setting at a time.
 use anyhow::{bail, Context, Result};
 use srsnet::dataset::sequence::Sequence;
-use srsnet::detect::{find_targets, Target};
+use srsnet::detect::Target;
 use srsnet::eval::metrics::MetricAccumulator;
 use srsnet::image_io::read_frame;
 use srsnet::infer::{Segmenter, TargetRule};
@@ -51,10 +51,9 @@ fn main() -> Result<()> {
             let det = seg.detect(&frame, rule)?;
             let truth = f.truth.clone().unwrap_or_default();
             for (g, acc) in gates.iter_mut().zip(&mut accs) {
-                let targets = find_targets(&det.prob, frame.width, frame.height, rule);
                 let kept = match g {
-                    Some(g) => g.filter(&frame, targets),
-                    None => targets,
+                    Some(g) => g.filter(&frame, det.targets.clone()),
+                    None => det.targets.clone(),
                 };
                 let blobs: Vec<_> = kept.iter().map(Target::blob).collect();
                 acc.add_blobs(&blobs, &truth, frame.width, frame.height);
