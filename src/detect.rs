@@ -117,6 +117,8 @@ pub struct Detection {
     pub target_mask: Vec<bool>,
     /// Components of the target rule's mask.
     pub targets: Vec<Target>,
+    /// Targets the weights' second stage removed (`verify`); 0 without one.
+    pub verifier_rejected: usize,
 }
 
 impl Detection {
@@ -130,6 +132,7 @@ impl Detection {
             target_mask: comps.labels.iter().map(|&l| l > 0).collect(),
             prob,
             targets,
+            verifier_rejected: 0,
         }
     }
 

@@ -8,6 +8,7 @@ use crate::image_io::Frame;
 use crate::model::weights_file::WeightsFile;
 use crate::model::Srsnet;
 use crate::preprocess::PreprocessSpec;
+use crate::verify::Verifier;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use std::path::Path;
@@ -20,6 +21,8 @@ pub struct EngineOptions {
     pub engine: Engine,
     /// Kernel threads (the plan's pool; the Candle path uses rayon's global pool).
     pub threads: usize,
+    /// Apply the second stage the weights carry (`info.verifier`), if any.
+    pub verify: bool,
 }
 
 impl Default for EngineOptions {
@@ -27,6 +30,7 @@ impl Default for EngineOptions {
         Self {
             engine: Engine::Plan,
             threads: crate::engine::default_threads(),
+            verify: true,
         }
     }
 }
@@ -40,6 +44,8 @@ pub struct Detector {
     /// The operating point recorded in the weights file (`info.threshold`, else 0.5, and
     /// `info.grow`, else none).
     pub rule: TargetRule,
+    /// The second stage recorded with the weights, when it is used (`verify`).
+    pub verifier: Option<Verifier>,
     device: Device,
     dtype: DType,
     /// The CPU plan engine, when it runs the model (CPU and `Engine::Plan`).
@@ -61,6 +67,7 @@ impl Detector {
             .load_model(device, dtype, true)
             .with_context(|| format!("loading weights {}", path.display()))?;
         let rule = file.operating_point();
+        let verifier = if opts.verify { file.verifier() } else { None };
         let plan = match (device, opts.engine) {
             (Device::Cpu, Engine::Plan) => Some(Mutex::new(CpuEngine::new(opts.threads, Isa::best())?)),
             _ => None,
@@ -69,6 +76,7 @@ impl Detector {
             model,
             preprocess: file.preprocess,
             rule,
+            verifier,
             device: device.clone(),
             dtype,
             plan,
@@ -111,7 +119,7 @@ impl Detector {
         if let Some(engine) = &self.plan {
             return frames
                 .iter()
-                .map(|f| Ok(detection(f, &self.plan_logits(engine, f)?, rule)))
+                .map(|f| Ok(self.verified(f, detection(f, &self.plan_logits(engine, f)?, rule))))
                 .collect();
         }
         let same_size = frames
@@ -138,9 +146,17 @@ impl Detector {
                 let plane = logits.get(b)?.flatten_all()?.to_vec1::<f32>()?;
                 // Map logits (not probabilities) back, then squash: resizing is linear, sigmoid is not.
                 let z = restore.apply(&plane, ow, oh, frame.width, frame.height);
-                Ok(detection(frame, &z, rule))
+                Ok(self.verified(frame, detection(frame, &z, rule)))
             })
             .collect()
+    }
+
+    /// `det` less the targets the second stage rejects, when the weights carry one.
+    fn verified(&self, frame: &Frame, mut det: Detection) -> Detection {
+        if let Some(v) = &self.verifier {
+            det.verifier_rejected = v.filter(&mut det, frame);
+        }
+        det
     }
 }
 
@@ -212,6 +228,17 @@ impl Segmenter {
         }
     }
 
+    /// `det` (this segmenter's detection on `frame`) under another rule, with the weights'
+    /// verifier applied as `detect` would: `eval --sweep` runs the net once and scores each
+    /// rule on its probability map.
+    pub fn at_rule(&self, frame: &Frame, det: &Detection, rule: TargetRule) -> Detection {
+        let d = Detection::from_prob(det.width, det.height, det.prob.clone(), rule);
+        match self {
+            Self::Net(n) => n.verified(frame, d),
+            Self::TopHat(_) => d,
+        }
+    }
+
     /// A micro-batch of frames (one forward pass for the network).
     pub fn detect_batch(&self, frames: &[Frame], rule: TargetRule) -> Result<Vec<Detection>> {
         match self {
@@ -223,7 +250,10 @@ impl Segmenter {
     /// A name for logs and reports.
     pub fn name(&self) -> String {
         match self {
-            Self::Net(d) => format!("srsnet ({})", d.model.config.name),
+            Self::Net(d) => match &d.verifier {
+                Some(v) => format!("srsnet ({}, verifier at {:.3})", d.model.config.name, v.threshold),
+                None => format!("srsnet ({})", d.model.config.name),
+            },
             Self::TopHat(t) => format!("tophat (se {}, k {})", t.se, t.k),
         }
     }

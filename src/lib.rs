@@ -25,3 +25,4 @@ pub mod stream;
 pub mod synthetic;
 pub mod tensor_file;
 pub mod train;
+pub mod verify;

@@ -6,7 +6,7 @@ use super::{default_weights, parse_grow, parse_threshold, target_rule, Grow};
 use crate::dataset::pairs::{read_mask, read_pair, PairLayout};
 use crate::dataset::sequence::Sequence;
 use crate::dataset::Truth;
-use crate::detect::{find_targets, Target};
+use crate::detect::Target;
 use crate::device::DeviceSpec;
 use crate::eval::metrics::{MetricAccumulator, Metrics, MATCH_DISTANCE};
 use crate::image_io::{read_frame, Frame};
@@ -378,13 +378,19 @@ fn score_all(
     for (name, input) in inputs {
         progress.inc();
         let scored = input.and_then(|(frame, truth)| {
-            let det = seg.detect(&frame, rules[0])?;
-            for ((acc, &r), g) in accs.iter_mut().zip(rules).zip(&mut gates) {
+            let first = seg.detect(&frame, rules[0])?;
+            for (i, ((acc, &r), g)) in accs.iter_mut().zip(rules).zip(&mut gates).enumerate() {
+                let other;
+                let det = if i == 0 {
+                    &first
+                } else {
+                    other = seg.at_rule(&frame, &first, r);
+                    &other
+                };
                 match (g, &truth) {
-                    (None, _) => acc.add(&det.mask(r), frame.width, frame.height, &truth),
+                    (None, _) => acc.add(&det.target_mask, frame.width, frame.height, &truth),
                     (Some(g), Truth::Points(points)) => {
-                        let targets = find_targets(&det.prob, frame.width, frame.height, r);
-                        let blobs: Vec<_> = g.filter(&frame, targets).iter().map(Target::blob).collect();
+                        let blobs: Vec<_> = g.filter(&frame, det.targets.clone()).iter().map(Target::blob).collect();
                         acc.add_blobs(&blobs, points, frame.width, frame.height);
                     }
                     (Some(_), Truth::Mask(_)) => {

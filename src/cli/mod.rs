@@ -204,6 +204,10 @@ pub struct EngineArgs {
     /// post-processing threads are separate from these.
     #[arg(long, value_parser = parse_threads)]
     pub threads: Option<usize>,
+    /// Do not apply the second stage the weights carry (`srsnet train verifier`): report every
+    /// target of the threshold rule.
+    #[arg(long)]
+    pub no_verifier: bool,
 }
 
 impl EngineArgs {
@@ -217,6 +221,7 @@ impl EngineArgs {
         crate::infer::EngineOptions {
             engine: self.engine,
             threads,
+            verify: !self.no_verifier,
         }
     }
 }

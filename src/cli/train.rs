@@ -408,6 +408,99 @@ pub enum TrainStage {
     },
     /// Both stages, then the fp16 weights file.
     All(TrainArgs),
+    /// The second stage for a weights file: a logistic model that judges each of its targets
+    /// (see `verify`), fitted on a recipe's training sets and written with the weights.
+    Verifier(VerifierArgs),
+}
+
+/// Options of `srsnet train verifier`.
+#[derive(Debug, clap::Args)]
+pub struct VerifierArgs {
+    /// The weights whose targets it judges.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// A recipe: the verifier is fitted on its training sets (its validation sets are not read).
+    #[arg(long)]
+    pub recipe: PathBuf,
+    /// The weights file to write: the input's tensors, with the verifier and the rule it
+    /// judges recorded as the operating point (never the input).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The threshold whose targets it judges (default: the weights' operating point).
+    #[arg(long, value_parser = super::parse_threshold)]
+    pub threshold: Option<f32>,
+    /// The grow threshold with it (`none` for plain; default: the weights' operating point).
+    #[arg(long, value_parser = super::parse_grow)]
+    pub grow: Option<super::Grow>,
+    /// Share of the training sets' true targets its threshold keeps in cross-validation.
+    #[arg(long, default_value_t = 0.98, value_parser = parse_probability)]
+    pub keep: f64,
+    /// Cross-validation folds (contiguous blocks of each set's frames).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=20))]
+    pub folds: u64,
+    /// L2 penalty on the standardised weights.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_positive)]
+    pub l2: f64,
+}
+
+/// Runs `srsnet train verifier`.
+fn train_verifier(args: VerifierArgs) -> Result<()> {
+    refuse_overwrite_many(&[args.weights.as_path(), args.recipe.as_path()], &args.out)?;
+    let opts = crate::infer::EngineOptions {
+        verify: false,
+        ..Default::default()
+    };
+    let det = crate::infer::Detector::load(&args.weights, &Device::Cpu, opts)?;
+    let rule = super::target_rule(args.threshold, args.grow, det.rule)?;
+    let recipe = Recipe::from_file(&args.recipe)?.training_as_validation()?;
+    let (sets, skipped) = recipe::load_validation(&recipe, det.channels())?;
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.name, s.reason);
+    }
+    let fit_opts = crate::train::verifier::FitOptions {
+        rule,
+        keep: args.keep,
+        folds: args.folds as usize,
+        l2: args.l2,
+    };
+    let fitted = crate::train::verifier::fit(&det, &sets, fit_opts)?;
+    eprintln!("set\tframes\ttargets\thits\tfalse targets\tkept hits\tkept false targets (in-sample)");
+    for c in &fitted.sets {
+        eprintln!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            c.name, c.frames, c.targets, c.hits, c.false_targets, c.kept.0, c.kept.1
+        );
+    }
+    let file = WeightsFile::open(&args.weights)?;
+    let mut info = file.info.clone();
+    if !info.is_object() {
+        info = json!({});
+    }
+    rule.record(&mut info);
+    fitted.verifier.record(&mut info);
+    info["verifier_fit"] = json!({
+        "recipe": recipe.to_json(),
+        "rows": fitted.rows.len(),
+        "hits": fitted.rows.iter().filter(|r| r.hit).count(),
+        "keep": args.keep,
+        "folds": args.folds,
+        "l2": args.l2,
+        "features": crate::verify::FEATURES,
+    });
+    let tensors = file.tensors(DType::F32)?;
+    weights_file::write(&args.out, &tensors, &file.config, &file.preprocess, &info, DType::F16)?;
+    eprintln!(
+        "wrote {} (verifier threshold {:.4} at {rule}, {} rows)",
+        args.out.display(),
+        fitted.verifier.threshold,
+        fitted.rows.len()
+    );
+    Ok(())
+}
+
+/// Refuses an output that is one of the inputs.
+fn refuse_overwrite_many(inputs: &[&Path], out: &Path) -> Result<()> {
+    super::refuse_overwrite(inputs.iter().copied(), out)
 }
 
 /// Options common to every stage.
@@ -708,6 +801,7 @@ pub fn run(stage: TrainStage) -> Result<()> {
             (Which::Seg, args, Some(from))
         }
         TrainStage::All(a) => (Which::All, a, None),
+        TrainStage::Verifier(a) => return train_verifier(a),
     };
     if let Some(crop) = args.crop {
         if crop > args.size {

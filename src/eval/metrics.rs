@@ -72,22 +72,39 @@ pub struct PointMatch {
 /// first unmatched blob closer than [`MATCH_DISTANCE`]; unmatched blobs are false alarms.
 /// Truth points are (x = column, y = row).
 pub fn match_points(blobs: &[Blob], truth: &[(f64, f64)]) -> PointMatch {
+    let matched = matched_blobs(blobs, truth);
+    let unmatched = blobs.iter().zip(&matched).filter(|(_, &m)| !m);
+    PointMatch {
+        hits: matched.iter().filter(|&&m| m).count(),
+        false_pixels: unmatched.clone().map(|(b, _)| b.area).sum(),
+        false_targets: unmatched.count(),
+    }
+}
+
+/// Per blob, whether [`match_points`]'s rule gives it to a true centre.
+pub fn matched_blobs(blobs: &[Blob], truth: &[(f64, f64)]) -> Vec<bool> {
     let mut matched = vec![false; blobs.len()];
-    let mut hits = 0;
     for &(x, y) in truth {
         let hit = (0..blobs.len())
             .find(|&k| !matched[k] && ((blobs[k].x - x).powi(2) + (blobs[k].y - y).powi(2)).sqrt() < MATCH_DISTANCE);
         if let Some(k) = hit {
             matched[k] = true;
-            hits += 1;
         }
     }
-    let unmatched = blobs.iter().zip(&matched).filter(|(_, &m)| !m);
-    PointMatch {
-        hits,
-        false_pixels: unmatched.clone().map(|(b, _)| b.area).sum(),
-        false_targets: unmatched.count(),
+    matched
+}
+
+/// A frame's true target centres: its mask's components' centroids, or its points.
+pub fn truth_points(truth: &Truth, w: usize, h: usize) -> Vec<(f64, f64)> {
+    match truth {
+        Truth::Mask(gt) => mask_centres(gt, w, h),
+        Truth::Points(p) => p.clone(),
     }
+}
+
+/// The centroids of a ground-truth mask's components: its targets' centres.
+fn mask_centres(gt: &[bool], w: usize, h: usize) -> Vec<(f64, f64)> {
+    blobs(gt, w, h).iter().map(|b| (b.x, b.y)).collect()
 }
 
 impl MetricAccumulator {
@@ -110,7 +127,7 @@ impl MetricAccumulator {
         let se = i as f64 / (i as f64 + fn_ as f64 + 1e-6);
         let pc = i as f64 / (i as f64 + fp as f64 + 1e-6);
         self.paper_f1_sum += 2.0 * se * pc / (se + pc + 1e-6);
-        let truth: Vec<(f64, f64)> = blobs(gt, w, h).iter().map(|b| (b.x, b.y)).collect();
+        let truth = mask_centres(gt, w, h);
         self.add_points(pred, w, h, &truth);
     }
 

@@ -8,6 +8,7 @@ use super::weights::{WeightStore, Weights, WeightsError};
 use crate::detect::TargetRule;
 use crate::preprocess::PreprocessSpec;
 use crate::tensor_file::write_safetensors;
+use crate::verify::Verifier;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
@@ -97,6 +98,7 @@ impl WeightsFile {
             }
         }
         operating_point(&info).map_err(|e| bad("info", &e))?;
+        Verifier::from_info(&info).map_err(|e| bad("info", &e))?;
         for name in store.names() {
             let values = store
                 .get_any_shape(&name, DType::F32, &Device::Cpu)?
@@ -121,6 +123,12 @@ impl WeightsFile {
     /// `info.grow` (else none). `open` has checked it.
     pub fn operating_point(&self) -> TargetRule {
         operating_point(&self.info).unwrap_or(TargetRule::plain(0.5))
+    }
+
+    /// The second stage recorded by `srsnet train verifier` (`info.verifier`); `open` has
+    /// checked it.
+    pub fn verifier(&self) -> Option<Verifier> {
+        Verifier::from_info(&self.info).ok().flatten()
     }
 
     fn view(&self, prefix: &str, device: &Device, dtype: DType, fold: bool) -> Weights {

@@ -116,6 +116,7 @@ struct Counters {
     still: AtomicU64,
     gated: AtomicU64,
     gate_judged: AtomicU64,
+    verifier_rejected: AtomicU64,
     /// Pixel replacements by the scene-based defect map, and the most in one frame.
     defects: AtomicU64,
     defects_most: AtomicU64,
@@ -174,6 +175,7 @@ pub fn run(
         report.stats.still_frames = counters.still.load(Ordering::Relaxed);
         report.stats.motion_gated = counters.gated.load(Ordering::Relaxed);
         report.stats.motion_judged = counters.gate_judged.load(Ordering::Relaxed);
+        report.stats.verifier_rejected = counters.verifier_rejected.load(Ordering::Relaxed);
         report.stats.defects = counters.defects.load(Ordering::Relaxed);
         report.stats.defects_most = counters.defects_most.load(Ordering::Relaxed);
         report.stats.wall = started.elapsed();
@@ -302,6 +304,8 @@ fn infer(
                 let per = t0.elapsed().as_secs_f64() / frames.len() as f64;
                 for (((raw, mut times), frame), detection) in meta.into_iter().zip(frames).zip(dets) {
                     times.inference = per;
+                    let rejected = detection.verifier_rejected as u64;
+                    counters.verifier_rejected.fetch_add(rejected, Ordering::Relaxed);
                     if tx
                         .send(Detected {
                             raw,

@@ -154,6 +154,8 @@ pub struct RunStats {
     pub motion_gated: u64,
     /// Detections the motion gate judged (the rest it kept for want of history or contrast).
     pub motion_judged: u64,
+    /// Detections the weights' second stage rejected (`srsnet train verifier`).
+    pub verifier_rejected: u64,
     /// Pixel values the scene-based defect map replaced, over all frames (`--defect-frames`).
     pub defects: u64,
     /// The most pixels it replaced in one frame.
@@ -211,6 +213,7 @@ impl RunStats {
             "still_frames": self.still_frames,
             "motion_gated": self.motion_gated,
             "motion_judged": self.motion_judged,
+            "verifier_rejected": self.verifier_rejected,
             "defect_pixels": { "replaced": self.defects, "most_in_a_frame": self.defects_most },
             "wall_s": secs,
             "throughput_fps": if secs > 0.0 { self.frames as f64 / secs } else { 0.0 },
@@ -254,6 +257,12 @@ impl RunStats {
             out.push_str(&format!(
                 "detections rejected as old against the scene: {} of {} judged\n",
                 self.motion_gated, self.motion_judged
+            ));
+        }
+        if self.verifier_rejected > 0 {
+            out.push_str(&format!(
+                "detections rejected by the weights' verifier: {}\n",
+                self.verifier_rejected
             ));
         }
         if self.defects > 0 {

@@ -10,3 +10,4 @@ pub mod optim;
 pub mod recipe;
 pub mod stages;
 pub mod trainer;
+pub mod verifier;

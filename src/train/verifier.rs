@@ -1,0 +1,121 @@
+//! Fitting the second stage (`crate::verify`) for a weights file: its targets on a recipe's
+//! training sets, labelled by the field's 3-px centroid rule, then the logistic model and a
+//! threshold set by cross-validation. Validation sets are never read here.
+
+use crate::detect::Target;
+use crate::eval::metrics::{matched_blobs, truth_points};
+use crate::infer::{Detector, TargetRule};
+use crate::train::recipe::ValSet;
+use crate::verify::{self, FrameStats, Row, Verifier};
+use anyhow::{bail, Result};
+
+/// How the verifier is fitted.
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    /// The rule whose targets it judges (recorded as the weights' operating point).
+    pub rule: TargetRule,
+    /// Share of the true targets the threshold keeps in cross-validation.
+    pub keep: f64,
+    /// Cross-validation folds.
+    pub folds: usize,
+    /// L2 penalty on the standardised weights.
+    pub l2: f64,
+}
+
+/// What the net's targets were on one training set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetCount {
+    /// The set's name.
+    pub name: String,
+    /// Frames.
+    pub frames: usize,
+    /// True targets.
+    pub targets: usize,
+    /// True targets the rule found.
+    pub hits: usize,
+    /// Targets of the rule that matched no true target.
+    pub false_targets: usize,
+    /// Hits and false targets the fitted verifier keeps (scored in-sample, for information).
+    pub kept: (usize, usize),
+}
+
+/// The fitted verifier, its rows and the per-set counts.
+#[derive(Debug)]
+pub struct Fitted {
+    /// The model with its cross-validated threshold.
+    pub verifier: Verifier,
+    /// The rows it was fitted on.
+    pub rows: Vec<Row>,
+    /// Per training set.
+    pub sets: Vec<SetCount>,
+}
+
+/// Runs `det` (its own verifier off) on every frame of `sets` and fits the verifier.
+pub fn fit(det: &Detector, sets: &[ValSet], opts: FitOptions) -> Result<Fitted> {
+    if det.verifier.is_some() {
+        bail!("the detector applies a verifier already: fit on the net's own targets (load it with verify off)");
+    }
+    let (mut rows, mut fold_of, mut sets_out) = (Vec::new(), Vec::new(), Vec::new());
+    for set in sets {
+        let mut count = SetCount {
+            name: set.name.clone(),
+            frames: set.items.len(),
+            targets: 0,
+            hits: 0,
+            false_targets: 0,
+            kept: (0, 0),
+        };
+        for (i, item) in set.items.iter().enumerate() {
+            let d = det.detect(&item.image, opts.rule)?;
+            let truth = truth_points(&item.truth, item.image.width, item.image.height);
+            let found: Vec<_> = d.targets.iter().map(Target::blob).collect();
+            let matched = matched_blobs(&found, &truth);
+            count.targets += truth.len();
+            count.hits += matched.iter().filter(|&&m| m).count();
+            count.false_targets += matched.iter().filter(|&&m| !m).count();
+            let stats = FrameStats::of(&item.image);
+            for (t, &hit) in d.targets.iter().zip(&matched) {
+                rows.push(Row {
+                    features: verify::features(t, &item.image, &d.prob, &stats),
+                    hit,
+                });
+                // Contiguous blocks of frames per fold: a sequence's neighbouring frames are
+                // near-copies and must not score each other.
+                fold_of.push(i * opts.folds / set.items.len());
+            }
+        }
+        sets_out.push(count);
+    }
+    let hits = rows.iter().filter(|r| r.hit).count();
+    if hits < opts.folds || rows.len() - hits < opts.folds {
+        bail!(
+            "the training sets gave {hits} true and {} false targets at {}: too few to fit a verifier \
+             (at least {} of each)",
+            rows.len() - hits,
+            opts.rule,
+            opts.folds
+        );
+    }
+    let mut verifier = verify::fit(&rows, opts.l2);
+    verifier.threshold = verify::cross_validated_threshold(&rows, &fold_of, opts.folds, opts.l2, opts.keep);
+    let mut start = 0;
+    for c in &mut sets_out {
+        let n = c.hits + c.false_targets;
+        for r in &rows[start..start + n] {
+            if verifier.score(&r.features) >= verifier.threshold {
+                if r.hit {
+                    c.kept.0 += 1;
+                } else {
+                    c.kept.1 += 1;
+                }
+            }
+        }
+        start += n;
+    }
+    Ok(Fitted {
+        verifier,
+        rows,
+        sets: sets_out,
+    })
+}
+

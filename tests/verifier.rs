@@ -1,0 +1,175 @@
+//! The second stage (`srsnet train verifier`, `verify`): fitted on real training frames with
+//! the shipped weights, it must cut false targets on frames it never saw while keeping the
+//! targets; bad inputs get errors that name what is wrong.
+
+mod common;
+use candle_core::{DType, Device};
+use srsnet::dataset::sequence::Sequence;
+use srsnet::image_io::read_frame;
+use srsnet::infer::{Detector, EngineOptions, TargetRule};
+use srsnet::model::weights_file::{self, WeightsFile};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn shipped() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/srsnet-lite.safetensors")
+}
+
+fn srsnet(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_srsnet")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("srsnet-verifier-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn load(path: &Path, verify: bool) -> Detector {
+    let opts = EngineOptions {
+        verify,
+        ..Default::default()
+    };
+    Detector::load(path, &Device::Cpu, opts).unwrap()
+}
+
+/// False targets on `frames` (target-free) and hits on a sequence's first `n` frames.
+fn false_targets(det: &Detector, frames: &[PathBuf], rule: TargetRule) -> usize {
+    frames
+        .iter()
+        .map(|p| det.detect(&read_frame(p, 1).unwrap(), rule).unwrap().targets.len())
+        .sum()
+}
+
+fn hits(det: &Detector, seq: &Path, n: usize, rule: TargetRule) -> usize {
+    let seq = Sequence::open(seq).unwrap();
+    let mut acc = srsnet::eval::metrics::MetricAccumulator::default();
+    for f in seq.frames.iter().take(n) {
+        let frame = read_frame(&f.path, 1).unwrap();
+        let d = det.detect(&frame, rule).unwrap();
+        let blobs: Vec<_> = d.targets.iter().map(|t| t.blob()).collect();
+        acc.add_blobs(&blobs, &f.truth.clone().unwrap_or_default(), frame.width, frame.height);
+    }
+    acc.finish().hits
+}
+
+#[test]
+fn a_verifier_fitted_on_training_frames_cuts_false_targets_on_unseen_ones() {
+    let (Some(daub), Some(bg), Some(extra)) = (
+        common::shared("data/daub"),
+        common::shared("data/backgrounds"),
+        common::shared("data/backgrounds-extra"),
+    ) else {
+        return;
+    };
+    let dir = temp_dir("fit");
+    // Training: DAUB 3 (targets and a little clutter) and the 9 `backgrounds` frames.
+    let recipe = dir.join("recipe.json");
+    let spec = serde_json::json!({
+        "train": [
+            { "kind": "sequence", "dir": daub.join("sequence3") },
+            { "kind": "negatives", "dir": bg },
+        ],
+        "validation": []
+    });
+    std::fs::write(&recipe, spec.to_string()).unwrap();
+    let out = dir.join("verified.safetensors");
+    let args = ["train", "verifier", "--weights", shipped().to_str().unwrap(), "--recipe"];
+    let (code, err) = srsnet(&[
+        &args[..],
+        &[recipe.to_str().unwrap(), "--threshold", "0.5", "--grow", "none"],
+        &["--out", out.to_str().unwrap()],
+    ]
+    .concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("verifier threshold"), "{err}");
+
+    let file = WeightsFile::open(&out).unwrap();
+    let v = file.verifier().expect("the verifier is recorded");
+    assert_eq!(file.operating_point(), TargetRule::plain(0.5));
+    assert_eq!(file.info["verifier_fit"]["features"].as_array().map(Vec::len), Some(16));
+    assert!(v.threshold > 0.0 && v.threshold < 1.0, "{v:?}");
+
+    // Unseen: ten of the held-out target-free frames, and DAUB 5's first 40 frames.
+    let list = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/val-backgrounds.txt"))
+        .unwrap();
+    let frames: Vec<PathBuf> = list.lines().take(10).map(|n| extra.join(n.trim())).collect();
+    let rule = TargetRule::plain(0.5);
+    let (with, without) = (load(&out, true), load(&out, false));
+    assert!(with.verifier.is_some() && without.verifier.is_none());
+    let (ft_with, ft_without) = (false_targets(&with, &frames, rule), false_targets(&without, &frames, rule));
+    assert!(ft_without >= 10, "the net alone raises false targets here: {ft_without}");
+    assert!(ft_with * 10 <= ft_without * 8, "at least a fifth fewer: {ft_with} of {ft_without}");
+    let seq5 = daub.join("sequence5");
+    let (h_with, h_without) = (hits(&with, &seq5, 40, rule), hits(&without, &seq5, 40, rule));
+    assert!(h_without >= 36 && h_with + 2 >= h_without, "hits {h_with} of {h_without}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn train_verifier_refuses_its_input_as_output_and_too_few_targets() {
+    let dir = temp_dir("bad");
+    let w = shipped();
+    let recipe = dir.join("recipe.json");
+    std::fs::write(&recipe, r#"{"train": [], "validation": []}"#).unwrap();
+    let (code, err) = srsnet(&[
+        "train",
+        "verifier",
+        "--weights",
+        w.to_str().unwrap(),
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+
+    // A recipe whose training set has no true target: nothing to learn from.
+    let Some(bg) = common::shared("data/backgrounds") else {
+        return;
+    };
+    let spec = serde_json::json!({ "train": [{ "kind": "negatives", "dir": bg }], "validation": [] });
+    std::fs::write(&recipe, spec.to_string()).unwrap();
+    let out = dir.join("out.safetensors");
+    let (code, err) = srsnet(&[
+        "train",
+        "verifier",
+        "--weights",
+        w.to_str().unwrap(),
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("0 true") && err.contains("too few"), "{err}");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_weights_file_with_a_damaged_verifier_is_refused_by_name() {
+    let dir = temp_dir("damaged");
+    let file = WeightsFile::open(&shipped()).unwrap();
+    let mut info = file.info.clone();
+    info["verifier"] = serde_json::json!({
+        "mean": [0.0; 16], "scale": [1.0; 16], "weights": [0.0; 15], "bias": 0.0, "threshold": 0.5
+    });
+    let bad = dir.join("bad.safetensors");
+    let tensors = file.tensors(DType::F32).unwrap();
+    weights_file::write(&bad, &tensors, &file.config, &file.preprocess, &info, DType::F16).unwrap();
+    let e = format!("{:#}", WeightsFile::open(&bad).err().expect("refused"));
+    assert!(
+        e.contains("bad.safetensors") && e.contains("verifier.weights") && e.contains("15 values"),
+        "{e}"
+    );
+    let (code, err) = srsnet(&["infer", "--weights", bad.to_str().unwrap(), "--input", "x.png"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("verifier.weights"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
