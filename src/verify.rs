@@ -55,8 +55,10 @@ const WINDOW: isize = 16;
 /// Per-frame statistics the features are relative to (computed once per frame).
 #[derive(Debug, Clone, Copy)]
 pub struct FrameStats {
-    median: f32,
-    sigma: f32,
+    /// The first plane's median.
+    pub median: f32,
+    /// Its robust std (1.4826 × the median absolute deviation), at least 1e-4.
+    pub sigma: f32,
 }
 
 impl FrameStats {
@@ -189,9 +191,15 @@ impl Verifier {
             return Ok(None);
         };
         let v: Self = serde_json::from_value(v.clone()).map_err(|e| format!("`verifier`: {e}"))?;
-        for (name, len) in [("mean", v.mean.len()), ("scale", v.scale.len()), ("weights", v.weights.len())] {
+        for (name, len) in [
+            ("mean", v.mean.len()),
+            ("scale", v.scale.len()),
+            ("weights", v.weights.len()),
+        ] {
             if len != N {
-                return Err(format!("`verifier.{name}` has {len} values, expected {N} (one per feature)"));
+                return Err(format!(
+                    "`verifier.{name}` has {len} values, expected {N} (one per feature)"
+                ));
             }
         }
         let finite = (v.mean.iter().chain(&v.scale).chain(&v.weights))
@@ -201,7 +209,10 @@ impl Verifier {
             return Err("`verifier` holds a non-finite number or a scale ≤ 0".into());
         }
         if !(0.0..=1.0).contains(&v.threshold) {
-            return Err(format!("`verifier.threshold` is {}, expected a number in [0, 1]", v.threshold));
+            return Err(format!(
+                "`verifier.threshold` is {}, expected a number in [0, 1]",
+                v.threshold
+            ));
         }
         Ok(Some(v))
     }
@@ -213,7 +224,9 @@ impl Verifier {
 
     /// The probability that a target with these features is a true one.
     pub fn score(&self, f: &[f32; N]) -> f32 {
-        let z: f32 = (0..N).map(|i| self.weights[i] * (f[i] - self.mean[i]) / self.scale[i]).sum();
+        let z: f32 = (0..N)
+            .map(|i| self.weights[i] * (f[i] - self.mean[i]) / self.scale[i])
+            .sum();
         crate::engine::kernels::sigmoid(z + self.bias)
     }
 
@@ -331,7 +344,9 @@ fn newton(x: &[[f64; N + 1]], rows: &[Row], l2: f64) -> [f64; N + 1] {
 /// here: a Hessian plus the penalty).
 fn solve<const M: usize>(mut a: [[f64; M]; M], mut b: [f64; M]) -> [f64; M] {
     for c in 0..M {
-        let p = (c..M).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs())).unwrap_or(c);
+        let p = (c..M)
+            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+            .unwrap_or(c);
         a.swap(c, p);
         b.swap(c, p);
         let d = if a[c][c].abs() < 1e-300 { 1e-300 } else { a[c][c] };
@@ -359,7 +374,12 @@ fn solve<const M: usize>(mut a: [[f64; M]; M], mut b: [f64; M]) -> [f64; M] {
 pub fn cross_validated_threshold(rows: &[Row], fold_of: &[usize], folds: usize, l2: f64, keep: f64) -> f32 {
     let mut hit_scores = Vec::new();
     for k in 0..folds {
-        let train: Vec<Row> = rows.iter().zip(fold_of).filter(|(_, &f)| f != k).map(|(r, _)| *r).collect();
+        let train: Vec<Row> = rows
+            .iter()
+            .zip(fold_of)
+            .filter(|(_, &f)| f != k)
+            .map(|(r, _)| *r)
+            .collect();
         let model = fit(&train, l2);
         hit_scores.extend(
             rows.iter()
@@ -498,7 +518,10 @@ mod tests {
         let mut short = info.clone();
         short["verifier"]["weights"] = serde_json::json!([1.0, 2.0, 3.0]);
         let e = Verifier::from_info(&short).unwrap_err();
-        assert!(e.contains("verifier.weights") && e.contains("3 values") && e.contains("16"), "{e}");
+        assert!(
+            e.contains("verifier.weights") && e.contains("3 values") && e.contains("16"),
+            "{e}"
+        );
         let mut bad = info.clone();
         bad["verifier"]["threshold"] = serde_json::json!(1.5);
         assert!(Verifier::from_info(&bad).unwrap_err().contains("verifier.threshold"));

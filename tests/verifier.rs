@@ -59,7 +59,8 @@ fn hits(det: &Detector, seq: &Path, n: usize, rule: TargetRule) -> usize {
 
 #[test]
 fn a_verifier_fitted_on_training_frames_cuts_false_targets_on_unseen_ones() {
-    let (Some(daub), Some(bg), Some(extra)) = (
+    let (Some(sirst), Some(daub), Some(bg), Some(extra)) = (
+        common::shared("data/sirst"),
         common::shared("data/daub"),
         common::shared("data/backgrounds"),
         common::shared("data/backgrounds-extra"),
@@ -67,24 +68,49 @@ fn a_verifier_fitted_on_training_frames_cuts_false_targets_on_unseen_ones() {
         return;
     };
     let dir = temp_dir("fit");
-    // Training: DAUB 3 (targets and a little clutter) and the 9 `backgrounds` frames.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let held_out = std::fs::read_to_string(root.join("models/val-backgrounds.txt")).unwrap();
+    let held_out: Vec<&str> = held_out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // Training (none of it validation): 80 SIRST train images, DAUB 3, the 9 `backgrounds`
+    // frames and 30 of the training `backgrounds-extra` frames.
+    let train_names = std::fs::read_to_string(sirst.join("splits/train.txt")).unwrap();
+    let split = dir.join("split.txt");
+    std::fs::write(&split, train_names.lines().take(80).collect::<Vec<_>>().join("\n")).unwrap();
+    let mut extra_train: Vec<String> = std::fs::read_dir(&extra)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !held_out.contains(&n.as_str()))
+        .collect();
+    extra_train.sort();
+    let list = dir.join("extra.txt");
+    std::fs::write(&list, extra_train[..30].join("\n")).unwrap();
     let recipe = dir.join("recipe.json");
     let spec = serde_json::json!({
         "train": [
+            { "kind": "sirst", "root": sirst, "split": split, "scale": "native" },
             { "kind": "sequence", "dir": daub.join("sequence3") },
             { "kind": "negatives", "dir": bg },
+            { "kind": "negatives", "dir": extra, "list": list },
         ],
         "validation": []
     });
     std::fs::write(&recipe, spec.to_string()).unwrap();
     let out = dir.join("verified.safetensors");
-    let args = ["train", "verifier", "--weights", shipped().to_str().unwrap(), "--recipe"];
+    let w = shipped();
     let (code, err) = srsnet(&[
-        &args[..],
-        &[recipe.to_str().unwrap(), "--threshold", "0.5", "--grow", "none"],
-        &["--out", out.to_str().unwrap()],
-    ]
-    .concat());
+        "train",
+        "verifier",
+        "--weights",
+        w.to_str().unwrap(),
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--threshold",
+        "0.5",
+        "--grow",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("verifier threshold"), "{err}");
 
@@ -95,18 +121,29 @@ fn a_verifier_fitted_on_training_frames_cuts_false_targets_on_unseen_ones() {
     assert!(v.threshold > 0.0 && v.threshold < 1.0, "{v:?}");
 
     // Unseen: ten of the held-out target-free frames, and DAUB 5's first 40 frames.
-    let list = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/val-backgrounds.txt"))
-        .unwrap();
-    let frames: Vec<PathBuf> = list.lines().take(10).map(|n| extra.join(n.trim())).collect();
+    let frames: Vec<PathBuf> = held_out.iter().take(10).map(|n| extra.join(n)).collect();
     let rule = TargetRule::plain(0.5);
     let (with, without) = (load(&out, true), load(&out, false));
     assert!(with.verifier.is_some() && without.verifier.is_none());
-    let (ft_with, ft_without) = (false_targets(&with, &frames, rule), false_targets(&without, &frames, rule));
-    assert!(ft_without >= 10, "the net alone raises false targets here: {ft_without}");
-    assert!(ft_with * 10 <= ft_without * 8, "at least a fifth fewer: {ft_with} of {ft_without}");
+    let (ft_with, ft_without) = (
+        false_targets(&with, &frames, rule),
+        false_targets(&without, &frames, rule),
+    );
+    assert!(
+        ft_without >= 10,
+        "the net alone raises false targets here: {ft_without}"
+    );
+    // Measured: 12 of 22 (the product's verifier, fitted on all the training sets: 9 of 22).
+    assert!(
+        ft_with * 10 <= ft_without * 7,
+        "at least 30 % fewer: {ft_with} of {ft_without}"
+    );
     let seq5 = daub.join("sequence5");
     let (h_with, h_without) = (hits(&with, &seq5, 40, rule), hits(&without, &seq5, 40, rule));
-    assert!(h_without >= 36 && h_with + 2 >= h_without, "hits {h_with} of {h_without}");
+    assert!(
+        h_without >= 36 && h_with + 2 >= h_without,
+        "hits {h_with} of {h_without}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -158,7 +195,7 @@ fn a_weights_file_with_a_damaged_verifier_is_refused_by_name() {
     let file = WeightsFile::open(&shipped()).unwrap();
     let mut info = file.info.clone();
     info["verifier"] = serde_json::json!({
-        "mean": [0.0; 16], "scale": [1.0; 16], "weights": [0.0; 15], "bias": 0.0, "threshold": 0.5
+        "mean": vec![0.0; 16], "scale": vec![1.0; 16], "weights": vec![0.0; 15], "bias": 0.0, "threshold": 0.5
     });
     let bad = dir.join("bad.safetensors");
     let tensors = file.tensors(DType::F32).unwrap();
@@ -168,7 +205,7 @@ fn a_weights_file_with_a_damaged_verifier_is_refused_by_name() {
         e.contains("bad.safetensors") && e.contains("verifier.weights") && e.contains("15 values"),
         "{e}"
     );
-    let (code, err) = srsnet(&["infer", "--weights", bad.to_str().unwrap(), "--input", "x.png"]);
+    let (code, err) = srsnet(&["infer", "--weights", bad.to_str().unwrap(), "x.png"]);
     assert_ne!(code, 0);
     assert!(err.contains("verifier.weights"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -118,4 +118,3 @@ pub fn fit(det: &Detector, sets: &[ValSet], opts: FitOptions) -> Result<Fitted> 
         sets: sets_out,
     })
 }
-
