@@ -17,7 +17,7 @@ use srsnet::image_io::Frame;
 use srsnet::infer::{Detector, EngineOptions, TargetRule};
 use srsnet::robust;
 use srsnet::train::recipe::{load_validation, Recipe};
-use srsnet::verify::{features, FrameStats, FEATURES};
+use srsnet::verify::{frame_features, FrameStats, FEATURES};
 use std::io::Write;
 use std::path::Path;
 
@@ -55,12 +55,10 @@ fn main() -> Result<()> {
             let matched = matched_blobs(&found, &truth);
             targets += truth.len();
             hits += matched.iter().filter(|&&m| m).count();
-            let stats = FrameStats::of(frame);
-            for (t, &m) in d.targets.iter().zip(&matched) {
-                let f: Vec<String> = features(t, frame, &d.prob, &stats)
-                    .iter()
-                    .map(|v| format!("{v:.5}"))
-                    .collect();
+            let stats = FrameStats::of(frame, d.targets.len());
+            let all = frame_features(&d.targets, frame, &d.prob);
+            for ((t, &m), f) in d.targets.iter().zip(&matched).zip(&all) {
+                let f: Vec<String> = f.iter().map(|v| format!("{v:.5}")).collect();
                 writeln!(rows, "{},{},{},{}", set.name, item.name, m as u8, f.join(","))?;
                 for v in patch(frame, t, &stats) {
                     patches.write_all(&v.to_le_bytes())?;

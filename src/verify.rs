@@ -21,7 +21,7 @@ use crate::robust;
 use serde::{Deserialize, Serialize};
 
 /// The features, in the order of the model's weights.
-pub const FEATURES: [&str; 16] = [
+pub const FEATURES: [&str; 19] = [
     "log_area",
     "peak",
     "mean_prob",
@@ -38,6 +38,9 @@ pub const FEATURES: [&str; 16] = [
     "log_frame_z",
     "coherence",
     "log_frame_sigma",
+    "log_targets_in_frame",
+    "log_contrast_wide",
+    "window_excess",
 ];
 
 /// Number of features.
@@ -46,9 +49,11 @@ pub const N: usize = FEATURES.len();
 /// A pixel counts as the blob's for the intensity features when its probability is above this
 /// (the blob's component may be grown below it, and a grown rim is background).
 const CORE_PROB: f32 = 0.5;
-/// The ring is the band `RING_GAP..=RING_OUT` px outside the bounding box.
+/// The ring is the band `RING_GAP..=RING_OUT` px outside the bounding box; the wide ring
+/// the band beyond it out to `WIDE_OUT`.
 const RING_GAP: isize = 3;
 const RING_OUT: isize = 8;
+const WIDE_OUT: isize = 16;
 /// The window around the centroid for its std and the structure tensor, px per side.
 const WINDOW: isize = 16;
 
@@ -59,16 +64,18 @@ pub struct FrameStats {
     pub median: f32,
     /// Its robust std (1.4826 × the median absolute deviation), at least 1e-4.
     pub sigma: f32,
+    /// The rule's targets in the frame: clutter comes in crowds, targets mostly alone.
+    pub targets: usize,
 }
 
 impl FrameStats {
-    /// The first plane's median and robust std (1.4826 × MAD).
-    pub fn of(frame: &Frame) -> Self {
+    /// The first plane's median and robust std (1.4826 × MAD), and the frame's `targets`.
+    pub fn of(frame: &Frame, targets: usize) -> Self {
         let plane = &frame.data[..frame.width * frame.height];
         let median = robust::median(&mut plane.to_vec());
         let mut dev: Vec<f32> = plane.iter().map(|v| (v - median).abs()).collect();
         let sigma = robust::sigma_from_deviations(&mut dev).max(1e-4);
-        Self { median, sigma }
+        Self { median, sigma, targets }
     }
 }
 
@@ -91,8 +98,16 @@ fn mean_std(v: &[f32]) -> (f32, f32) {
     (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f32>() / n).sqrt())
 }
 
+/// Every target's features in one frame (`prob` its probability map). Two features tried
+/// here were dropped because they did not help in cross-validation on the training sets
+/// (models/README.md): the distance to the nearest other target and the brightness rank.
+pub fn frame_features(targets: &[Target], frame: &Frame, prob: &[f32]) -> Vec<[f32; N]> {
+    let stats = FrameStats::of(frame, targets.len());
+    targets.iter().map(|t| features(t, frame, prob, &stats)).collect()
+}
+
 /// One target's features, from its frame, the frame's probability map and the frame's stats.
-pub fn features(t: &Target, frame: &Frame, prob: &[f32], stats: &FrameStats) -> [f32; N] {
+fn features(t: &Target, frame: &Frame, prob: &[f32], stats: &FrameStats) -> [f32; N] {
     let [x0, y0, x1, y1] = t.bbox.map(|v| v as isize);
     let w = frame.width;
     let (mut max_int, mut sum_int, mut sum_p, mut n) = (f32::MIN, 0.0f32, 0.0f32, 0usize);
@@ -115,16 +130,10 @@ pub fn features(t: &Target, frame: &Frame, prob: &[f32], stats: &FrameStats) -> 
         sum_p = t.peak;
     }
     let n = n.max(1) as f32;
-    let mut ring = Vec::new();
-    for y in (y0 - RING_OUT)..=(y1 + RING_OUT) {
-        for x in (x0 - RING_OUT)..=(x1 + RING_OUT) {
-            let outside = x < x0 - RING_GAP || x > x1 + RING_GAP || y < y0 - RING_GAP || y > y1 + RING_GAP;
-            if outside && x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < frame.height {
-                ring.push(at(frame, x, y));
-            }
-        }
-    }
+    let ring = band(frame, t.bbox, RING_GAP, RING_OUT);
     let (ring_mean, ring_std) = mean_std(&ring);
+    let wide = band(frame, t.bbox, RING_OUT, WIDE_OUT);
+    let wide_max = wide.iter().copied().fold(f32::MIN, f32::max);
     let contrast = max_int - ring_mean;
     let (cx, cy) = (t.x.round() as isize, t.y.round() as isize);
     let window: Vec<f32> = (-WINDOW..WINDOW)
@@ -148,7 +157,25 @@ pub fn features(t: &Target, frame: &Frame, prob: &[f32], stats: &FrameStats) -> 
         slog((max_int - stats.median) / stats.sigma),
         coherence(frame, cx, cy),
         slog(stats.sigma),
+        (stats.targets as f32).ln_1p(),
+        slog(max_int - mean_std(&wide).0),
+        max_int - wide_max.max(ring.iter().copied().fold(f32::MIN, f32::max)),
     ]
+}
+
+/// The frame's pixels in the band more than `gap` and at most `out` px outside `bbox`
+/// ([x0, y0, x1, y1], inclusive), within the frame.
+fn band(frame: &Frame, bbox: [usize; 4], gap: isize, out: isize) -> Vec<f32> {
+    let [x0, y0, x1, y1] = bbox.map(|v| v as isize);
+    let mut v = Vec::new();
+    for y in (y0 - out).max(0)..=(y1 + out).min(frame.height as isize - 1) {
+        for x in (x0 - out).max(0)..=(x1 + out).min(frame.width as isize - 1) {
+            if x < x0 - gap || x > x1 + gap || y < y0 - gap || y > y1 + gap {
+                v.push(frame.data[y as usize * frame.width + x as usize]);
+            }
+        }
+    }
+    v
 }
 
 /// The structure tensor's coherence in the window's central half: 1 for a straight edge or
@@ -236,11 +263,9 @@ impl Verifier {
         if det.targets.is_empty() {
             return 0;
         }
-        let stats = FrameStats::of(frame);
-        let keep: Vec<bool> = det
-            .targets
+        let keep: Vec<bool> = frame_features(&det.targets, frame, &det.prob)
             .iter()
-            .map(|t| self.score(&features(t, frame, &det.prob, &stats)) >= self.threshold)
+            .map(|f| self.score(f) >= self.threshold)
             .collect();
         let removed = keep.iter().filter(|&&k| !k).count();
         if removed == 0 {
@@ -275,13 +300,13 @@ pub fn fit(rows: &[Row], l2: f64) -> Verifier {
     let mut mean = [0f64; N];
     let mut var = [0f64; N];
     for r in rows {
-        for i in 0..N {
-            mean[i] += r.features[i] as f64 / n;
+        for (m, &f) in mean.iter_mut().zip(&r.features) {
+            *m += f as f64 / n;
         }
     }
     for r in rows {
-        for i in 0..N {
-            var[i] += (r.features[i] as f64 - mean[i]).powi(2) / n;
+        for ((v, &m), &f) in var.iter_mut().zip(&mean).zip(&r.features) {
+            *v += (f as f64 - m).powi(2) / n;
         }
     }
     let scale: Vec<f64> = var.iter().map(|v| v.sqrt().max(1e-6)).collect();
@@ -350,10 +375,11 @@ fn solve<const M: usize>(mut a: [[f64; M]; M], mut b: [f64; M]) -> [f64; M] {
         a.swap(c, p);
         b.swap(c, p);
         let d = if a[c][c].abs() < 1e-300 { 1e-300 } else { a[c][c] };
+        let pivot = a[c];
         for r in c + 1..M {
             let f = a[r][c] / d;
-            for k in c..M {
-                a[r][k] -= f * a[c][k];
+            for (x, p) in a[r][c..].iter_mut().zip(&pivot[c..]) {
+                *x -= f * p;
             }
             b[r] -= f * b[c];
         }
@@ -367,12 +393,12 @@ fn solve<const M: usize>(mut a: [[f64; M]; M], mut b: [f64; M]) -> [f64; M] {
     s
 }
 
-/// The threshold that keeps `keep` of the true targets in `folds`-fold cross-validation:
-/// each fold's rows are scored by a model fitted on the others, so the threshold is set on
-/// scores of rows the model did not see. `fold_of[i]` is row i's fold (rows of one frame, or
-/// of neighbouring frames of a sequence, share one so that near-copies do not leak).
-pub fn cross_validated_threshold(rows: &[Row], fold_of: &[usize], folds: usize, l2: f64, keep: f64) -> f32 {
-    let mut hit_scores = Vec::new();
+/// Each row's score by a model fitted on the other folds' rows (`folds`-fold
+/// cross-validation): how the model judges targets it did not see. `fold_of[i]` is row i's
+/// fold (rows of one frame, or of neighbouring frames of a sequence, share one so that
+/// near-copies do not score each other).
+pub fn cross_validated_scores(rows: &[Row], fold_of: &[usize], folds: usize, l2: f64) -> Vec<f32> {
+    let mut scores = vec![0.0; rows.len()];
     for k in 0..folds {
         let train: Vec<Row> = rows
             .iter()
@@ -381,19 +407,27 @@ pub fn cross_validated_threshold(rows: &[Row], fold_of: &[usize], folds: usize, 
             .map(|(r, _)| *r)
             .collect();
         let model = fit(&train, l2);
-        hit_scores.extend(
-            rows.iter()
-                .zip(fold_of)
-                .filter(|(r, &f)| f == k && r.hit)
-                .map(|(r, _)| model.score(&r.features)),
-        );
+        for ((s, r), _) in scores.iter_mut().zip(rows).zip(fold_of).filter(|(_, f)| **f == k) {
+            *s = model.score(&r.features);
+        }
     }
-    if hit_scores.is_empty() {
+    scores
+}
+
+/// The highest threshold that keeps at least `keep` of the true targets' `scores`.
+pub fn threshold_keeping(rows: &[Row], scores: &[f32], keep: f64) -> f32 {
+    let mut hits: Vec<f32> = rows
+        .iter()
+        .zip(scores)
+        .filter(|(r, _)| r.hit)
+        .map(|(_, &s)| s)
+        .collect();
+    if hits.is_empty() {
         return 0.5;
     }
-    hit_scores.sort_by(f32::total_cmp);
-    let lost = ((1.0 - keep) * hit_scores.len() as f64).floor() as usize;
-    hit_scores[lost.min(hit_scores.len() - 1)]
+    hits.sort_by(f32::total_cmp);
+    let lost = ((1.0 - keep) * hits.len() as f64).floor() as usize;
+    hits[lost.min(hits.len() - 1)]
 }
 
 #[cfg(test)]
@@ -431,9 +465,8 @@ mod tests {
         let (frame, prob) = frame_with_spot_and_line();
         let det = Detection::from_prob(64, 64, prob.clone(), TargetRule::plain(0.5));
         assert_eq!(det.targets.len(), 2);
-        let stats = FrameStats::of(&frame);
-        let spot = features(&det.targets[0], &frame, &prob, &stats);
-        let line = features(&det.targets[1], &frame, &prob, &stats);
+        let f = frame_features(&det.targets, &frame, &prob);
+        let (spot, line) = (f[0], f[1]);
         // The spot: 9 px, contrast 0.7 over a flat ring, isotropic.
         assert!((feature(&spot, "log_area") - 10f32.ln()).abs() < 1e-5);
         assert!((feature(&spot, "log_contrast") - 1.7f32.ln()).abs() < 1e-5);
@@ -499,7 +532,7 @@ mod tests {
     fn the_cross_validated_threshold_keeps_the_asked_share_of_hits() {
         let rows = rows(600);
         let folds: Vec<usize> = (0..600).map(|i| i * 5 / 600).collect();
-        let t = cross_validated_threshold(&rows, &folds, 5, 1.0, 0.9);
+        let t = threshold_keeping(&rows, &cross_validated_scores(&rows, &folds, 5, 1.0), 0.9);
         let v = fit(&rows, 1.0);
         let hits: Vec<&Row> = rows.iter().filter(|r| r.hit).collect();
         let kept = hits.iter().filter(|r| v.score(&r.features) >= t).count() as f64 / hits.len() as f64;
@@ -519,7 +552,7 @@ mod tests {
         short["verifier"]["weights"] = serde_json::json!([1.0, 2.0, 3.0]);
         let e = Verifier::from_info(&short).unwrap_err();
         assert!(
-            e.contains("verifier.weights") && e.contains("3 values") && e.contains("16"),
+            e.contains("verifier.weights") && e.contains("3 values") && e.contains(&N.to_string()),
             "{e}"
         );
         let mut bad = info.clone();

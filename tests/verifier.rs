@@ -8,6 +8,7 @@ use srsnet::dataset::sequence::Sequence;
 use srsnet::image_io::read_frame;
 use srsnet::infer::{Detector, EngineOptions, TargetRule};
 use srsnet::model::weights_file::{self, WeightsFile};
+use srsnet::verify::N;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -117,7 +118,10 @@ fn a_verifier_fitted_on_training_frames_cuts_false_targets_on_unseen_ones() {
     let file = WeightsFile::open(&out).unwrap();
     let v = file.verifier().expect("the verifier is recorded");
     assert_eq!(file.operating_point(), TargetRule::plain(0.5));
-    assert_eq!(file.info["verifier_fit"]["features"].as_array().map(Vec::len), Some(16));
+    assert_eq!(
+        file.info["verifier_fit"]["features"].as_array().map(Vec::len),
+        Some(srsnet::verify::N)
+    );
     assert!(v.threshold > 0.0 && v.threshold < 1.0, "{v:?}");
 
     // Unseen: ten of the held-out target-free frames, and DAUB 5's first 40 frames.
@@ -138,8 +142,31 @@ fn a_verifier_fitted_on_training_frames_cuts_false_targets_on_unseen_ones() {
         ft_with * 10 <= ft_without * 7,
         "at least 30 % fewer: {ft_with} of {ft_without}"
     );
+    // The streaming pipeline applies it too, and counts what it rejected.
+    let held = dir.join("held-out");
+    std::fs::create_dir_all(&held).unwrap();
+    for f in &frames {
+        std::fs::copy(f, held.join(f.file_name().unwrap())).unwrap();
+    }
+    let stats = dir.join("stats.json");
+    let (code, err) = srsnet(&[
+        "run",
+        "--source",
+        held.to_str().unwrap(),
+        "--weights",
+        out.to_str().unwrap(),
+        "--jsonl",
+        dir.join("out.jsonl").to_str().unwrap(),
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(stats["verifier_rejected"], (ft_without - ft_with) as u64, "{stats}");
+    assert!(err.contains("rejected by the weights' verifier"), "{err}");
     let seq5 = daub.join("sequence5");
     let (h_with, h_without) = (hits(&with, &seq5, 40, rule), hits(&without, &seq5, 40, rule));
+    eprintln!("held-out false targets {ft_with} of {ft_without}; DAUB 5 hits {h_with} of {h_without}");
     assert!(
         h_without >= 36 && h_with + 2 >= h_without,
         "hits {h_with} of {h_without}"
@@ -195,14 +222,14 @@ fn a_weights_file_with_a_damaged_verifier_is_refused_by_name() {
     let file = WeightsFile::open(&shipped()).unwrap();
     let mut info = file.info.clone();
     info["verifier"] = serde_json::json!({
-        "mean": vec![0.0; 16], "scale": vec![1.0; 16], "weights": vec![0.0; 15], "bias": 0.0, "threshold": 0.5
+        "mean": vec![0.0; N], "scale": vec![1.0; N], "weights": vec![0.0; N - 1], "bias": 0.0, "threshold": 0.5
     });
     let bad = dir.join("bad.safetensors");
     let tensors = file.tensors(DType::F32).unwrap();
     weights_file::write(&bad, &tensors, &file.config, &file.preprocess, &info, DType::F16).unwrap();
     let e = format!("{:#}", WeightsFile::open(&bad).err().expect("refused"));
     assert!(
-        e.contains("bad.safetensors") && e.contains("verifier.weights") && e.contains("15 values"),
+        e.contains("bad.safetensors") && e.contains("verifier.weights") && e.contains(&format!("{} values", N - 1)),
         "{e}"
     );
     let (code, err) = srsnet(&["infer", "--weights", bad.to_str().unwrap(), "x.png"]);

@@ -464,7 +464,7 @@ fn train_verifier(args: VerifierArgs) -> Result<()> {
         l2: args.l2,
     };
     let fitted = crate::train::verifier::fit(&det, &sets, fit_opts)?;
-    eprintln!("set\tframes\ttargets\thits\tfalse targets\tkept hits\tkept false targets (in-sample)");
+    eprintln!("set\tframes\ttargets\thits\tfalse targets\tkept hits\tkept false targets (cross-validated)");
     for c in &fitted.sets {
         eprintln!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",

@@ -6,7 +6,7 @@ use crate::detect::Target;
 use crate::eval::metrics::{matched_blobs, truth_points};
 use crate::infer::{Detector, TargetRule};
 use crate::train::recipe::ValSet;
-use crate::verify::{self, FrameStats, Row, Verifier};
+use crate::verify::{self, Row, Verifier};
 use anyhow::{bail, Result};
 
 /// How the verifier is fitted.
@@ -35,7 +35,8 @@ pub struct SetCount {
     pub hits: usize,
     /// Targets of the rule that matched no true target.
     pub false_targets: usize,
-    /// Hits and false targets the fitted verifier keeps (scored in-sample, for information).
+    /// Hits and false targets the verifier keeps, each scored by the model fitted without its
+    /// fold (cross-validated: what to expect on frames like these that it did not see).
     pub kept: (usize, usize),
 }
 
@@ -73,12 +74,9 @@ pub fn fit(det: &Detector, sets: &[ValSet], opts: FitOptions) -> Result<Fitted> 
             count.targets += truth.len();
             count.hits += matched.iter().filter(|&&m| m).count();
             count.false_targets += matched.iter().filter(|&&m| !m).count();
-            let stats = FrameStats::of(&item.image);
-            for (t, &hit) in d.targets.iter().zip(&matched) {
-                rows.push(Row {
-                    features: verify::features(t, &item.image, &d.prob, &stats),
-                    hit,
-                });
+            let features = verify::frame_features(&d.targets, &item.image, &d.prob);
+            for (features, &hit) in features.into_iter().zip(&matched) {
+                rows.push(Row { features, hit });
                 // Contiguous blocks of frames per fold: a sequence's neighbouring frames are
                 // near-copies and must not score each other.
                 fold_of.push(i * opts.folds / set.items.len());
@@ -97,12 +95,13 @@ pub fn fit(det: &Detector, sets: &[ValSet], opts: FitOptions) -> Result<Fitted> 
         );
     }
     let mut verifier = verify::fit(&rows, opts.l2);
-    verifier.threshold = verify::cross_validated_threshold(&rows, &fold_of, opts.folds, opts.l2, opts.keep);
+    let scores = verify::cross_validated_scores(&rows, &fold_of, opts.folds, opts.l2);
+    verifier.threshold = verify::threshold_keeping(&rows, &scores, opts.keep);
     let mut start = 0;
     for c in &mut sets_out {
         let n = c.hits + c.false_targets;
-        for r in &rows[start..start + n] {
-            if verifier.score(&r.features) >= verifier.threshold {
+        for (r, &s) in rows[start..start + n].iter().zip(&scores[start..start + n]) {
+            if s >= verifier.threshold {
                 if r.hit {
                     c.kept.0 += 1;
                 } else {
