@@ -24,6 +24,23 @@ fn srsnet(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `srsnet train verifier --weights W --recipe R --out O EXTRA...`: exit code and stderr.
+fn train_verifier(weights: &Path, recipe: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
+    let paths = [weights, recipe, out].map(|p| p.to_str().unwrap().to_string());
+    let mut args = vec![
+        "train",
+        "verifier",
+        "--weights",
+        &paths[0],
+        "--recipe",
+        &paths[1],
+        "--out",
+        &paths[2],
+    ];
+    args.extend_from_slice(extra);
+    srsnet(&args)
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("srsnet-verifier-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -97,21 +114,7 @@ fn a_verifier_fitted_on_training_frames_cuts_false_targets_on_unseen_ones() {
     });
     std::fs::write(&recipe, spec.to_string()).unwrap();
     let out = dir.join("verified.safetensors");
-    let w = shipped();
-    let (code, err) = srsnet(&[
-        "train",
-        "verifier",
-        "--weights",
-        w.to_str().unwrap(),
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--threshold",
-        "0.5",
-        "--grow",
-        "none",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, err) = train_verifier(&shipped(), &recipe, &out, &["--threshold", "0.5", "--grow", "none"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("verifier threshold"), "{err}");
 
@@ -180,16 +183,7 @@ fn train_verifier_refuses_its_input_as_output_and_too_few_targets() {
     let w = shipped();
     let recipe = dir.join("recipe.json");
     std::fs::write(&recipe, r#"{"train": [], "validation": []}"#).unwrap();
-    let (code, err) = srsnet(&[
-        "train",
-        "verifier",
-        "--weights",
-        w.to_str().unwrap(),
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--out",
-        w.to_str().unwrap(),
-    ]);
+    let (code, err) = train_verifier(&w, &recipe, &w, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("refusing to overwrite"), "{err}");
 
@@ -200,16 +194,7 @@ fn train_verifier_refuses_its_input_as_output_and_too_few_targets() {
     let spec = serde_json::json!({ "train": [{ "kind": "negatives", "dir": bg }], "validation": [] });
     std::fs::write(&recipe, spec.to_string()).unwrap();
     let out = dir.join("out.safetensors");
-    let (code, err) = srsnet(&[
-        "train",
-        "verifier",
-        "--weights",
-        w.to_str().unwrap(),
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, err) = train_verifier(&w, &recipe, &out, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("0 true") && err.contains("too few"), "{err}");
     assert!(!out.exists());
