@@ -478,7 +478,10 @@ fn train_verifier(args: VerifierArgs) -> Result<()> {
     }
     rule.record(&mut info);
     fitted.verifier.record(&mut info);
+    let mut judged = json!({});
+    rule.record(&mut judged);
     info["verifier_fit"] = json!({
+        "judged_rule": judged,
         "recipe": recipe.to_json(),
         "rows": fitted.rows.len(),
         "hits": fitted.rows.iter().filter(|r| r.hit).count(),
