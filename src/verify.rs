@@ -291,22 +291,24 @@ pub struct Row {
     pub features: [f32; N],
     /// True when the target matched a true one (the field's 3-px centroid rule).
     pub hit: bool,
+    /// How much the row counts in the fit and the threshold (1 unless sets are weighed).
+    pub weight: f64,
 }
 
 /// Fits the logistic model to `rows` by Newton's method with an L2 penalty `l2` on the
 /// standardised weights (scikit-learn's default is 1); the threshold is left at 0.5.
 pub fn fit(rows: &[Row], l2: f64) -> Verifier {
-    let n = rows.len().max(1) as f64;
+    let n = rows.iter().map(|r| r.weight).sum::<f64>().max(1e-12);
     let mut mean = [0f64; N];
     let mut var = [0f64; N];
     for r in rows {
         for (m, &f) in mean.iter_mut().zip(&r.features) {
-            *m += f as f64 / n;
+            *m += r.weight * f as f64 / n;
         }
     }
     for r in rows {
         for ((v, &m), &f) in var.iter_mut().zip(&mean).zip(&r.features) {
-            *v += (f as f64 - m).powi(2) / n;
+            *v += r.weight * (f as f64 - m).powi(2) / n;
         }
     }
     let scale: Vec<f64> = var.iter().map(|v| v.sqrt().max(1e-6)).collect();
@@ -340,8 +342,8 @@ fn newton(x: &[[f64; N + 1]], rows: &[Row], l2: f64) -> [f64; N + 1] {
         for (xi, r) in x.iter().zip(rows) {
             let z: f64 = xi.iter().zip(&beta).map(|(a, b)| a * b).sum();
             let p = 1.0 / (1.0 + (-z).exp());
-            let w = (p * (1.0 - p)).max(1e-12);
-            let e = p - r.hit as u8 as f64;
+            let w = r.weight * (p * (1.0 - p)).max(1e-12);
+            let e = r.weight * (p - r.hit as u8 as f64);
             for a in 0..M {
                 grad[a] += e * xi[a];
                 for b in 0..M {
@@ -511,7 +513,7 @@ mod tests {
                 features[1] = b;
                 features[2] = 5.0; // constant: its scale is floored, its weight stays 0
                 let hit = (a + 0.2 * b > 0.0) != (i % 23 == 0);
-                Row { features, hit }
+                Row { features, hit, weight: 1.0 }
             })
             .collect()
     }
@@ -526,6 +528,30 @@ mod tests {
         let correct = rows.iter().filter(|r| (v.score(&r.features) >= 0.5) == r.hit).count();
         // 26 of 600 labels are flipped; the rule gets nearly all the others.
         assert!(correct >= 560, "{correct} of 600");
+    }
+
+    #[test]
+    fn a_row_of_weight_two_counts_as_two_rows() {
+        let rows = rows(300);
+        let mut doubled = rows.clone();
+        doubled.extend(rows.iter().filter(|r| r.hit).copied());
+        let weighed: Vec<Row> = rows
+            .iter()
+            .map(|r| Row {
+                weight: if r.hit { 2.0 } else { 1.0 },
+                ..*r
+            })
+            .collect();
+        let (a, b) = (fit(&doubled, 1.0), fit(&weighed, 1.0));
+        for (x, y) in a.weights.iter().zip(&b.weights).chain([(&a.bias, &b.bias)]) {
+            assert!((x - y).abs() < 1e-4, "{a:?} {b:?}");
+        }
+        let scores: Vec<f32> = weighed.iter().map(|r| a.score(&r.features)).collect();
+        let doubled_scores: Vec<f32> = doubled.iter().map(|r| a.score(&r.features)).collect();
+        assert_eq!(
+            threshold_keeping(&weighed, &scores, 0.9),
+            threshold_keeping(&doubled, &doubled_scores, 0.9)
+        );
     }
 
     #[test]

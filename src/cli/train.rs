@@ -441,6 +441,9 @@ pub struct VerifierArgs {
     /// L2 penalty on the standardised weights.
     #[arg(long, default_value_t = 1.0, value_parser = parse_positive)]
     pub l2: f64,
+    /// Weigh each training set's rows by its recipe weight (default: every row counts 1).
+    #[arg(long)]
+    pub weigh_sets: bool,
 }
 
 /// Runs `srsnet train verifier`.
@@ -463,7 +466,15 @@ fn train_verifier(args: VerifierArgs) -> Result<()> {
         folds: args.folds as usize,
         l2: args.l2,
     };
-    let fitted = crate::train::verifier::fit(&det, &sets, fit_opts)?;
+    let weighed: Vec<_> = sets
+        .iter()
+        .zip(&recipe.validation)
+        .map(|(set, spec)| crate::train::verifier::WeighedSet {
+            set,
+            weight: if args.weigh_sets { spec.weight() } else { 1.0 },
+        })
+        .collect();
+    let fitted = crate::train::verifier::fit(&det, &weighed, fit_opts)?;
     eprintln!("set\tframes\ttargets\thits\tfalse targets\tkept hits\tkept false targets (cross-validated)");
     for c in &fitted.sets {
         eprintln!(
@@ -488,6 +499,7 @@ fn train_verifier(args: VerifierArgs) -> Result<()> {
         "keep": args.keep,
         "folds": args.folds,
         "l2": args.l2,
+        "weigh_sets": args.weigh_sets,
         "features": crate::verify::FEATURES,
     });
     let tensors = file.tensors(DType::F32)?;

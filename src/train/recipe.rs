@@ -267,7 +267,8 @@ impl DatasetSpec {
         }
     }
 
-    fn weight(&self) -> f64 {
+    /// Its weight (1 for unlabelled data, which has none).
+    pub fn weight(&self) -> f64 {
         match self {
             Self::Sirst { weight, .. }
             | Self::Pairs { weight, .. }

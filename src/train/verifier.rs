@@ -22,6 +22,15 @@ pub struct FitOptions {
     pub l2: f64,
 }
 
+/// A training set for the verifier and how much each of its rows counts.
+#[derive(Debug, Clone, Copy)]
+pub struct WeighedSet<'a> {
+    /// The frames.
+    pub set: &'a ValSet,
+    /// Each row's weight (1: as every other set's).
+    pub weight: f64,
+}
+
 /// What the net's targets were on one training set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetCount {
@@ -52,12 +61,12 @@ pub struct Fitted {
 }
 
 /// Runs `det` (its own verifier off) on every frame of `sets` and fits the verifier.
-pub fn fit(det: &Detector, sets: &[ValSet], opts: FitOptions) -> Result<Fitted> {
+pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitted> {
     if det.verifier.is_some() {
         bail!("the detector applies a verifier already: fit on the net's own targets (load it with verify off)");
     }
     let (mut rows, mut fold_of, mut sets_out) = (Vec::new(), Vec::new(), Vec::new());
-    for set in sets {
+    for &WeighedSet { set, weight } in sets {
         let mut count = SetCount {
             name: set.name.clone(),
             frames: set.items.len(),
@@ -76,7 +85,7 @@ pub fn fit(det: &Detector, sets: &[ValSet], opts: FitOptions) -> Result<Fitted> 
             count.false_targets += matched.iter().filter(|&&m| !m).count();
             let features = verify::frame_features(&d.targets, &item.image, &d.prob);
             for (features, &hit) in features.into_iter().zip(&matched) {
-                rows.push(Row { features, hit });
+                rows.push(Row { features, hit, weight });
                 // Contiguous blocks of frames per fold: a sequence's neighbouring frames are
                 // near-copies and must not score each other.
                 fold_of.push(i * opts.folds / set.items.len());
