@@ -513,7 +513,11 @@ mod tests {
                 features[1] = b;
                 features[2] = 5.0; // constant: its scale is floored, its weight stays 0
                 let hit = (a + 0.2 * b > 0.0) != (i % 23 == 0);
-                Row { features, hit, weight: 1.0 }
+                Row {
+                    features,
+                    hit,
+                    weight: 1.0,
+                }
             })
             .collect()
     }
