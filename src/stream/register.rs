@@ -108,19 +108,8 @@ impl SceneTracker {
     }
 }
 
-/// The shift (at most `max_shift` px each way) that best aligns `cur` with `prev`, both
-/// `width`·`height` planes (a stream's frames: [`SceneTracker`]).
-pub fn scene_shift(prev: &[f32], cur: &[f32], width: usize, height: usize, max_shift: usize) -> Shift {
-    debug_assert_eq!(prev.len(), width * height, "registration: previous plane size");
-    debug_assert_eq!(cur.len(), width * height, "registration: current plane size");
-    let (prev, cur) = (
-        Pyramid::new(prev.to_vec(), width, height),
-        Pyramid::new(cur.to_vec(), width, height),
-    );
-    shift_between(prev.planes(), cur.planes(), max_shift)
-}
-
-/// [`scene_shift`] on two planes with their reduced copies. `max_shift` is cut to a quarter
+/// The shift (at most `max_shift` px each way) that best aligns `cur` with `prev`, each a
+/// plane with its reduced copy. `max_shift` is cut to a quarter
 /// of the smaller side so that any two candidate alignments still share more than a quarter
 /// of the frame.
 fn shift_between(prev: (Plane, Plane), cur: (Plane, Plane), max_shift: usize) -> Shift {
@@ -264,6 +253,15 @@ mod tests {
             }
         }
         v
+    }
+
+    /// The shift a tracker finds from `prev` to `cur` (two frames of a stream).
+    fn scene_shift(prev: &[f32], cur: &[f32], w: usize, h: usize, max_shift: usize) -> Shift {
+        let mut tracker = SceneTracker::new(max_shift);
+        assert!(tracker.step(prev, w, h).is_none(), "no shift on the first frame");
+        tracker
+            .step(cur, w, h)
+            .expect("a shift on the second frame of one size")
     }
 
     #[test]
