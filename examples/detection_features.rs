@@ -75,14 +75,9 @@ fn main() -> Result<()> {
 /// in units of the frame's robust std.
 fn patch(frame: &Frame, t: &Target, stats: &FrameStats) -> Vec<f32> {
     let (cx, cy) = (t.x.round() as isize, t.y.round() as isize);
-    let at = |x: isize, y: isize| {
-        let x = x.clamp(0, frame.width as isize - 1) as usize;
-        let y = y.clamp(0, frame.height as isize - 1) as usize;
-        frame.data[y * frame.width + x]
-    };
     let win: Vec<f32> = (-PATCH / 2..PATCH / 2)
         .flat_map(|dy| (-PATCH / 2..PATCH / 2).map(move |dx| (dx, dy)))
-        .map(|(dx, dy)| at(cx + dx, cy + dy))
+        .map(|(dx, dy)| frame.clamped(cx + dx, cy + dy))
         .collect();
     let m = robust::median(&mut win.clone());
     win.iter().map(|v| (v - m) / stats.sigma).collect()

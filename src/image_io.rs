@@ -87,6 +87,14 @@ impl Frame {
         let n = self.width * self.height;
         &self.data[c * n..(c + 1) * n]
     }
+
+    /// The first plane at column `x`, row `y`, with coordinates outside the frame clamped to
+    /// its edge (windows around a target near the border repeat the edge pixels).
+    pub fn clamped(&self, x: isize, y: isize) -> f32 {
+        let x = x.clamp(0, self.width as isize - 1) as usize;
+        let y = y.clamp(0, self.height as isize - 1) as usize;
+        self.data[y * self.width + x]
+    }
 }
 
 /// Decodes an image file, refusing sizes beyond [`MAX_FRAME_SIDE`] / [`MAX_FRAME_PIXELS`]

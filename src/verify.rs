@@ -84,13 +84,6 @@ fn slog(v: f32) -> f32 {
     v.signum() * v.abs().ln_1p()
 }
 
-/// The frame's first plane at (x, y), clamped to the frame.
-fn at(frame: &Frame, x: isize, y: isize) -> f32 {
-    let x = x.clamp(0, frame.width as isize - 1) as usize;
-    let y = y.clamp(0, frame.height as isize - 1) as usize;
-    frame.data[y * frame.width + x]
-}
-
 /// Mean and std of values.
 fn mean_std(v: &[f32]) -> (f32, f32) {
     let n = v.len().max(1) as f32;
@@ -115,7 +108,7 @@ fn features(t: &Target, frame: &Frame, prob: &[f32], stats: &FrameStats) -> [f32
         for x in x0..=x1 {
             let p = prob[y as usize * w + x as usize];
             if p > CORE_PROB {
-                let v = at(frame, x, y);
+                let v = frame.clamped(x, y);
                 max_int = max_int.max(v);
                 sum_int += v;
                 sum_p += p;
@@ -125,7 +118,7 @@ fn features(t: &Target, frame: &Frame, prob: &[f32], stats: &FrameStats) -> [f32
     }
     if n == 0 {
         // A target whose pixels are all at most CORE_PROB (a rule below it): its peak pixel.
-        max_int = at(frame, t.x.round() as isize, t.y.round() as isize);
+        max_int = frame.clamped(t.x.round() as isize, t.y.round() as isize);
         sum_int = max_int;
         sum_p = t.peak;
     }
@@ -137,7 +130,7 @@ fn features(t: &Target, frame: &Frame, prob: &[f32], stats: &FrameStats) -> [f32
     let contrast = max_int - ring_mean;
     let (cx, cy) = (t.x.round() as isize, t.y.round() as isize);
     let window: Vec<f32> = (-WINDOW..WINDOW)
-        .flat_map(|dy| (-WINDOW..WINDOW).map(move |dx| at(frame, cx + dx, cy + dy)))
+        .flat_map(|dy| (-WINDOW..WINDOW).map(move |dx| frame.clamped(cx + dx, cy + dy)))
         .collect();
     let (bw, bh) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
     [
@@ -185,8 +178,8 @@ fn coherence(frame: &Frame, cx: isize, cy: isize) -> f32 {
     let r = WINDOW / 2;
     for y in cy - r..cy + r {
         for x in cx - r..cx + r {
-            let gx = at(frame, x + 1, y) - at(frame, x - 1, y);
-            let gy = at(frame, x, y + 1) - at(frame, x, y - 1);
+            let gx = frame.clamped(x + 1, y) - frame.clamped(x - 1, y);
+            let gy = frame.clamped(x, y + 1) - frame.clamped(x, y - 1);
             xx += gx * gx;
             yy += gy * gy;
             xy += gx * gy;
