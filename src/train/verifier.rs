@@ -65,8 +65,8 @@ pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitt
     if det.verifier.is_some() {
         bail!("the detector applies a verifier already: fit on the net's own targets (load it with verify off)");
     }
-    let (mut rows, mut fold_of, mut sets_out) = (Vec::new(), Vec::new(), Vec::new());
-    for &WeighedSet { set, weight } in sets {
+    let (mut rows, mut fold_of, mut set_of, mut sets_out) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, &WeighedSet { set, weight }) in sets.iter().enumerate() {
         let mut count = SetCount {
             name: set.name.clone(),
             frames: set.items.len(),
@@ -89,6 +89,7 @@ pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitt
                 // Contiguous blocks of frames per fold: a sequence's neighbouring frames are
                 // near-copies and must not score each other.
                 fold_of.push(i * opts.folds / set.items.len());
+                set_of.push(k);
             }
         }
         sets_out.push(count);
@@ -106,19 +107,15 @@ pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitt
     let mut verifier = verify::fit(&rows, opts.l2);
     let scores = verify::cross_validated_scores(&rows, &fold_of, opts.folds, opts.l2);
     verifier.threshold = verify::threshold_keeping(&rows, &scores, opts.keep);
-    let mut start = 0;
-    for c in &mut sets_out {
-        let n = c.hits + c.false_targets;
-        for (r, &s) in rows[start..start + n].iter().zip(&scores[start..start + n]) {
-            if s >= verifier.threshold {
-                if r.hit {
-                    c.kept.0 += 1;
-                } else {
-                    c.kept.1 += 1;
-                }
+    for ((r, &s), &k) in rows.iter().zip(&scores).zip(&set_of) {
+        if s >= verifier.threshold {
+            let kept = &mut sets_out[k].kept;
+            if r.hit {
+                kept.0 += 1;
+            } else {
+                kept.1 += 1;
             }
         }
-        start += n;
     }
     Ok(Fitted {
         verifier,
