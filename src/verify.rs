@@ -11,8 +11,8 @@
 //!
 //! A logistic model rather than boosted trees or a patch CNN: on the feasibility study's data it
 //! did as well as trees on the same features and better than a small net on raw patches (which
-//! overfitted DAUB's aircraft), it has 17 numbers a person can read, and it costs microseconds
-//! per target. It is fitted here by Newton's method (17 unknowns) rather than through a crate,
+//! overfitted DAUB's aircraft), it has 20 numbers a person can read, and it costs microseconds
+//! per target. It is fitted here by Newton's method (20 unknowns) rather than through a crate,
 //! whose dependencies (ndarray, argmin) would outweigh the 40 lines.
 
 use crate::detect::{label_components, Detection, Target};
@@ -45,6 +45,29 @@ pub const FEATURES: [&str; 19] = [
 
 /// Number of features.
 pub const N: usize = FEATURES.len();
+
+/// Which features a fit may use (`true`: used); a left-out feature gets weight 0, mean 0 and
+/// scale 1, so a file fitted without it keeps the 19-value layout every reader expects.
+pub type Used = [bool; N];
+
+/// Every feature used.
+pub const ALL: Used = [true; N];
+
+/// The features named in `names` left out of [`ALL`]; an unknown name is an error that lists
+/// the known ones.
+pub fn without(names: &[String]) -> Result<Used, String> {
+    let mut used = ALL;
+    for name in names {
+        let Some(i) = FEATURES.iter().position(|f| f == name) else {
+            return Err(format!(
+                "no verifier feature is called `{name}`; the features are {}",
+                FEATURES.join(", ")
+            ));
+        };
+        used[i] = false;
+    }
+    Ok(used)
+}
 
 /// A pixel counts as the blob's for the intensity features when its probability is above this
 /// (the blob's component may be grown below it, and a grown rim is background).
@@ -289,8 +312,9 @@ pub struct Row {
 }
 
 /// Fits the logistic model to `rows` by Newton's method with an L2 penalty `l2` on the
-/// standardised weights (scikit-learn's default is 1); the threshold is left at 0.5.
-pub fn fit(rows: &[Row], l2: f64) -> Verifier {
+/// standardised weights (scikit-learn's default is 1), on the `used` features only (the others'
+/// columns are zero, so their weights stay exactly 0); the threshold is left at 0.5.
+pub fn fit(rows: &[Row], l2: f64, used: &Used) -> Verifier {
     let n = rows.iter().map(|r| r.weight).sum::<f64>().max(1e-12);
     let mut mean = [0f64; N];
     let mut var = [0f64; N];
@@ -304,13 +328,20 @@ pub fn fit(rows: &[Row], l2: f64) -> Verifier {
             *v += r.weight * (f as f64 - m).powi(2) / n;
         }
     }
+    for i in (0..N).filter(|&i| !used[i]) {
+        (mean[i], var[i]) = (0.0, 1.0);
+    }
     let scale: Vec<f64> = var.iter().map(|v| v.sqrt().max(1e-6)).collect();
     let x: Vec<[f64; N + 1]> = rows
         .iter()
         .map(|r| {
             let mut v = [1.0; N + 1];
             for i in 0..N {
-                v[i] = (r.features[i] as f64 - mean[i]) / scale[i];
+                v[i] = if used[i] {
+                    (r.features[i] as f64 - mean[i]) / scale[i]
+                } else {
+                    0.0
+                };
             }
             v
         })
@@ -392,7 +423,13 @@ fn solve<const M: usize>(mut a: [[f64; M]; M], mut b: [f64; M]) -> [f64; M] {
 /// cross-validation): how the model judges targets it did not see. `fold_of[i]` is row i's
 /// fold (rows of one frame, or of neighbouring frames of a sequence, share one so that
 /// near-copies do not score each other).
-pub fn cross_validated_scores(rows: &[Row], fold_of: &[usize], folds: usize, l2: f64) -> Vec<f32> {
+pub fn cross_validated_scores(
+    rows: &[Row],
+    fold_of: &[usize],
+    folds: usize,
+    l2: f64,
+    used: &Used,
+) -> Vec<f32> {
     let mut scores = vec![0.0; rows.len()];
     for k in 0..folds {
         let train: Vec<Row> = rows
@@ -401,7 +438,7 @@ pub fn cross_validated_scores(rows: &[Row], fold_of: &[usize], folds: usize, l2:
             .filter(|(_, &f)| f != k)
             .map(|(r, _)| *r)
             .collect();
-        let model = fit(&train, l2);
+        let model = fit(&train, l2, used);
         for ((s, r), _) in scores.iter_mut().zip(rows).zip(fold_of).filter(|(_, f)| **f == k) {
             *s = model.score(&r.features);
         }
@@ -518,13 +555,30 @@ mod tests {
     #[test]
     fn fit_learns_the_rule_behind_the_labels() {
         let rows = rows(600);
-        let v = fit(&rows, 1.0);
+        let v = fit(&rows, 1.0, &ALL);
         assert!(v.weights[0] > 2.0 && v.weights[1] > 0.0, "{v:?}");
         assert!(v.weights[0] > 3.0 * v.weights[1], "{v:?}");
         assert!(v.weights[2].abs() < 1e-9, "{v:?}");
         let correct = rows.iter().filter(|r| (v.score(&r.features) >= 0.5) == r.hit).count();
         // 26 of 600 labels are flipped; the rule gets nearly all the others.
         assert!(correct >= 560, "{correct} of 600");
+    }
+
+    #[test]
+    fn a_left_out_feature_weighs_nothing_and_the_others_take_its_place() {
+        let rows = rows(600);
+        let used = without(&["log_area".to_string()]).unwrap();
+        let v = fit(&rows, 1.0, &used);
+        assert_eq!((v.weights[0], v.mean[0], v.scale[0]), (0.0, 0.0, 1.0));
+        // Feature 1, the label's weaker cause, is what is left to explain it, and explains less.
+        assert!(v.weights[1] > 0.1, "{v:?}");
+        let correct = |m: &Verifier| rows.iter().filter(|r| (m.score(&r.features) >= 0.5) == r.hit).count();
+        assert!(correct(&v) + 100 < correct(&fit(&rows, 1.0, &ALL)), "{v:?}");
+        let mut moved = rows[0];
+        moved.features[0] += 100.0;
+        assert_eq!(v.score(&moved.features), v.score(&rows[0].features));
+        let e = without(&["log_area".into(), "area".into()]).unwrap_err();
+        assert!(e.contains("`area`") && e.contains("log_area, peak"), "{e}");
     }
 
     #[test]
@@ -539,7 +593,7 @@ mod tests {
                 ..*r
             })
             .collect();
-        let (a, b) = (fit(&doubled, 1.0), fit(&weighed, 1.0));
+        let (a, b) = (fit(&doubled, 1.0, &ALL), fit(&weighed, 1.0, &ALL));
         for (x, y) in a.weights.iter().zip(&b.weights).chain([(&a.bias, &b.bias)]) {
             assert!((x - y).abs() < 1e-4, "{a:?} {b:?}");
         }
@@ -555,8 +609,8 @@ mod tests {
     fn the_cross_validated_threshold_keeps_the_asked_share_of_hits() {
         let rows = rows(600);
         let folds: Vec<usize> = (0..600).map(|i| i * 5 / 600).collect();
-        let t = threshold_keeping(&rows, &cross_validated_scores(&rows, &folds, 5, 1.0), 0.9);
-        let v = fit(&rows, 1.0);
+        let t = threshold_keeping(&rows, &cross_validated_scores(&rows, &folds, 5, 1.0, &ALL), 0.9);
+        let v = fit(&rows, 1.0, &ALL);
         let hits: Vec<&Row> = rows.iter().filter(|r| r.hit).collect();
         let kept = hits.iter().filter(|r| v.score(&r.features) >= t).count() as f64 / hits.len() as f64;
         assert!((0.85..=0.95).contains(&kept), "kept {kept} at {t}");
@@ -565,7 +619,7 @@ mod tests {
 
     #[test]
     fn a_recorded_verifier_reads_back_and_a_damaged_one_is_named() {
-        let v = fit(&rows(200), 1.0);
+        let v = fit(&rows(200), 1.0, &ALL);
         let mut info = serde_json::json!({});
         v.record(&mut info);
         let back = Verifier::from_info(&info).unwrap().unwrap();

@@ -186,6 +186,10 @@ fn train_verifier_refuses_its_input_as_output_and_too_few_targets() {
     let (code, err) = train_verifier(&w, &recipe, &w, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("refusing to overwrite"), "{err}");
+    let out = dir.join("out.safetensors");
+    let (code, err) = train_verifier(&w, &recipe, &out, &["--without", "contrast"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("`contrast`") && err.contains("log_contrast"), "{err}");
 
     // A recipe whose training set has no true target: nothing to learn from.
     let Some(bg) = common::shared("data/backgrounds") else {
@@ -193,7 +197,6 @@ fn train_verifier_refuses_its_input_as_output_and_too_few_targets() {
     };
     let spec = serde_json::json!({ "train": [{ "kind": "negatives", "dir": bg }], "validation": [] });
     std::fs::write(&recipe, spec.to_string()).unwrap();
-    let out = dir.join("out.safetensors");
     let (code, err) = train_verifier(&w, &recipe, &out, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("0 true") && err.contains("too few"), "{err}");

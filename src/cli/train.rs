@@ -444,11 +444,16 @@ pub struct VerifierArgs {
     /// Weigh each training set's rows by its recipe weight (default: every row counts 1).
     #[arg(long)]
     pub weigh_sets: bool,
+    /// Leave this feature out of the model (its weight is 0); repeat for several. The names
+    /// are `srsnet::verify::FEATURES`'.
+    #[arg(long = "without", value_name = "FEATURE")]
+    pub without: Vec<String>,
 }
 
 /// Runs `srsnet train verifier`.
 fn train_verifier(args: VerifierArgs) -> Result<()> {
     refuse_overwrite_many(&[args.weights.as_path(), args.recipe.as_path()], &args.out)?;
+    let used = crate::verify::without(&args.without).map_err(anyhow::Error::msg)?;
     let opts = crate::infer::EngineOptions {
         verify: false,
         ..Default::default()
@@ -465,6 +470,7 @@ fn train_verifier(args: VerifierArgs) -> Result<()> {
         keep: args.keep,
         folds: args.folds as usize,
         l2: args.l2,
+        used,
     };
     let weighed: Vec<_> = sets
         .iter()
@@ -501,6 +507,7 @@ fn train_verifier(args: VerifierArgs) -> Result<()> {
         "l2": args.l2,
         "weigh_sets": args.weigh_sets,
         "features": crate::verify::FEATURES,
+        "without": args.without,
     });
     let tensors = file.tensors(DType::F32)?;
     weights_file::write(&args.out, &tensors, &file.config, &file.preprocess, &info, DType::F16)?;

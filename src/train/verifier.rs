@@ -20,6 +20,8 @@ pub struct FitOptions {
     pub folds: usize,
     /// L2 penalty on the standardised weights.
     pub l2: f64,
+    /// The features the model may use.
+    pub used: verify::Used,
 }
 
 /// A training set for the verifier and how much each of its rows counts.
@@ -104,8 +106,8 @@ pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitt
             opts.folds
         );
     }
-    let mut verifier = verify::fit(&rows, opts.l2);
-    let scores = verify::cross_validated_scores(&rows, &fold_of, opts.folds, opts.l2);
+    let mut verifier = verify::fit(&rows, opts.l2, &opts.used);
+    let scores = verify::cross_validated_scores(&rows, &fold_of, opts.folds, opts.l2, &opts.used);
     verifier.threshold = verify::threshold_keeping(&rows, &scores, opts.keep);
     for ((r, &s), &k) in rows.iter().zip(&scores).zip(&set_of) {
         if s >= verifier.threshold {
