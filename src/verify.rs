@@ -423,13 +423,7 @@ fn solve<const M: usize>(mut a: [[f64; M]; M], mut b: [f64; M]) -> [f64; M] {
 /// cross-validation): how the model judges targets it did not see. `fold_of[i]` is row i's
 /// fold (rows of one frame, or of neighbouring frames of a sequence, share one so that
 /// near-copies do not score each other).
-pub fn cross_validated_scores(
-    rows: &[Row],
-    fold_of: &[usize],
-    folds: usize,
-    l2: f64,
-    used: &Used,
-) -> Vec<f32> {
+pub fn cross_validated_scores(rows: &[Row], fold_of: &[usize], folds: usize, l2: f64, used: &Used) -> Vec<f32> {
     let mut scores = vec![0.0; rows.len()];
     for k in 0..folds {
         let train: Vec<Row> = rows

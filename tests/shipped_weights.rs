@@ -24,10 +24,17 @@ fn shipped_weights_carry_their_config_and_preprocessing() {
     assert_eq!(file.config, lite_deep);
     assert_eq!(file.preprocess.channels, 1);
     // v30: fine-tuned (through v17-v29) from v2 on the lite-v24 recipe, validated on the four
-    // sets of item 5, whose metrics at the checkpoint are recorded, with the operating point
-    // chosen after by the rule in models/README.md.
+    // sets of item 5, whose metrics at the checkpoint are recorded; with a verifier fitted on
+    // the training sets without the frame's target count, and the operating point (plain 0.5)
+    // chosen after by the rule in models/README.md ("verifier-v30-no-crowd").
     let info = &file.info;
-    assert!((info["threshold"].as_f64().unwrap() - 0.8).abs() < 1e-6, "{info}");
+    assert!((info["threshold"].as_f64().unwrap() - 0.5).abs() < 1e-6, "{info}");
+    assert!(info["grow"].is_null(), "{info}");
+    assert!(file.verifier().is_some(), "{info}");
+    assert_eq!(
+        info["verifier_fit"]["without"],
+        serde_json::json!(["log_targets_in_frame"])
+    );
     let sets = info["val_metrics"]["sets"]
         .as_array()
         .expect("per-set validation metrics");
