@@ -9,10 +9,12 @@
 //! net's own targets over a recipe's training sets, and stored in the weights' metadata
 //! (`info.verifier`); every command that runs those weights applies it unless `--no-verifier`.
 //!
-//! A logistic model rather than boosted trees or a patch CNN: on the feasibility study's data it
-//! did as well as trees on the same features and better than a small net on raw patches (which
-//! overfitted DAUB's aircraft), it has 20 numbers a person can read, and it costs microseconds
-//! per target. It is fitted here by Newton's method (20 unknowns) rather than through a crate,
+//! A logistic model rather than boosted trees or a patch CNN: on the feasibility study's
+//! validation data it kept more SIRST targets than trees on the same features and better than
+//! a small net on raw patches (which overfitted DAUB's aircraft); it has 20 numbers a person
+//! can read, and it costs microseconds per target. Trees on these features and a patch's DoG
+//! responses cut more clutter (models/README.md, "Where the verifier's features stop"): the
+//! next step, not yet built. It is fitted here by Newton's method (20 unknowns) rather than through a crate,
 //! whose dependencies (ndarray, argmin) would outweigh the 40 lines.
 
 use crate::detect::{label_components, Detection, Target};

@@ -25,8 +25,9 @@ fn shipped_weights_carry_their_config_and_preprocessing() {
     assert_eq!(file.preprocess.channels, 1);
     // v30: fine-tuned (through v17-v29) from v2 on the lite-v24 recipe, validated on the four
     // sets of item 5, whose metrics at the checkpoint are recorded; with a verifier fitted on
-    // the training sets without the frame's target count, and the operating point (plain 0.5)
-    // chosen after by the rule in models/README.md ("verifier-v30-no-crowd").
+    // its targets at plain 0.3 on the training sets, without the frame's target count, and the
+    // operating point (plain 0.5) chosen after by the rules in models/README.md
+    // ("verifier-v30-no-crowd", "verifier-v30-low").
     let info = &file.info;
     assert!((info["threshold"].as_f64().unwrap() - 0.5).abs() < 1e-6, "{info}");
     assert!(info["grow"].is_null(), "{info}");
@@ -35,6 +36,8 @@ fn shipped_weights_carry_their_config_and_preprocessing() {
         info["verifier_fit"]["without"],
         serde_json::json!(["log_targets_in_frame"])
     );
+    let judged = info["verifier_fit"]["judged_rule"]["threshold"].as_f64();
+    assert!(judged.is_some_and(|t| (t - 0.3).abs() < 1e-6), "{info}");
     let sets = info["val_metrics"]["sets"]
         .as_array()
         .expect("per-set validation metrics");

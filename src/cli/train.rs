@@ -445,7 +445,7 @@ pub struct VerifierArgs {
     #[arg(long)]
     pub weigh_sets: bool,
     /// Leave this feature out of the model (its weight is 0); repeat for several. The names
-    /// are `srsnet::verify::FEATURES`'.
+    /// are those of `srsnet::verify::FEATURES`; an unknown one is refused with the list.
     #[arg(long = "without", value_name = "FEATURE")]
     pub without: Vec<String>,
 }
