@@ -448,6 +448,16 @@ pub struct VerifierArgs {
     /// are those of `srsnet::verify::FEATURES`; an unknown one is refused with the list.
     #[arg(long = "without", value_name = "FEATURE")]
     pub without: Vec<String>,
+    /// Boost this many depth-limited trees from the logistic model's log-odds (0: the logistic
+    /// model alone); they learn the features' interactions.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub trees: u64,
+    /// Each tree's depth.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=8))]
+    pub tree_depth: u64,
+    /// Shrinkage of each tree's values.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_probability)]
+    pub tree_rate: f64,
 }
 
 /// Runs `srsnet train verifier`.
@@ -469,8 +479,15 @@ fn train_verifier(args: VerifierArgs) -> Result<()> {
         rule,
         keep: args.keep,
         folds: args.folds as usize,
-        l2: args.l2,
-        used,
+        model: crate::verify::ModelSpec {
+            l2: args.l2,
+            used,
+            trees: crate::verify::trees::TreeOptions {
+                rounds: args.trees as usize,
+                depth: args.tree_depth as usize,
+                rate: args.tree_rate,
+            },
+        },
     };
     let weighed: Vec<_> = sets
         .iter()
@@ -508,6 +525,9 @@ fn train_verifier(args: VerifierArgs) -> Result<()> {
         "weigh_sets": args.weigh_sets,
         "features": crate::verify::FEATURES,
         "without": args.without,
+        "trees": args.trees,
+        "tree_depth": args.tree_depth,
+        "tree_rate": args.tree_rate,
     });
     let tensors = file.tensors(DType::F32)?;
     weights_file::write(&args.out, &tensors, &file.config, &file.preprocess, &info, DType::F16)?;

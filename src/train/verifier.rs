@@ -18,10 +18,8 @@ pub struct FitOptions {
     pub keep: f64,
     /// Cross-validation folds.
     pub folds: usize,
-    /// L2 penalty on the standardised weights.
-    pub l2: f64,
-    /// The features the model may use.
-    pub used: verify::Used,
+    /// The model: the logistic part's penalty and features, and the trees.
+    pub model: verify::ModelSpec,
 }
 
 /// A training set for the verifier and how much each of its rows counts.
@@ -106,8 +104,8 @@ pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitt
             opts.folds
         );
     }
-    let mut verifier = verify::fit(&rows, opts.l2, &opts.used);
-    let scores = verify::cross_validated_scores(&rows, &fold_of, opts.folds, opts.l2, &opts.used);
+    let mut verifier = verify::fit(&rows, &opts.model);
+    let scores = verify::cross_validated_scores(&rows, &fold_of, opts.folds, &opts.model);
     verifier.threshold = verify::threshold_keeping(&rows, &scores, opts.keep);
     for ((r, &s), &k) in rows.iter().zip(&scores).zip(&set_of) {
         if s >= verifier.threshold {

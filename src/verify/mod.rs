@@ -17,6 +17,8 @@
 //! next step, not yet built. It is fitted here by Newton's method (20 unknowns) rather than through a crate,
 //! whose dependencies (ndarray, argmin) would outweigh the 40 lines.
 
+pub mod trees;
+
 use crate::detect::{label_components, Detection, Target};
 use crate::image_io::Frame;
 use crate::robust;
@@ -225,6 +227,10 @@ pub struct Verifier {
     pub weights: Vec<f32>,
     /// The intercept.
     pub bias: f32,
+    /// Boosted trees whose values add to the logistic log-odds (`train verifier --trees`);
+    /// absent in files fitted without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trees: Option<trees::Forest>,
     /// The lowest score kept.
     pub threshold: f32,
 }
@@ -259,6 +265,9 @@ impl Verifier {
                 v.threshold
             ));
         }
+        if let Some(t) = &v.trees {
+            t.check()?;
+        }
         Ok(Some(v))
     }
 
@@ -269,10 +278,16 @@ impl Verifier {
 
     /// The probability that a target with these features is a true one.
     pub fn score(&self, f: &[f32; N]) -> f32 {
+        let trees = self.trees.as_ref().map_or(0.0, |t| t.value(f));
+        crate::engine::kernels::sigmoid(self.linear(f) + trees)
+    }
+
+    /// The logistic model's log-odds for features `f` (the trees' starting point).
+    fn linear(&self, f: &[f32; N]) -> f32 {
         let z: f32 = (0..N)
             .map(|i| self.weights[i] * (f[i] - self.mean[i]) / self.scale[i])
             .sum();
-        crate::engine::kernels::sigmoid(z + self.bias)
+        z + self.bias
     }
 
     /// Removes from `det` (targets and mask) the targets scored below the threshold; returns
@@ -313,10 +328,43 @@ pub struct Row {
     pub weight: f64,
 }
 
+/// What a fit makes: the logistic model's penalty and features, and the trees on top of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelSpec {
+    /// L2 penalty on the logistic model's standardised weights (scikit-learn's default is 1).
+    pub l2: f64,
+    /// The features either part may use.
+    pub used: Used,
+    /// The boosted trees (`TreeOptions::NONE`: none).
+    pub trees: trees::TreeOptions,
+}
+
+impl ModelSpec {
+    /// The logistic model alone on every feature.
+    pub fn logistic(l2: f64) -> Self {
+        Self {
+            l2,
+            used: ALL,
+            trees: trees::TreeOptions::NONE,
+        }
+    }
+}
+
+/// Fits the verifier to `rows`: the logistic model, then, if asked, trees boosted from its
+/// log-odds. The threshold is left at 0.5.
+pub fn fit(rows: &[Row], spec: &ModelSpec) -> Verifier {
+    let mut v = fit_logistic(rows, spec.l2, &spec.used);
+    if spec.trees.rounds > 0 {
+        let base: Vec<f64> = rows.iter().map(|r| v.linear(&r.features) as f64).collect();
+        v.trees = Some(trees::boost(rows, &base, &spec.used, spec.trees));
+    }
+    v
+}
+
 /// Fits the logistic model to `rows` by Newton's method with an L2 penalty `l2` on the
-/// standardised weights (scikit-learn's default is 1), on the `used` features only (the others'
-/// columns are zero, so their weights stay exactly 0); the threshold is left at 0.5.
-pub fn fit(rows: &[Row], l2: f64, used: &Used) -> Verifier {
+/// standardised weights, on the `used` features only (the others' columns are zero, so their
+/// weights stay exactly 0).
+fn fit_logistic(rows: &[Row], l2: f64, used: &Used) -> Verifier {
     let n = rows.iter().map(|r| r.weight).sum::<f64>().max(1e-12);
     let mut mean = [0f64; N];
     let mut var = [0f64; N];
@@ -354,6 +402,7 @@ pub fn fit(rows: &[Row], l2: f64, used: &Used) -> Verifier {
         scale: scale.iter().map(|&s| s as f32).collect(),
         weights: beta[..N].iter().map(|&b| b as f32).collect(),
         bias: beta[N] as f32,
+        trees: None,
         threshold: 0.5,
     }
 }
@@ -425,7 +474,7 @@ fn solve<const M: usize>(mut a: [[f64; M]; M], mut b: [f64; M]) -> [f64; M] {
 /// cross-validation): how the model judges targets it did not see. `fold_of[i]` is row i's
 /// fold (rows of one frame, or of neighbouring frames of a sequence, share one so that
 /// near-copies do not score each other).
-pub fn cross_validated_scores(rows: &[Row], fold_of: &[usize], folds: usize, l2: f64, used: &Used) -> Vec<f32> {
+pub fn cross_validated_scores(rows: &[Row], fold_of: &[usize], folds: usize, spec: &ModelSpec) -> Vec<f32> {
     let mut scores = vec![0.0; rows.len()];
     for k in 0..folds {
         let train: Vec<Row> = rows
@@ -434,7 +483,7 @@ pub fn cross_validated_scores(rows: &[Row], fold_of: &[usize], folds: usize, l2:
             .filter(|(_, &f)| f != k)
             .map(|(r, _)| *r)
             .collect();
-        let model = fit(&train, l2, used);
+        let model = fit(&train, spec);
         for ((s, r), _) in scores.iter_mut().zip(rows).zip(fold_of).filter(|(_, f)| **f == k) {
             *s = model.score(&r.features);
         }
@@ -519,6 +568,7 @@ mod tests {
             scale: vec![1.0; N],
             weights,
             bias: 10.0,
+            trees: None,
             threshold: 0.5,
         };
         assert_eq!(v.filter(&mut det, &frame), 1);
@@ -551,7 +601,7 @@ mod tests {
     #[test]
     fn fit_learns_the_rule_behind_the_labels() {
         let rows = rows(600);
-        let v = fit(&rows, 1.0, &ALL);
+        let v = fit(&rows, &ModelSpec::logistic(1.0));
         assert!(v.weights[0] > 2.0 && v.weights[1] > 0.0, "{v:?}");
         assert!(v.weights[0] > 3.0 * v.weights[1], "{v:?}");
         assert!(v.weights[2].abs() < 1e-9, "{v:?}");
@@ -564,12 +614,21 @@ mod tests {
     fn a_left_out_feature_weighs_nothing_and_the_others_take_its_place() {
         let rows = rows(600);
         let used = without(&["log_area".to_string()]).unwrap();
-        let v = fit(&rows, 1.0, &used);
+        let v = fit(
+            &rows,
+            &ModelSpec {
+                used,
+                ..ModelSpec::logistic(1.0)
+            },
+        );
         assert_eq!((v.weights[0], v.mean[0], v.scale[0]), (0.0, 0.0, 1.0));
         // Feature 1, the label's weaker cause, is what is left to explain it, and explains less.
         assert!(v.weights[1] > 0.1, "{v:?}");
         let correct = |m: &Verifier| rows.iter().filter(|r| (m.score(&r.features) >= 0.5) == r.hit).count();
-        assert!(correct(&v) + 100 < correct(&fit(&rows, 1.0, &ALL)), "{v:?}");
+        assert!(
+            correct(&v) + 100 < correct(&fit(&rows, &ModelSpec::logistic(1.0))),
+            "{v:?}"
+        );
         let mut moved = rows[0];
         moved.features[0] += 100.0;
         assert_eq!(v.score(&moved.features), v.score(&rows[0].features));
@@ -589,7 +648,10 @@ mod tests {
                 ..*r
             })
             .collect();
-        let (a, b) = (fit(&doubled, 1.0, &ALL), fit(&weighed, 1.0, &ALL));
+        let (a, b) = (
+            fit(&doubled, &ModelSpec::logistic(1.0)),
+            fit(&weighed, &ModelSpec::logistic(1.0)),
+        );
         for (x, y) in a.weights.iter().zip(&b.weights).chain([(&a.bias, &b.bias)]) {
             assert!((x - y).abs() < 1e-4, "{a:?} {b:?}");
         }
@@ -605,8 +667,12 @@ mod tests {
     fn the_cross_validated_threshold_keeps_the_asked_share_of_hits() {
         let rows = rows(600);
         let folds: Vec<usize> = (0..600).map(|i| i * 5 / 600).collect();
-        let t = threshold_keeping(&rows, &cross_validated_scores(&rows, &folds, 5, 1.0, &ALL), 0.9);
-        let v = fit(&rows, 1.0, &ALL);
+        let t = threshold_keeping(
+            &rows,
+            &cross_validated_scores(&rows, &folds, 5, &ModelSpec::logistic(1.0)),
+            0.9,
+        );
+        let v = fit(&rows, &ModelSpec::logistic(1.0));
         let hits: Vec<&Row> = rows.iter().filter(|r| r.hit).collect();
         let kept = hits.iter().filter(|r| v.score(&r.features) >= t).count() as f64 / hits.len() as f64;
         assert!((0.85..=0.95).contains(&kept), "kept {kept} at {t}");
@@ -615,7 +681,7 @@ mod tests {
 
     #[test]
     fn a_recorded_verifier_reads_back_and_a_damaged_one_is_named() {
-        let v = fit(&rows(200), 1.0, &ALL);
+        let v = fit(&rows(200), &ModelSpec::logistic(1.0));
         let mut info = serde_json::json!({});
         v.record(&mut info);
         let back = Verifier::from_info(&info).unwrap().unwrap();
