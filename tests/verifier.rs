@@ -225,3 +225,69 @@ fn a_weights_file_with_a_damaged_verifier_is_refused_by_name() {
     assert!(err.contains("verifier.weights"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trees_are_fitted_recorded_and_applied() {
+    // A synthetic sequence: two dim targets a frame and stuck pixels the net marks too.
+    let dir = temp_dir("trees");
+    let seq = dir.join("seq");
+    let (code, err) = srsnet(&[
+        "synth",
+        "--out",
+        seq.to_str().unwrap(),
+        "--count",
+        "20",
+        "--size",
+        "96x64",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let recipe = dir.join("recipe.json");
+    let spec = serde_json::json!({ "train": [{ "kind": "sequence", "dir": seq }], "validation": [] });
+    std::fs::write(&recipe, spec.to_string()).unwrap();
+    let out = dir.join("trees.safetensors");
+    let extra = [
+        "--threshold",
+        "0.3",
+        "--grow",
+        "none",
+        "--folds",
+        "2",
+        "--trees",
+        "5",
+        "--tree-depth",
+        "2",
+    ];
+    let (code, err) = train_verifier(&shipped(), &recipe, &out, &extra);
+    assert_eq!(code, 0, "{err}");
+    let file = WeightsFile::open(&out).unwrap();
+    let v = file.verifier().expect("the verifier is recorded");
+    let forest = v.trees.as_ref().expect("with its trees");
+    assert_eq!(forest.trees.len(), 5);
+    assert!(forest.trees.iter().all(|t| t.len() <= 7), "depth 2: {forest:?}");
+    assert_eq!(file.info["verifier_fit"]["trees"], 5);
+    assert_eq!(file.info["verifier_fit"]["tree_depth"], 2);
+    // The stream applies it and counts what it rejects.
+    let stats = dir.join("stats.json");
+    let (code, err) = srsnet(&[
+        "run",
+        "--source",
+        seq.to_str().unwrap(),
+        "--weights",
+        out.to_str().unwrap(),
+        "--jsonl",
+        "/dev/null",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(stats["verifier_rejected"].is_u64(), "{stats}");
+
+    // Settings outside their range are refused by name, before any work.
+    for (flag, value) in [("--tree-depth", "0"), ("--trees", "1001"), ("--tree-rate", "1.5")] {
+        let (code, err) = train_verifier(&shipped(), &recipe, &dir.join("x.safetensors"), &[flag, value]);
+        assert_ne!(code, 0);
+        assert!(err.contains(flag) && err.contains(value), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
