@@ -66,6 +66,9 @@ pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitt
         bail!("the detector applies a verifier already: fit on the net's own targets (load it with verify off)");
     }
     let (mut rows, mut fold_of, mut set_of, mut sets_out) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The net over every training frame is most of a fit's minutes.
+    let frames = sets.iter().map(|s| s.set.items.len() as u64).sum();
+    let mut progress = crate::progress::Progress::new("verifier: the net's targets", frames);
     for (k, &WeighedSet { set, weight }) in sets.iter().enumerate() {
         let mut count = SetCount {
             name: set.name.clone(),
@@ -91,9 +94,11 @@ pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitt
                 fold_of.push(i * opts.folds / set.items.len());
                 set_of.push(k);
             }
+            progress.inc();
         }
         sets_out.push(count);
     }
+    progress.finish();
     let hits = rows.iter().filter(|r| r.hit).count();
     if hits < opts.folds || rows.len() - hits < opts.folds {
         bail!(
