@@ -578,12 +578,19 @@ mod tests {
         assert!(!det.target_mask[31 * 64 + 48]);
     }
 
+    /// Row i's two varying features: a spread over [−1, 1]² without a pattern in i.
+    pub(super) fn spread(i: usize) -> (f32, f32) {
+        (
+            ((i * 37) % 101) as f32 / 50.0 - 1.0,
+            ((i * 53) % 97) as f32 / 48.0 - 1.0,
+        )
+    }
+
     /// Rows whose label follows feature 0 (and, weakly, feature 1), with label noise.
     fn rows(n: usize) -> Vec<Row> {
         (0..n)
             .map(|i| {
-                let a = ((i * 37) % 101) as f32 / 50.0 - 1.0;
-                let b = ((i * 53) % 97) as f32 / 48.0 - 1.0;
+                let (a, b) = spread(i);
                 let mut features = [0.0; N];
                 features[0] = a;
                 features[1] = b;

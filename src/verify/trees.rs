@@ -259,6 +259,7 @@ impl Grower<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::spread;
     use super::super::{fit, ModelSpec, Verifier, ALL};
     use super::*;
 
@@ -267,8 +268,7 @@ mod tests {
     fn xor_rows(n: usize) -> Vec<Row> {
         (0..n)
             .map(|i| {
-                let a = ((i * 37) % 101) as f32 / 50.0 - 1.0;
-                let b = ((i * 53) % 97) as f32 / 48.0 - 1.0;
+                let (a, b) = spread(i);
                 let mut features = [0.0; N];
                 (features[0], features[1]) = (a, b);
                 Row {
