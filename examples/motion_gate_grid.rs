@@ -13,6 +13,7 @@ use srsnet::eval::metrics::MetricAccumulator;
 use srsnet::image_io::read_frame;
 use srsnet::infer::{Segmenter, TargetRule};
 use srsnet::stream::motion::MotionGate;
+use srsnet::stream::register::SceneTracker;
 use std::path::Path;
 
 const FRAMES_BACK: [usize; 4] = [2, 3, 5, 8];
@@ -46,13 +47,16 @@ fn main() -> Result<()> {
             .map(|s| s.map(|(k, r)| MotionGate::new(k, r, REGISTER)).transpose())
             .collect::<Result<_>>()?;
         let mut accs = vec![MetricAccumulator::default(); settings.len()];
+        // One registration per frame for every setting's gate, as `eval` does.
+        let mut scene = SceneTracker::new(REGISTER);
         for f in &seq.frames {
             let frame = read_frame(&f.path, seg.channels())?;
             let det = seg.detect(&frame, rule)?;
+            let step = scene.step(frame.plane(0), frame.width, frame.height);
             let truth = f.truth.clone().unwrap_or_default();
             for (g, acc) in gates.iter_mut().zip(&mut accs) {
                 let kept = match g {
-                    Some(g) => g.filter(&frame, det.targets.clone()),
+                    Some(g) => g.filter(&frame, step, det.targets.clone()),
                     None => det.targets.clone(),
                 };
                 let blobs: Vec<_> = kept.iter().map(Target::blob).collect();

@@ -642,6 +642,34 @@ fn the_motion_gate_rejects_the_point_the_pan_carries_and_keeps_the_mover() {
     assert_eq!((rows[0].hits, rows[0].false_targets), (m.hits, m.false_targets));
 }
 
+#[test]
+fn static_clutter_and_the_motion_gate_share_one_registration_of_the_pan() {
+    use srsnet::stream::motion::MotionGate;
+    use srsnet::stream::postprocess::StaticClutter;
+    let dir = tmp("panning-both");
+    panning_scene_with_clutter(&dir);
+    let sink = Capture::default();
+    // The gate asks for a wider search (8 px) than the static filter follows (4): the stream
+    // registers each frame once, as far as the gate asks, for both.
+    let report = go(
+        Box::new(FolderSource::new(&dir, None, false).unwrap()),
+        &sink,
+        PipelineConfig {
+            static_clutter: Some(StaticClutter::new(3, 2.0, 0.01).unwrap().following_pans(4).unwrap()),
+            motion_gate: Some(MotionGate::new(3, 0.5, 8).unwrap()),
+            ..Default::default()
+        },
+    );
+    let m = report.stats.score.finish();
+    // The static filter counts as alone (the pan is 1 px a frame, within its 4): the blob is
+    // rejected in 9 frames and 11 frames are still. The gate then sees only the target from
+    // frame 3 on: 9 judged, none rejected.
+    assert_eq!((report.stats.clutter, report.stats.still_frames), (9, 11), "{m:?}");
+    assert_eq!((report.stats.motion_gated, report.stats.motion_judged), (0, 9), "{m:?}");
+    assert_eq!(m.pd, 1.0, "the mover is kept");
+    assert!((m.false_targets_per_frame - 3.0 / 12.0).abs() < 1e-9, "{m:?}");
+}
+
 /// A labelled set in the SIRST layout (or, with `kbt`, the NUDT-KBT19 layout) made of synthetic
 /// frames and their exact masks.
 fn labelled_set(dir: &std::path::Path, kbt: bool) {

@@ -373,12 +373,18 @@ fn score_all(
 ) -> (Vec<Metrics>, usize) {
     let mut accs = vec![MetricAccumulator::default(); rules.len()];
     let mut gates: Vec<Option<MotionGate>> = rules.iter().map(|_| gate.cloned()).collect();
+    // The scene's motion is measured once per frame for every rule's gate.
+    let reach = gate.map_or(0, MotionGate::register);
+    let mut scene = (reach > 0).then(|| crate::stream::register::SceneTracker::new(reach));
     let mut failed = 0;
     let mut progress = Progress::new("eval", inputs.len() as u64);
     for (name, input) in inputs {
         progress.inc();
         let scored = input.and_then(|(frame, truth)| {
             let first = seg.detect(&frame, rules[0])?;
+            let step = scene
+                .as_mut()
+                .and_then(|s| s.step(frame.plane(0), frame.width, frame.height));
             for (i, ((acc, &r), g)) in accs.iter_mut().zip(rules).zip(&mut gates).enumerate() {
                 let other;
                 let det = if i == 0 {
@@ -390,7 +396,8 @@ fn score_all(
                 match (g, &truth) {
                     (None, _) => acc.add(&det.target_mask, frame.width, frame.height, &truth),
                     (Some(g), Truth::Points(points)) => {
-                        let blobs: Vec<_> = g.filter(&frame, det.targets.clone()).iter().map(Target::blob).collect();
+                        let kept = g.filter(&frame, step, det.targets.clone());
+                        let blobs: Vec<_> = kept.iter().map(Target::blob).collect();
                         acc.add_blobs(&blobs, points, frame.width, frame.height);
                     }
                     (Some(_), Truth::Mask(_)) => {

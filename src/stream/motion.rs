@@ -32,13 +32,13 @@ const JUDGED_ABOVE_SIGMA: f32 = 3.0;
 const RING_MARGIN: i64 = 4;
 
 /// Rejects detections whose contrast was already at their place in the scene K frames ago.
+/// The scene's shift frame to frame is measured by the caller (one `register::SceneTracker`
+/// per stream, shared with the other filters that follow pans) and handed to [`Self::filter`].
 #[derive(Debug, Clone)]
 pub struct MotionGate {
     frames: usize,
     min_change: f32,
     register: usize,
-    /// The scene's shifts frame to frame, when following pans.
-    scene: Option<register::SceneTracker>,
     /// The last `frames` frames' planes, oldest first, with the scene's accumulated shift
     /// (x, y) at each, all of size `size`.
     history: VecDeque<(Vec<f32>, f64, f64)>,
@@ -67,7 +67,6 @@ impl MotionGate {
             frames,
             min_change,
             register,
-            scene: (register > 0).then(|| register::SceneTracker::new(register)),
             history: VecDeque::with_capacity(frames + 1),
             size: (0, 0),
             rejected: 0,
@@ -75,10 +74,17 @@ impl MotionGate {
         })
     }
 
+    /// The largest scene shift per frame it follows, px (0: a fixed camera); the caller's
+    /// tracker must search at least this far.
+    pub fn register(&self) -> usize {
+        self.register
+    }
+
     /// The targets of `frame` that are new against the scene (all of them while the gate has
-    /// fewer than K earlier frames of this size).
-    pub fn filter(&mut self, frame: &Frame, targets: Vec<Target>) -> Vec<Target> {
-        self.remember(frame);
+    /// fewer than K earlier frames of this size). `step` is the scene's shift since the
+    /// previous frame (`None`: not measured or not explained); ignored for a fixed camera.
+    pub fn filter(&mut self, frame: &Frame, step: Option<register::Shift>, targets: Vec<Target>) -> Vec<Target> {
+        self.remember(frame, step.filter(|_| self.register > 0));
         if self.history.len() <= self.frames {
             return targets;
         }
@@ -103,18 +109,15 @@ impl MotionGate {
         kept
     }
 
-    /// Adds the frame to the history (restarted on a new frame size), keeping K + 1 frames.
-    fn remember(&mut self, frame: &Frame) {
+    /// Adds the frame to the history (restarted on a new frame size), keeping K + 1 frames, at
+    /// the scene's accumulated shift (`step` since the previous frame).
+    fn remember(&mut self, frame: &Frame, step: Option<register::Shift>) {
         let plane = frame.plane(0).to_vec();
         if (frame.width, frame.height) != self.size {
             self.history.clear();
             self.size = (frame.width, frame.height);
         }
-        let shift = self
-            .scene
-            .as_mut()
-            .and_then(|s| s.step(&plane, frame.width, frame.height));
-        let (sx, sy) = match (self.history.back(), shift) {
+        let (sx, sy) = match (self.history.back(), step) {
             (Some((_, px, py)), Some(s)) => (px + s.dx, py + s.dy),
             (Some((_, px, py)), None) => (*px, *py),
             (None, _) => (0.0, 0.0),
@@ -212,6 +215,7 @@ mod tests {
             let mover = (10 + 3 * i, 30);
             let kept = gate.filter(
                 &frame(&[(40, 10), mover], 0.01),
+                None,
                 vec![target(40, 10), target(mover.0, mover.1)],
             );
             let xs: Vec<f64> = kept.iter().map(|t| t.x).collect();
@@ -240,10 +244,14 @@ mod tests {
         };
         let mut fixed = MotionGate::new(3, 0.5, 0).unwrap();
         let mut following = MotionGate::new(3, 0.5, 4).unwrap();
+        let mut tracker = register::SceneTracker::new(following.register());
         let (mut kept_fixed, mut kept_following) = (0, 0);
         for i in 0..8 {
-            kept_fixed += fixed.filter(&scene(i), vec![target(30 + i, 20)]).len();
-            kept_following += following.filter(&scene(i), vec![target(30 + i, 20)]).len();
+            let f = scene(i);
+            let step = tracker.step(f.plane(0), f.width, f.height);
+            // A fixed-camera gate ignores the step it is given.
+            kept_fixed += fixed.filter(&f, step, vec![target(30 + i, 20)]).len();
+            kept_following += following.filter(&f, step, vec![target(30 + i, 20)]).len();
         }
         // A fixed camera sees the point move 3 px in 3 frames: new each time, all 8 kept. The
         // registered gate sees it where the scene was: old in the 5 frames it can judge.
@@ -257,7 +265,7 @@ mod tests {
         let mut noisy = frame(&[], 0.05);
         noisy.data[10 * 64 + 40] = 0.26; // 0.06 over the background: within 3σ of its noise
         for _ in 0..3 {
-            assert_eq!(gate.filter(&noisy, vec![target(40, 10)]).len(), 1);
+            assert_eq!(gate.filter(&noisy, None, vec![target(40, 10)]).len(), 1);
         }
         assert_eq!((gate.rejected, gate.judged), (0, 0));
     }
@@ -265,10 +273,10 @@ mod tests {
     #[test]
     fn a_new_frame_size_restarts_the_history() {
         let mut gate = MotionGate::new(1, 0.5, 0).unwrap();
-        gate.filter(&frame(&[(40, 10)], 0.0), vec![target(40, 10)]);
+        gate.filter(&frame(&[(40, 10)], 0.0), None, vec![target(40, 10)]);
         let small = Frame::new(32, 32, 1, vec![0.2; 32 * 32]).unwrap();
         assert_eq!(
-            gate.filter(&small, vec![target(5, 5)]).len(),
+            gate.filter(&small, None, vec![target(5, 5)]).len(),
             1,
             "nothing to compare with"
         );

@@ -19,6 +19,7 @@ use super::frame::RawFrame;
 use super::motion::MotionGate;
 use super::postprocess::{AreaLimits, Confirmer, StaticClutter};
 use super::preprocess::Preprocessor;
+use super::register::SceneTracker;
 use super::sinks::{FrameOutputs, SinkError, Sinks};
 use super::sources::{FrameSource, SourceError};
 use super::stats::{RunStats, StageTimes};
@@ -145,12 +146,12 @@ pub fn run(
     let (post_tx, post_rx) = bounded::<Detected>(q);
     let (err_tx, err_rx) = crossbeam_channel::unbounded::<String>();
     let (rule, batch) = (cfg.rule, cfg.batch.max(1));
-    let post = Post {
-        area: cfg.area,
-        confirm: cfg.confirm.take(),
-        clutter: cfg.static_clutter.take(),
-        gate: cfg.motion_gate.take(),
-    };
+    let post = Post::new(
+        cfg.area,
+        cfg.confirm.take(),
+        cfg.static_clutter.take(),
+        cfg.motion_gate.take(),
+    );
 
     let counters = &counters;
     let segmenter = &segmenter;
@@ -335,6 +336,28 @@ struct Post {
     confirm: Option<Confirmer>,
     clutter: Option<StaticClutter>,
     gate: Option<MotionGate>,
+    /// The scene's motion frame to frame, registered once for both filters when either
+    /// follows pans (searching as far as the further-reaching one asks).
+    scene: Option<SceneTracker>,
+}
+
+impl Post {
+    fn new(
+        area: AreaLimits,
+        confirm: Option<Confirmer>,
+        clutter: Option<StaticClutter>,
+        gate: Option<MotionGate>,
+    ) -> Self {
+        let reach = clutter.as_ref().map_or(0, StaticClutter::max_shift);
+        let reach = reach.max(gate.as_ref().map_or(0, MotionGate::register));
+        Self {
+            area,
+            confirm,
+            clutter,
+            gate,
+            scene: (reach > 0).then(|| SceneTracker::new(reach)),
+        }
+    }
 }
 
 /// Postprocess: area limits, then static-clutter rejection, then the motion gate, then
@@ -350,15 +373,20 @@ fn postprocess(rx: Receiver<Detected>, tx: Sender<Detected>, mut post: Post, sto
             .into_iter()
             .filter(|t| post.area.keep(t))
             .collect();
+        let frame = &item.frame;
+        let step = post
+            .scene
+            .as_mut()
+            .and_then(|s| s.step(frame.plane(0), frame.width, frame.height));
         if let Some(c) = post.clutter.as_mut() {
             let (rejected, still) = (c.rejected, c.still_frames);
-            targets = c.filter(&item.frame, targets);
+            targets = c.filter(&item.frame, step, targets);
             counters.clutter.fetch_add(c.rejected - rejected, Ordering::Relaxed);
             counters.still.fetch_add(c.still_frames - still, Ordering::Relaxed);
         }
         if let Some(g) = post.gate.as_mut() {
             let (rejected, judged) = (g.rejected, g.judged);
-            targets = g.filter(&item.frame, targets);
+            targets = g.filter(&item.frame, step, targets);
             counters.gated.fetch_add(g.rejected - rejected, Ordering::Relaxed);
             counters.gate_judged.fetch_add(g.judged - judged, Ordering::Relaxed);
         }

@@ -94,10 +94,11 @@ impl Confirmer {
 /// stays below `still_below` intensity units; any larger change (pan, zoom, gain change) starts
 /// every track afresh, so a moving camera never rejects anything. Following pans of up to N px:
 /// each frame is aligned with the one before by the translation of at most N px that fits best
-/// (`register::SceneTracker`), the scene counts as still while what that translation leaves
-/// unexplained stays below `still_below`, and every track moves with the scene, so a point of
-/// the ground carried across the image by the pan stays on its track while an aircraft, moving
-/// against the scene, leaves it.
+/// (`register::SceneTracker`, run by the caller once per frame for every filter that follows
+/// pans, and handed to [`StaticClutter::filter`]), the scene counts as still while what that
+/// translation leaves unexplained stays below `still_below`, and every track moves with the
+/// scene, so a point of the ground carried across the image by the pan stays on its track while
+/// an aircraft, moving against the scene, leaves it.
 #[derive(Debug, Clone)]
 pub struct StaticClutter {
     frames: usize,
@@ -107,8 +108,8 @@ pub struct StaticClutter {
     tracks: Vec<Track>,
     /// The previous frame, subsampled, for a fixed camera's stillness test.
     previous: Option<(usize, usize, Vec<f32>)>,
-    /// The scene's shifts, when following pans.
-    scene: Option<register::SceneTracker>,
+    /// The largest scene shift per frame followed, px (0: a fixed camera).
+    max_shift: usize,
     /// Detections rejected as clutter so far.
     pub rejected: u64,
     /// Frames judged still so far (of all frames seen); with registration, still up to a shift.
@@ -144,7 +145,7 @@ impl StaticClutter {
             gap: 0,
             tracks: Vec::new(),
             previous: None,
-            scene: None,
+            max_shift: 0,
             rejected: 0,
             still_frames: 0,
         })
@@ -155,8 +156,14 @@ impl StaticClutter {
         if max_shift > MAX_STATIC_REGISTER {
             bail!("--static-register {max_shift}: at most {MAX_STATIC_REGISTER} px per frame");
         }
-        self.scene = (max_shift > 0).then(|| register::SceneTracker::new(max_shift));
+        self.max_shift = max_shift;
         Ok(self)
+    }
+
+    /// The largest scene shift per frame it follows, px (0: a fixed camera); the caller's
+    /// tracker must search at least this far.
+    pub fn max_shift(&self) -> usize {
+        self.max_shift
     }
 
     /// Keeps a track through up to `frames` still frames in which its point is not detected
@@ -169,9 +176,15 @@ impl StaticClutter {
         Ok(self)
     }
 
-    /// The targets of `frame` that are not static clutter.
-    pub fn filter(&mut self, frame: &crate::image_io::Frame, targets: Vec<Target>) -> Vec<Target> {
-        let Some((dx, dy)) = self.scene_motion(frame) else {
+    /// The targets of `frame` that are not static clutter. `step` is the scene's shift since the
+    /// previous frame (`None`: not measured or not explained); ignored for a fixed camera.
+    pub fn filter(
+        &mut self,
+        frame: &crate::image_io::Frame,
+        step: Option<register::Shift>,
+        targets: Vec<Target>,
+    ) -> Vec<Target> {
+        let Some((dx, dy)) = self.scene_motion(frame, step) else {
             self.tracks = targets
                 .iter()
                 .map(|t| Track {
@@ -231,10 +244,12 @@ impl StaticClutter {
 
     /// How the scene moved since the previous frame, px, when it is still (up to that shift
     /// when registering); `None` when it changed, or on the first frame or a new frame size.
-    fn scene_motion(&mut self, frame: &crate::image_io::Frame) -> Option<(f64, f64)> {
+    fn scene_motion(&mut self, frame: &crate::image_io::Frame, step: Option<register::Shift>) -> Option<(f64, f64)> {
         let plane = frame.plane(0);
-        if let Some(scene) = self.scene.as_mut() {
-            let s = scene.step(plane, frame.width, frame.height)?;
+        if self.max_shift > 0 {
+            // A tracker shared with the motion gate may search further than this filter follows.
+            let within = |s: &register::Shift| s.dx.abs().max(s.dy.abs()) <= self.max_shift as f64;
+            let s = step.filter(within)?;
             return (s.residual < self.still_below).then_some((s.dx, s.dy));
         }
         let current: Vec<f32> = plane.iter().step_by(4).copied().collect();
@@ -297,8 +312,12 @@ mod tests {
         let mut kept = Vec::new();
         for _ in 0..5 {
             kept.push(
-                c.filter(&frame(0.0), vec![t(10.0, 10.0), t(40.0 + kept.len() as f64 * 3.0, 5.0)])
-                    .len(),
+                c.filter(
+                    &frame(0.0),
+                    None,
+                    vec![t(10.0, 10.0), t(40.0 + kept.len() as f64 * 3.0, 5.0)],
+                )
+                .len(),
             );
         }
         // The static detection is reported in its first 2 frames, then it has stayed for more
@@ -306,7 +325,7 @@ mod tests {
         assert_eq!(kept, vec![2, 2, 1, 1, 1]);
         assert_eq!(c.rejected, 3);
         // The camera moves: everything starts afresh.
-        assert_eq!(c.filter(&frame(0.2), vec![t(10.0, 10.0)]).len(), 1);
+        assert_eq!(c.filter(&frame(0.2), None, vec![t(10.0, 10.0)]).len(), 1);
         assert!(StaticClutter::new(0, 1.0, 0.01).is_err());
     }
 
@@ -319,7 +338,10 @@ mod tests {
             let mut c = StaticClutter::new(3, 1.5, 0.01).unwrap().bridging_gaps(gap).unwrap();
             let kept: Vec<usize> = seen
                 .iter()
-                .map(|&s| c.filter(&still, if s { vec![t(10.0, 10.0)] } else { vec![] }).len())
+                .map(|&s| {
+                    c.filter(&still, None, if s { vec![t(10.0, 10.0)] } else { vec![] })
+                        .len()
+                })
                 .collect();
             (kept, c.rejected)
         };
