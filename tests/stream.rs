@@ -571,21 +571,24 @@ fn panning_scene_with_clutter(dir: &std::path::Path) {
     std::fs::write(dir.join("centroids.csv"), csv).unwrap();
 }
 
+/// The pipeline with `cfg` over the panning scene, written into the new folder `name`: its
+/// report, and the folder.
+fn run_on_pan(name: &str, cfg: PipelineConfig) -> (srsnet::stream::pipeline::RunReport, std::path::PathBuf) {
+    let dir = tmp(name);
+    panning_scene_with_clutter(&dir);
+    let source = Box::new(FolderSource::new(&dir, None, false).unwrap());
+    (go(source, &Capture::default(), cfg), dir)
+}
+
 #[test]
 fn registered_static_clutter_follows_a_pan_and_keeps_the_mover() {
     use srsnet::stream::postprocess::StaticClutter;
-    let dir = tmp("panning");
-    panning_scene_with_clutter(&dir);
     let run_with = |clutter: StaticClutter| {
-        let sink = Capture::default();
-        let report = go(
-            Box::new(FolderSource::new(&dir, None, false).unwrap()),
-            &sink,
-            PipelineConfig {
-                static_clutter: Some(clutter),
-                ..Default::default()
-            },
-        );
+        let cfg = PipelineConfig {
+            static_clutter: Some(clutter),
+            ..Default::default()
+        };
+        let (report, _) = run_on_pan("panning", cfg);
         (
             report.stats.score.finish(),
             report.stats.clutter,
@@ -610,17 +613,11 @@ fn registered_static_clutter_follows_a_pan_and_keeps_the_mover() {
 #[test]
 fn the_motion_gate_rejects_the_point_the_pan_carries_and_keeps_the_mover() {
     use srsnet::stream::motion::MotionGate;
-    let dir = tmp("panning-gate");
-    panning_scene_with_clutter(&dir);
-    let sink = Capture::default();
-    let report = go(
-        Box::new(FolderSource::new(&dir, None, false).unwrap()),
-        &sink,
-        PipelineConfig {
-            motion_gate: Some(MotionGate::new(3, 0.5, 4).unwrap()),
-            ..Default::default()
-        },
-    );
+    let cfg = PipelineConfig {
+        motion_gate: Some(MotionGate::new(3, 0.5, 4).unwrap()),
+        ..Default::default()
+    };
+    let (report, dir) = run_on_pan("panning-gate", cfg);
     let m = report.stats.score.finish();
     // Frames 0–2 have no frame 3 back and keep both detections; from frame 3 on, the blob
     // (where the scene was 3 frames earlier, it was already there) is rejected, the target
@@ -646,20 +643,14 @@ fn the_motion_gate_rejects_the_point_the_pan_carries_and_keeps_the_mover() {
 fn static_clutter_and_the_motion_gate_share_one_registration_of_the_pan() {
     use srsnet::stream::motion::MotionGate;
     use srsnet::stream::postprocess::StaticClutter;
-    let dir = tmp("panning-both");
-    panning_scene_with_clutter(&dir);
-    let sink = Capture::default();
     // The gate asks for a wider search (8 px) than the static filter follows (4): the stream
     // registers each frame once, as far as the gate asks, for both.
-    let report = go(
-        Box::new(FolderSource::new(&dir, None, false).unwrap()),
-        &sink,
-        PipelineConfig {
-            static_clutter: Some(StaticClutter::new(3, 2.0, 0.01).unwrap().following_pans(4).unwrap()),
-            motion_gate: Some(MotionGate::new(3, 0.5, 8).unwrap()),
-            ..Default::default()
-        },
-    );
+    let cfg = PipelineConfig {
+        static_clutter: Some(StaticClutter::new(3, 2.0, 0.01).unwrap().following_pans(4).unwrap()),
+        motion_gate: Some(MotionGate::new(3, 0.5, 8).unwrap()),
+        ..Default::default()
+    };
+    let (report, _) = run_on_pan("panning-both", cfg);
     let m = report.stats.score.finish();
     // The static filter counts as alone (the pan is 1 px a frame, within its 4): the blob is
     // rejected in 9 frames and 11 frames are still. The gate then sees only the target from
