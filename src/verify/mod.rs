@@ -12,10 +12,11 @@
 //! A logistic model rather than boosted trees or a patch CNN: on the feasibility study's
 //! validation data it kept more SIRST targets than trees on the same features and better than
 //! a small net on raw patches (which overfitted DAUB's aircraft); it has 20 numbers a person
-//! can read, and it costs microseconds per target. Trees on these features and a patch's DoG
-//! responses cut more clutter (models/README.md, "Where the verifier's features stop"): the
-//! next step, not yet built. It is fitted here by Newton's method (20 unknowns) rather than through a crate,
-//! whose dependencies (ndarray, argmin) would outweigh the 40 lines.
+//! can read, and it costs microseconds per target. It is fitted here by Newton's method (20
+//! unknowns) rather than through a crate, whose dependencies (ndarray, argmin) would outweigh
+//! the 40 lines. Boosted trees on top of it ([`trees`], `train verifier --trees`) cut more
+//! clutter but, on validation, at the cost of faint SIRST targets (models/README.md, "Run
+//! `verifier-v30-trees`"), so the shipped verifier is the logistic model alone.
 
 pub mod trees;
 
@@ -98,7 +99,7 @@ pub struct FrameStats {
 impl FrameStats {
     /// The first plane's median and robust std (1.4826 × MAD), and the frame's `targets`.
     pub fn of(frame: &Frame, targets: usize) -> Self {
-        let plane = &frame.data[..frame.width * frame.height];
+        let plane = frame.plane(0);
         let median = robust::median(&mut plane.to_vec());
         let mut dev: Vec<f32> = plane.iter().map(|v| (v - median).abs()).collect();
         let sigma = robust::sigma_from_deviations(&mut dev).max(1e-4);
