@@ -8,6 +8,7 @@ use crate::image_io::Frame;
 use crate::model::weights_file::WeightsFile;
 use crate::model::Srsnet;
 use crate::preprocess::PreprocessSpec;
+use crate::temporal::MotionInput;
 use crate::verify::Verifier;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
@@ -103,9 +104,14 @@ impl Detector {
         Ok(restore.apply(&logits, nw, nh, frame.width, frame.height))
     }
 
-    /// Channels the model takes (1 gray, 3 RGB).
+    /// Image channels the model takes (1 gray, 3 RGB).
     pub fn channels(&self) -> usize {
         self.preprocess.channels
+    }
+
+    /// How a motion model's temporal plane is made; `None` for a single-frame model.
+    pub fn motion(&self) -> Option<MotionInput> {
+        self.preprocess.motion
     }
 
     /// Runs the model on one frame; targets are the components of `rule`'s mask.
@@ -217,6 +223,15 @@ impl Segmenter {
         match self {
             Self::Net(d) => d.channels(),
             Self::TopHat(_) => 1,
+        }
+    }
+
+    /// How a motion model's temporal plane is made (frames of a sequence then carry it as
+    /// their last plane; `crate::temporal`); `None` for single-frame models and the baseline.
+    pub fn motion(&self) -> Option<MotionInput> {
+        match self {
+            Self::Net(d) => d.motion(),
+            Self::TopHat(_) => None,
         }
     }
 

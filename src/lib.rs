@@ -23,6 +23,7 @@ pub mod progress;
 pub mod robust;
 pub mod stream;
 pub mod synthetic;
+pub mod temporal;
 pub mod tensor_file;
 pub mod train;
 pub mod verify;

@@ -2,6 +2,7 @@
 //! normalisation and the geometry policy (pad to a multiple of 8, or resize).
 
 use crate::image_io::Frame;
+use crate::temporal::MotionInput;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,10 @@ pub struct PreprocessSpec {
     pub post_scale: f32,
     /// How the frame size becomes a network size.
     pub geometry: Geometry,
+    /// A motion model's temporal plane (`crate::temporal`), which follows the image planes
+    /// as one more input plane; `None` for single-frame models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motion: Option<MotionInput>,
 }
 
 impl PreprocessSpec {
@@ -57,6 +62,7 @@ impl PreprocessSpec {
                 width: 256,
                 height: 256,
             },
+            motion: None,
         }
     }
 
@@ -68,6 +74,7 @@ impl PreprocessSpec {
             std: vec![0.25],
             post_scale: 1.0,
             geometry: Geometry::Pad { multiple: 8 },
+            motion: None,
         }
     }
 
@@ -78,6 +85,9 @@ impl PreprocessSpec {
         }
         if self.std.iter().any(|&s| s <= 0.0) || self.post_scale <= 0.0 {
             bail!("preprocess: std and post_scale must be positive");
+        }
+        if let Some(m) = &self.motion {
+            m.validate()?;
         }
         match self.geometry {
             Geometry::Pad { multiple } if multiple == 0 || multiple % 8 != 0 => {
@@ -90,6 +100,11 @@ impl PreprocessSpec {
         }
     }
 
+    /// The network's input planes: the image's channels, and the motion plane if any.
+    pub fn input_planes(&self) -> usize {
+        self.channels + usize::from(self.motion.is_some())
+    }
+
     /// Channel `c`'s intensities in [0, 1] as network input values: the one normalisation
     /// used by inference, streaming, evaluation and training.
     pub fn normalise<'a>(&'a self, c: usize, plane: &'a [f32]) -> impl Iterator<Item = f32> + 'a {
@@ -97,25 +112,60 @@ impl PreprocessSpec {
         plane.iter().map(move |v| (v - m) / s * k)
     }
 
+    /// `frame`'s planes as network input values at the frame's own size (no geometry): the
+    /// image channels normalised, then a motion model's motion plane. A motion model takes the
+    /// frame's image planes followed by its motion plane (`crate::temporal`); a frame without
+    /// one is a still image, whose motion plane is zero.
+    pub fn normalise_frame(&self, frame: &Frame) -> Result<Vec<f32>> {
+        self.check_planes(frame)?;
+        let n = frame.width * frame.height;
+        let mut data = Vec::with_capacity(self.input_planes() * n);
+        for c in 0..self.channels {
+            data.extend(self.normalise(c, frame.plane(c)));
+        }
+        if self.motion.is_some() {
+            if frame.channels == self.channels {
+                data.resize(data.len() + n, 0.0);
+            } else {
+                // A difference of intensities: scaled as the image is, without its mean.
+                let k = self.post_scale / self.std[0];
+                data.extend(frame.plane(self.channels).iter().map(|v| v * k));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Refuses a frame whose plane count the model cannot take.
+    fn check_planes(&self, frame: &Frame) -> Result<()> {
+        let still = self.motion.is_some() && frame.channels == self.channels;
+        if frame.channels != self.input_planes() && !still {
+            bail!(
+                "frame has {} planes, the model's preprocessing expects {}{}",
+                frame.channels,
+                self.channels,
+                if self.motion.is_some() {
+                    " (and optionally its motion plane)"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(())
+    }
+
     /// The network input (1, C, H', W') for `frame`, and how to map outputs back.
     pub fn prepare(&self, frame: &Frame, dtype: DType, device: &Device) -> Result<(Tensor, Restore)> {
         let (data, (nw, nh), restore) = self.prepare_values(frame)?;
-        let t = Tensor::from_vec(data, (1, self.channels, nh, nw), &Device::Cpu)?
+        let t = Tensor::from_vec(data, (1, self.input_planes(), nh, nw), &Device::Cpu)?
             .to_dtype(dtype)?
             .to_device(device)?;
         Ok((t, restore))
     }
 
-    /// The network input as (channels, height, width) row-major f32 values, its size
+    /// The network input as (planes, height, width) row-major f32 values, its size
     /// (width, height), and how to map the output back.
     pub fn prepare_values(&self, frame: &Frame) -> Result<(Vec<f32>, (usize, usize), Restore)> {
-        if frame.channels != self.channels {
-            bail!(
-                "frame has {} channels, the model's preprocessing expects {}",
-                frame.channels,
-                self.channels
-            );
-        }
+        self.check_planes(frame)?;
         let (w, h) = (frame.width, frame.height);
         let (nw, nh, restore) = match self.geometry {
             Geometry::Pad { multiple } => (
@@ -125,14 +175,13 @@ impl PreprocessSpec {
             ),
             Geometry::Resize { width, height } => (width, height, Restore::Resize),
         };
-        let mut data = Vec::with_capacity(self.channels * nw * nh);
-        for c in 0..self.channels {
-            let plane = match restore {
+        let planes: Vec<f32> = (0..frame.channels)
+            .flat_map(|c| match restore {
                 Restore::Crop => pad_edge(frame.plane(c), w, h, nw, nh),
                 Restore::Resize => resize_bilinear(frame.plane(c), w, h, nw, nh),
-            };
-            data.extend(self.normalise(c, &plane));
-        }
+            })
+            .collect();
+        let data = self.normalise_frame(&Frame::new(nw, nh, frame.channels, planes)?)?;
         Ok((data, (nw, nh), restore))
     }
 }
@@ -222,6 +271,35 @@ mod tests {
         let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let expect = (1.0 - 0.485) / 0.229 / 255.0;
         assert!((v[0] - expect).abs() < 1e-7);
+    }
+
+    #[test]
+    fn a_motion_plane_is_scaled_as_the_image_without_its_mean_and_absent_means_still() {
+        let spec = PreprocessSpec {
+            motion: Some(MotionInput { lag: 5, reach: 16 }),
+            ..PreprocessSpec::gray_default()
+        };
+        assert_eq!(spec.input_planes(), 2);
+        // 5×3, padded to 8×8: the image plane as before, the motion plane ×(1/std) = ×4.
+        let image: Vec<f32> = (0..15).map(|v| v as f32 / 20.0).collect();
+        let motion: Vec<f32> = (0..15).map(|v| (v as f32 - 7.0) / 50.0).collect();
+        let moving = Frame::new(5, 3, 2, [image.clone(), motion.clone()].concat()).unwrap();
+        let (v, (nw, nh), _) = spec.prepare_values(&moving).unwrap();
+        assert_eq!((v.len(), nw, nh), (128, 8, 8));
+        assert_eq!(v[1], (image[1] - 0.5) / 0.25);
+        assert_eq!(v[64 + 1], motion[1] * 4.0);
+        assert_eq!(v[64 + 8 + 4], motion[5 + 4] * 4.0);
+        // A still image: the same image values, and a zero motion plane.
+        let still = Frame::new(5, 3, 1, image).unwrap();
+        let (s, _, _) = spec.prepare_values(&still).unwrap();
+        assert_eq!(s[..64], v[..64]);
+        assert!(s[64..].iter().all(|&z| z == 0.0));
+        // Three planes are neither.
+        let three = Frame::new(5, 3, 3, vec![0.5; 45]).unwrap();
+        let e = spec.prepare_values(&three).unwrap_err().to_string();
+        assert!(e.contains("3 planes") && e.contains("motion plane"), "{e}");
+        // A single-frame model refuses a frame with a motion plane.
+        assert!(PreprocessSpec::gray_default().prepare_values(&moving).is_err());
     }
 
     #[test]

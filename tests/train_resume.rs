@@ -70,6 +70,7 @@ fn options(out: PathBuf, resume: bool, stop_after: Option<usize>) -> TrainOption
             std: vec![0.25],
             post_scale: 1.0,
             geometry: Geometry::Pad { multiple: 8 },
+            motion: None,
         },
         epochs: 2,
         batch: 4,

@@ -44,6 +44,7 @@ fn plan_validation_equals_the_training_graph() -> anyhow::Result<()> {
         std: vec![0.2],
         post_scale: 1.0,
         geometry: Geometry::Pad { multiple: 8 },
+        motion: None,
     };
     let mut plan = SegRunner::new(&stage, &dev)?;
     assert!(matches!(plan, SegRunner::Plan(..)));

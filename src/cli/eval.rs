@@ -14,6 +14,7 @@ use crate::infer::{Segmenter, TargetRule};
 use crate::plot;
 use crate::progress::Progress;
 use crate::stream::motion::MotionGate;
+use crate::temporal::MotionPlanes;
 use crate::train::recipe;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -208,7 +209,7 @@ fn eval_sets(
             .iter()
             .map(|i| (i.name.clone(), Ok((i.image.clone(), i.truth.clone()))));
         let set_gate = gate.filter(|_| set.ordered);
-        let (metrics, f) = score_all(seg, inputs, rules, set_gate);
+        let (metrics, f) = score_all(seg, inputs, rules, set.ordered, set_gate);
         failed += f;
         let masks = set.items.iter().all(|i| matches!(i.truth, Truth::Mask(_)));
         // A sequence scored after the motion gate says so in its row's name (the table's
@@ -363,28 +364,39 @@ fn print_rows(label: &str, rows: &[(Option<TargetRule>, Metrics)], points_only: 
 }
 
 /// Scores every input by every rule (the probabilities are computed once per input); an input
-/// that cannot be read or run is reported and counted. With a motion `gate` the inputs are a
-/// sequence's frames in order, scored by their centroids after a copy of the gate per rule.
+/// that cannot be read or run is reported and counted. `ordered` inputs are a sequence's
+/// frames in order: a motion model sees each with its motion plane, and with a motion `gate`
+/// they are scored by their centroids after a copy of the gate per rule. Unordered inputs are
+/// still images (a motion model's plane is zero).
 fn score_all(
     seg: &Segmenter,
     inputs: impl ExactSizeIterator<Item = (String, Result<(Frame, Truth)>)>,
     rules: &[TargetRule],
+    ordered: bool,
     gate: Option<&MotionGate>,
 ) -> (Vec<Metrics>, usize) {
     let mut accs = vec![MetricAccumulator::default(); rules.len()];
+    let gate = gate.filter(|_| ordered);
     let mut gates: Vec<Option<MotionGate>> = rules.iter().map(|_| gate.cloned()).collect();
-    // The scene's motion is measured once per frame for every rule's gate.
-    let reach = gate.map_or(0, MotionGate::register);
+    let mut motion = seg.motion().filter(|_| ordered).map(MotionPlanes::new);
+    // The scene's motion is measured once per frame for every rule's gate and the motion plane.
+    let reach = gate
+        .map_or(0, MotionGate::register)
+        .max(motion.as_ref().map_or(0, MotionPlanes::reach));
     let mut scene = (reach > 0).then(|| crate::stream::register::SceneTracker::new(reach));
     let mut failed = 0;
     let mut progress = Progress::new("eval", inputs.len() as u64);
     for (name, input) in inputs {
         progress.inc();
         let scored = input.and_then(|(frame, truth)| {
-            let first = seg.detect(&frame, rules[0])?;
             let step = scene
                 .as_mut()
                 .and_then(|s| s.step(frame.plane(0), frame.width, frame.height));
+            let frame = match motion.as_mut() {
+                Some(m) => m.attach(&frame, step),
+                None => frame,
+            };
+            let first = seg.detect(&frame, rules[0])?;
             for (i, ((acc, &r), g)) in accs.iter_mut().zip(rules).zip(&mut gates).enumerate() {
                 let other;
                 let det = if i == 0 {
@@ -440,7 +452,7 @@ pub fn sweep_model(
         let pair = read_pair(layout, &name, seg.channels()).map(|(f, m)| (f, Truth::Mask(m)));
         (name, pair)
     });
-    Ok(score_all(seg, inputs, rules, None))
+    Ok(score_all(seg, inputs, rules, false, None))
 }
 
 /// Pd, Fa and false targets per frame on a sequence (`frames/` + `centroids.csv`) with the
@@ -462,7 +474,7 @@ pub fn sweep_sequence(
         let frame = read_frame(&f.path, seg.channels()).map(|fr| (fr, Truth::Points(f.truth.unwrap_or_default())));
         (f.path.display().to_string(), frame)
     });
-    Ok(score_all(seg, inputs, rules, gate))
+    Ok(score_all(seg, inputs, rules, true, gate))
 }
 
 /// Scores prediction masks in `pred` against every ground-truth mask in `gt` (the prediction

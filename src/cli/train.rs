@@ -214,6 +214,7 @@ pub fn train(
                 std,
                 post_scale: 1.0,
                 geometry: Geometry::Pad { multiple: 8 },
+                motion: None,
             }
         }
     };

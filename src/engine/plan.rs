@@ -169,9 +169,14 @@ impl Plan {
             h,
             w,
         };
-        let cin = model.config.in_channels;
+        let cin = model.config.seg_in_channels();
         let input = b.alloc(0, cin);
-        let r = b.encoder(&model.recon_encoder, input, "R", false)?;
+        // R reads the image planes only; a motion model's last plane is S's alone.
+        let image = Act {
+            n: model.config.in_channels,
+            ..input
+        };
+        let r = b.encoder(&model.recon_encoder, image, "R", false)?;
         let s = b.encoder(&model.seg.encoder, input, "S", true)?;
         // The input planes may hold other values once both stems have read them; the next
         // frame's input is written when every value of this one is dead.

@@ -23,6 +23,11 @@ pub struct ModelConfig {
     pub name: String,
     /// Image channels the stems take: 1 (gray) or 3 (the reference's replicated RGB).
     pub in_channels: usize,
+    /// Whether S's stem also takes the frame's motion plane (`crate::temporal`), after the
+    /// image channels. R sees the image only: the kernel it generates for DPConv stays a
+    /// function of the frame's appearance, and a single-frame R can serve a motion model.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub motion_channel: bool,
     /// Channels of the reconstruction head (the reference reconstructs its 3-channel input).
     pub recon_out_channels: usize,
     /// DPConv kernel size K; its info channels are the reconstruction net's deepest width.
@@ -64,6 +69,23 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// Input planes of S's stem: the image channels and the motion plane if any.
+    pub fn seg_in_channels(&self) -> usize {
+        self.in_channels + usize::from(self.motion_channel)
+    }
+
+    /// Whether `self` is `base` with a motion plane added to S's input and nothing else
+    /// changed but the name: S's stem then starts with zero weights on the new plane, so that fine-tuning
+    /// starts from `base`'s function (`srsnet train seg --init`).
+    pub fn adds_motion(&self, base: &ModelConfig) -> bool {
+        let widened = ModelConfig {
+            name: self.name.clone(),
+            motion_channel: true,
+            ..base.clone()
+        };
+        !base.motion_channel && *self == widened
+    }
+
     /// DPConv's info channels z: the reconstruction encoder's deepest width.
     pub fn dpconv_info_channels(&self) -> usize {
         self.recon.widths[3]
@@ -79,6 +101,12 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         if self.in_channels != 1 && self.in_channels != 3 {
             bail!("in_channels must be 1 or 3, found {}", self.in_channels);
+        }
+        if self.motion_channel && self.in_channels != 1 {
+            bail!(
+                "motion_channel: the motion plane is a difference of gray frames; in_channels must be 1, found {}",
+                self.in_channels
+            );
         }
         if self.recon_out_channels == 0 {
             bail!("recon_out_channels must be at least 1");
@@ -122,6 +150,7 @@ impl ModelConfig {
     pub fn deepens(&self, base: &ModelConfig) -> bool {
         let same = |a: &NetConfig, b: &NetConfig| a.stem == b.stem && a.widths == b.widths;
         self.in_channels == base.in_channels
+            && self.motion_channel == base.motion_channel
             && self.recon_out_channels == base.recon_out_channels
             && self.dpconv_kernel == base.dpconv_kernel
             && self.recon == base.recon
@@ -180,6 +209,28 @@ mod tests {
         c.recon.widths[3] = 28; // 64·64·9 = 36864 is not divisible by 28
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("must divide"), "{err}");
+    }
+
+    #[test]
+    fn a_motion_plane_is_added_to_an_otherwise_equal_model_only() {
+        let lite = ModelConfig::lite();
+        let motion = ModelConfig {
+            motion_channel: true,
+            name: "lite-motion".into(),
+            ..lite.clone()
+        };
+        assert_eq!(motion.seg_in_channels(), 2);
+        assert!(motion.adds_motion(&lite));
+        assert!(!lite.adds_motion(&motion) && !motion.adds_motion(&motion));
+        let mut deeper = motion.clone();
+        deeper.seg.blocks = [1, 2, 2, 2];
+        assert!(!deeper.adds_motion(&lite), "one change at a time");
+        // Files written before the field existed read as single-frame models.
+        assert!(
+            !ModelConfig::from_json_str(include_str!("../../models/lite.json"))
+                .unwrap()
+                .motion_channel
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl SegNet {
     /// Loads S from `w`.
     pub fn load(w: &Weights, cfg: &ModelConfig) -> std::result::Result<Self, WeightsError> {
         Ok(Self {
-            encoder: Encoder::load(w, &cfg.seg, cfg.in_channels)?,
+            encoder: Encoder::load(w, &cfg.seg, cfg.seg_in_channels())?,
             dpconv: DpConv::load(
                 &w.pp("PKernel_D2"),
                 cfg.seg.widths[3],
@@ -122,7 +122,8 @@ impl Srsnet {
         })
     }
 
-    /// x (B, in_channels, H, W), H and W multiples of 8 → logits (B, 1, H, W).
+    /// x (B, planes, H, W), H and W multiples of 8 → logits (B, 1, H, W); the planes are the
+    /// image channels, then the motion plane for a motion model.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.trace(x)?.1.logits)
     }
@@ -130,17 +131,19 @@ impl Srsnet {
     /// The info feature R.x3_0 and S's trace.
     pub fn trace(&self, x: &Tensor) -> Result<(Tensor, SegTrace)> {
         let (_, c, h, w) = x.dims4()?;
-        if c != self.config.in_channels {
+        if c != self.config.seg_in_channels() {
             bail!(
-                "model `{}` takes {} input channels, got {c}",
+                "model `{}` takes {} input planes, got {c}",
                 self.config.name,
-                self.config.in_channels
+                self.config.seg_in_channels()
             );
         }
         if h % 8 != 0 || w % 8 != 0 || h == 0 || w == 0 {
             bail!("input height and width must be non-zero multiples of 8 (three 2×2 poolings), got {h}×{w}");
         }
-        let y = self.recon_encoder.forward(x)?.x[3].clone();
+        // R sees the image planes only (see `ModelConfig::motion_channel`).
+        let image = x.narrow(1, 0, self.config.in_channels)?;
+        let y = self.recon_encoder.forward(&image)?.x[3].clone();
         let trace = self.seg.trace(x, &y)?;
         Ok((y, trace))
     }

@@ -77,6 +77,16 @@ impl WeightsFile {
                 )
             ));
         }
+        if preprocess.motion.is_some() != config.motion_channel {
+            bail!(bad(
+                "preprocess",
+                &if config.motion_channel {
+                    "no motion input, but the model's S takes a motion plane".to_string()
+                } else {
+                    "a motion input, but the model takes no motion plane".to_string()
+                }
+            ));
+        }
         let info: serde_json::Value = match meta.get("info") {
             Some(s) => serde_json::from_str(s).map_err(|e| bad("info", &e))?,
             None => serde_json::Value::Null,

@@ -22,7 +22,6 @@ use crate::image_io::Frame;
 use crate::limits::{MAX_MOTION_GATE, MAX_STATIC_REGISTER};
 use crate::robust::{median, sigma_from_deviations};
 use anyhow::{bail, Result};
-use std::collections::VecDeque;
 
 /// How many local noise σ a detection's contrast must exceed to be judged at all: below it,
 /// the change is a ratio of noise.
@@ -39,10 +38,8 @@ pub struct MotionGate {
     frames: usize,
     min_change: f32,
     register: usize,
-    /// The last `frames` frames' planes, oldest first, with the scene's accumulated shift
-    /// (x, y) at each, all of size `size`.
-    history: VecDeque<(Vec<f32>, f64, f64)>,
-    size: (usize, usize),
+    /// The current frame and the K before it, at the scene's accumulated shifts.
+    history: register::SceneHistory,
     /// Detections rejected as old so far.
     pub rejected: u64,
     /// Detections judged (not kept for want of history or contrast) so far.
@@ -67,8 +64,7 @@ impl MotionGate {
             frames,
             min_change,
             register,
-            history: VecDeque::with_capacity(frames + 1),
-            size: (0, 0),
+            history: register::SceneHistory::new(frames),
             rejected: 0,
             judged: 0,
         })
@@ -84,14 +80,12 @@ impl MotionGate {
     /// fewer than K earlier frames of this size). `step` is the scene's shift since the
     /// previous frame (`None`: not measured or not explained); ignored for a fixed camera.
     pub fn filter(&mut self, frame: &Frame, step: Option<register::Shift>, targets: Vec<Target>) -> Vec<Target> {
-        self.remember(frame, step.filter(|_| self.register > 0));
-        if self.history.len() <= self.frames {
+        self.history.push(frame, step.filter(|_| self.register > 0));
+        let Some(lagged) = self.history.lagged() else {
             return targets;
-        }
-        let (w, h) = self.size;
-        let (old, ox, oy) = &self.history[0];
-        let (cur, cx, cy) = self.history.back().expect("history holds the current frame");
-        let shift = (cx - ox, cy - oy);
+        };
+        let (w, h) = lagged.size;
+        let (cur, old, shift) = (lagged.current, lagged.old, lagged.shift);
         let mut kept = Vec::with_capacity(targets.len());
         for t in targets {
             match change(cur, old, w, h, &t, shift) {
@@ -107,25 +101,6 @@ impl MotionGate {
             }
         }
         kept
-    }
-
-    /// Adds the frame to the history (restarted on a new frame size), keeping K + 1 frames, at
-    /// the scene's accumulated shift (`step` since the previous frame).
-    fn remember(&mut self, frame: &Frame, step: Option<register::Shift>) {
-        let plane = frame.plane(0).to_vec();
-        if (frame.width, frame.height) != self.size {
-            self.history.clear();
-            self.size = (frame.width, frame.height);
-        }
-        let (sx, sy) = match (self.history.back(), step) {
-            (Some((_, px, py)), Some(s)) => (px + s.dx, py + s.dy),
-            (Some((_, px, py)), None) => (*px, *py),
-            (None, _) => (0.0, 0.0),
-        };
-        self.history.push_back((plane, sx, sy));
-        if self.history.len() > self.frames + 1 {
-            self.history.pop_front();
-        }
     }
 }
 

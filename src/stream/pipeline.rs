@@ -19,7 +19,7 @@ use super::frame::RawFrame;
 use super::motion::MotionGate;
 use super::postprocess::{AreaLimits, Confirmer, StaticClutter};
 use super::preprocess::Preprocessor;
-use super::register::SceneTracker;
+use super::register::{SceneTracker, Shift};
 use super::sinks::{FrameOutputs, SinkError, Sinks};
 use super::sources::{FrameSource, SourceError};
 use super::stats::{RunStats, StageTimes};
@@ -28,6 +28,7 @@ use crate::dataset::Truth;
 use crate::image_io::Frame;
 use crate::infer::{Detection, Segmenter, TargetRule};
 use crate::progress::Progress;
+use crate::temporal::MotionPlanes;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,10 +78,12 @@ struct Captured {
     times: StageTimes,
 }
 
-/// A frame ready for the model.
+/// A frame ready for the model, with the scene's shift since the previous frame when the run
+/// registers the scene.
 struct Prepared {
     raw: RawFrame,
     frame: Frame,
+    step: Option<Shift>,
     times: StageTimes,
 }
 
@@ -88,6 +91,7 @@ struct Prepared {
 struct Detected {
     raw: RawFrame,
     frame: Frame,
+    step: Option<Shift>,
     detection: Detection,
     times: StageTimes,
 }
@@ -146,12 +150,13 @@ pub fn run(
     let (post_tx, post_rx) = bounded::<Detected>(q);
     let (err_tx, err_rx) = crossbeam_channel::unbounded::<String>();
     let (rule, batch) = (cfg.rule, cfg.batch.max(1));
-    let post = Post::new(
-        cfg.area,
-        cfg.confirm.take(),
-        cfg.static_clutter.take(),
-        cfg.motion_gate.take(),
-    );
+    let post = Post {
+        area: cfg.area,
+        confirm: cfg.confirm.take(),
+        clutter: cfg.static_clutter.take(),
+        gate: cfg.motion_gate.take(),
+    };
+    let scene = Scene::new(&post, segmenter.motion());
 
     let counters = &counters;
     let segmenter = &segmenter;
@@ -159,7 +164,7 @@ pub fn run(
         let drops_rx = cap_rx.clone();
         let capture = s.spawn(move || capture(source, cap_tx, drops_rx, live, stop, counters));
         let e = err_tx.clone();
-        s.spawn(move || preprocess(cap_rx, pre_tx, pre, e, stop, counters));
+        s.spawn(move || preprocess(cap_rx, pre_tx, (pre, scene), e, stop, counters));
         let e = err_tx.clone();
         s.spawn(move || infer(pre_rx, inf_tx, segmenter, rule, batch, e, stop, counters));
         s.spawn(move || postprocess(inf_rx, post_tx, post, stop, counters));
@@ -241,11 +246,50 @@ fn discard(counters: &Counters) {
     counters.discarded.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Preprocess: calibration and intensity mapping.
+/// The scene's motion as the preprocess stage follows it: one registration per frame for every
+/// stage that needs it (the motion plane of a motion model, static-clutter rejection that
+/// follows pans, the motion gate), searching as far as the furthest-reaching one asks.
+struct Scene {
+    tracker: Option<SceneTracker>,
+    motion: Option<MotionPlanes>,
+}
+
+impl Scene {
+    fn new(post: &Post, motion: Option<crate::temporal::MotionInput>) -> Self {
+        let motion = motion.map(MotionPlanes::new);
+        let reach = [
+            post.clutter.as_ref().map_or(0, StaticClutter::max_shift),
+            post.gate.as_ref().map_or(0, MotionGate::register),
+            motion.as_ref().map_or(0, MotionPlanes::reach),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        Self {
+            tracker: (reach > 0).then(|| SceneTracker::new(reach)),
+            motion,
+        }
+    }
+
+    /// The scene's shift since the previous frame, and the frame with its motion plane when
+    /// the model takes one.
+    fn follow(&mut self, frame: Frame) -> (Frame, Option<Shift>) {
+        let step = self
+            .tracker
+            .as_mut()
+            .and_then(|t| t.step(frame.plane(0), frame.width, frame.height));
+        match self.motion.as_mut() {
+            Some(m) => (m.attach(&frame, step), step),
+            None => (frame, step),
+        }
+    }
+}
+
+/// Preprocess: calibration and intensity mapping, then the scene's registration.
 fn preprocess(
     rx: Receiver<Captured>,
     tx: Sender<Prepared>,
-    mut pre: Preprocessor,
+    (mut pre, mut scene): (Preprocessor, Scene),
     errors: Sender<String>,
     stop: &Stop,
     counters: &Counters,
@@ -258,11 +302,20 @@ fn preprocess(
         let t0 = Instant::now();
         match pre.process(&raw) {
             Ok(frame) => {
+                let (frame, step) = scene.follow(frame);
                 times.preprocess = t0.elapsed().as_secs_f64();
                 let replaced = pre.replaced_defects() as u64;
                 counters.defects.fetch_add(replaced, Ordering::Relaxed);
                 counters.defects_most.fetch_max(replaced, Ordering::Relaxed);
-                if tx.send(Prepared { raw, frame, times }).is_err() {
+                if tx
+                    .send(Prepared {
+                        raw,
+                        frame,
+                        step,
+                        times,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -299,11 +352,12 @@ fn infer(
         }
         let t0 = Instant::now();
         // Split the frames off their metadata (no copy), so the batch borrows them as one slice.
-        let (meta, frames): (Vec<_>, Vec<Frame>) = items.into_iter().map(|i| ((i.raw, i.times), i.frame)).unzip();
+        let (meta, frames): (Vec<_>, Vec<Frame>) =
+            items.into_iter().map(|i| ((i.raw, i.step, i.times), i.frame)).unzip();
         match segmenter.detect_batch(&frames, rule) {
             Ok(dets) => {
                 let per = t0.elapsed().as_secs_f64() / frames.len() as f64;
-                for (((raw, mut times), frame), detection) in meta.into_iter().zip(frames).zip(dets) {
+                for (((raw, step, mut times), frame), detection) in meta.into_iter().zip(frames).zip(dets) {
                     times.inference = per;
                     let rejected = detection.verifier_rejected as u64;
                     counters.verifier_rejected.fetch_add(rejected, Ordering::Relaxed);
@@ -311,6 +365,7 @@ fn infer(
                         .send(Detected {
                             raw,
                             frame,
+                            step,
                             detection,
                             times,
                         })
@@ -321,7 +376,7 @@ fn infer(
                 }
             }
             Err(e) => {
-                for (raw, _) in &meta {
+                for (raw, _, _) in &meta {
                     let msg = format!("frame {} ({}): inference failed: {e:#}", raw.index, raw.origin);
                     let _ = errors.send(msg);
                 }
@@ -336,28 +391,6 @@ struct Post {
     confirm: Option<Confirmer>,
     clutter: Option<StaticClutter>,
     gate: Option<MotionGate>,
-    /// The scene's motion frame to frame, registered once for both filters when either
-    /// follows pans (searching as far as the further-reaching one asks).
-    scene: Option<SceneTracker>,
-}
-
-impl Post {
-    fn new(
-        area: AreaLimits,
-        confirm: Option<Confirmer>,
-        clutter: Option<StaticClutter>,
-        gate: Option<MotionGate>,
-    ) -> Self {
-        let reach = clutter.as_ref().map_or(0, StaticClutter::max_shift);
-        let reach = reach.max(gate.as_ref().map_or(0, MotionGate::register));
-        Self {
-            area,
-            confirm,
-            clutter,
-            gate,
-            scene: (reach > 0).then(|| SceneTracker::new(reach)),
-        }
-    }
 }
 
 /// Postprocess: area limits, then static-clutter rejection, then the motion gate, then
@@ -373,11 +406,7 @@ fn postprocess(rx: Receiver<Detected>, tx: Sender<Detected>, mut post: Post, sto
             .into_iter()
             .filter(|t| post.area.keep(t))
             .collect();
-        let frame = &item.frame;
-        let step = post
-            .scene
-            .as_mut()
-            .and_then(|s| s.step(frame.plane(0), frame.width, frame.height));
+        let step = item.step;
         if let Some(c) = post.clutter.as_mut() {
             let (rejected, still) = (c.rejected, c.still_frames);
             targets = c.filter(&item.frame, step, targets);

@@ -13,6 +13,9 @@
 //! search costs O(shifts × pixels) but cannot be misled by clutter into a local minimum the way
 //! gradient methods can; phase correlation would need an FFT crate for a job this small.
 
+use crate::image_io::Frame;
+use std::collections::VecDeque;
+
 /// The translation from one frame to the next: a scene point at (x, y) in the earlier frame is
 /// at (x + dx, y + dy) in the later one.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,6 +108,73 @@ impl SceneTracker {
             return None;
         }
         Some(shift_between(previous.planes(), current.planes(), self.max_shift))
+    }
+}
+
+/// The last few frames' first planes, each at the scene's accumulated shift, so that the frame
+/// K back can be aligned with the current one: what the motion gate (`stream::motion`) and the
+/// temporal input of a motion model (`crate::temporal`) both compare with. A new frame size
+/// restarts it; a frame whose shift was not measured is taken to be where the previous one was.
+#[derive(Debug, Clone)]
+pub struct SceneHistory {
+    lag: usize,
+    /// Oldest first: a plane and the scene's accumulated shift (x, y) at it.
+    frames: VecDeque<(Vec<f32>, f64, f64)>,
+    size: (usize, usize),
+}
+
+/// The current frame and the one K back, with the scene's shift between them.
+pub struct Lagged<'a> {
+    /// The current frame's first plane.
+    pub current: &'a [f32],
+    /// The first plane of the frame K back.
+    pub old: &'a [f32],
+    /// Frame size (width, height).
+    pub size: (usize, usize),
+    /// Where a scene point of the old frame is in the current one, relative: (x, y) px.
+    pub shift: (f64, f64),
+}
+
+impl SceneHistory {
+    /// Keeps the current frame and the `lag` before it.
+    pub fn new(lag: usize) -> Self {
+        Self {
+            lag,
+            frames: VecDeque::with_capacity(lag + 1),
+            size: (0, 0),
+        }
+    }
+
+    /// Adds `frame`'s first plane; `step` is the scene's shift since the previous frame.
+    pub fn push(&mut self, frame: &Frame, step: Option<Shift>) {
+        if (frame.width, frame.height) != self.size {
+            self.frames.clear();
+            self.size = (frame.width, frame.height);
+        }
+        let (sx, sy) = match (self.frames.back(), step) {
+            (Some((_, px, py)), Some(s)) => (px + s.dx, py + s.dy),
+            (Some((_, px, py)), None) => (*px, *py),
+            (None, _) => (0.0, 0.0),
+        };
+        self.frames.push_back((frame.plane(0).to_vec(), sx, sy));
+        if self.frames.len() > self.lag + 1 {
+            self.frames.pop_front();
+        }
+    }
+
+    /// The current frame and the one `lag` back, once the history holds both.
+    pub fn lagged(&self) -> Option<Lagged<'_>> {
+        if self.frames.len() <= self.lag {
+            return None;
+        }
+        let (old, ox, oy) = &self.frames[0];
+        let (current, cx, cy) = self.frames.back()?;
+        Some(Lagged {
+            current,
+            old,
+            size: self.size,
+            shift: (cx - ox, cy - oy),
+        })
     }
 }
 

@@ -338,8 +338,14 @@ impl<'a> SegRunner<'a> {
 /// resolution, its target pixels those of `rule`.
 pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec, rule: TargetRule) -> Result<Metrics> {
     let mut acc = MetricAccumulator::default();
-    for item in &set.items {
-        let z = runner.logits(&item.image, spec)?;
+    // A motion model sees a sequence's frames with their motion planes, still images without.
+    let with_motion = spec
+        .motion
+        .filter(|_| set.ordered)
+        .map(|m| crate::temporal::attach_in_order(set.items.iter().map(|i| &i.image), m));
+    for (k, item) in set.items.iter().enumerate() {
+        let image = with_motion.as_ref().map_or(&item.image, |frames| &frames[k]);
+        let z = runner.logits(image, spec)?;
         let (w, h) = (item.image.width, item.image.height);
         acc.add(&target_pixels(&z, w, h, rule), w, h, &item.truth);
     }
@@ -433,14 +439,11 @@ fn make_batch(
         let draw = (opts.seed, epoch, index);
         let (img, mask) = training_crop(data, i, draw, &opts.augment, opts.hard_negatives, pool);
         side = img.width;
-        let c = img.channels;
-        for ch in 0..c {
-            xs.extend(opts.preprocess.normalise(ch, img.plane(ch)));
-        }
+        xs.extend(opts.preprocess.normalise_frame(&img)?);
         ms.extend(mask.unwrap_or_else(|| vec![0.0; side * side]));
     }
     let n = idx.len();
-    let c = opts.preprocess.channels;
+    let c = opts.preprocess.input_planes();
     let x = Tensor::from_vec(xs, (n, c, side, side), &Device::Cpu)?.to_device(&opts.device)?;
     let m = Tensor::from_vec(ms, (n, 1, side, side), &Device::Cpu)?.to_device(&opts.device)?;
     Ok((x, m))
