@@ -419,6 +419,91 @@ fn a_deeper_preset_fine_tunes_from_the_file_it_deepens() {
     );
 }
 
+#[test]
+fn a_motion_preset_fine_tunes_from_a_single_frame_file_and_runs_on_sequences() {
+    let d = tmp("motion");
+    synth(&d.join("seq"), "2", "3", "6");
+    synth(&d.join("val"), "2", "7", "4");
+    let preset = small_preset(&d);
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&preset).unwrap()).unwrap();
+    cfg["name"] = "test-small-motion".into();
+    cfg["motion_channel"] = true.into();
+    let motion_preset = d.join("small-motion.json");
+    std::fs::write(&motion_preset, cfg.to_string()).unwrap();
+    let data = [format!("sequence:{}", s(&d.join("seq")))];
+    let train = |stage: &str, args: &[&str], out: &Path| train_small(&data, stage, args, out);
+    let init = small_base(&data, &preset, &d.join("base"));
+
+    let out = d.join("m");
+    let val = format!("sequence:{}", s(&d.join("val")));
+    let args = [
+        "--init",
+        s(&init),
+        "--lr",
+        "1e-12",
+        "--preset",
+        s(&motion_preset),
+        "--motion-lag",
+        "2",
+        "--motion-reach",
+        "4",
+        "--val",
+        &val,
+    ];
+    let (code, err) = train("seg", &args, &out);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("S's stem takes a motion plane"), "{err}");
+    let weights = out.join("srsnet.safetensors");
+    let file = srsnet::model::weights_file::WeightsFile::open(&weights).unwrap();
+    assert!(file.config.motion_channel);
+    let m = file.preprocess.motion.expect("the motion input is stored");
+    assert_eq!((m.lag, m.reach), (2, 4));
+    assert_eq!(
+        file.info["fine_tuned_from"]["motion_added_to"]["name"], "test-small",
+        "{}",
+        file.info
+    );
+    // S's stem: the file's weights on the image plane, zero on the motion plane (lr 1e-12).
+    let (before, after) = (tensors(&init), tensors(&weights));
+    let (old, new) = (&before["seg.conv1.0.weight"], &after["seg.conv1.0.weight"]);
+    assert_eq!((old.len(), new.len()), (8 * 9, 8 * 2 * 9));
+    for o in 0..8 {
+        assert_eq!(new[o * 18..o * 18 + 9], old[o * 9..o * 9 + 9], "output {o}");
+        assert!(new[o * 18 + 9..o * 18 + 18].iter().all(|&v| v == 0.0), "output {o}");
+    }
+    // The motion model evaluates and streams a sequence (each frame with its motion plane).
+    let (code, err) = srsnet(&["eval", "--sequence", s(&d.join("val")), "--weights", s(&weights)]);
+    assert_eq!(code, 0, "{err}");
+    let jsonl = d.join("run.jsonl");
+    let (code, err) = srsnet(&[
+        "run",
+        "--source",
+        s(&d.join("val")),
+        "--weights",
+        s(&weights),
+        "--jsonl",
+        s(&jsonl),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 4);
+
+    // Refused: R's stage with a motion preset, a lag out of range, and a motion file
+    // fine-tuned as a single-frame model.
+    let (code, err) = train("all", &["--preset", s(&motion_preset)], &d.join("r"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("takes a motion plane, which only S sees"), "{err}");
+    let (code, err) = train(
+        "seg",
+        &["--init", s(&init), "--preset", s(&motion_preset), "--motion-lag", "0"],
+        &d.join("l"),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("lag 0 frames, expected 1 to 30"), "{err}");
+    let (code, err) = train("seg", &["--init", s(&weights), "--preset", s(&preset)], &d.join("s"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("its model is `test-small-motion`"), "{err}");
+}
+
 fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
     let file = srsnet::model::weights_file::WeightsFile::open(path).unwrap();
     file.tensors(candle_core::DType::F32)

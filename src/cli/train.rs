@@ -10,6 +10,7 @@ use crate::model::weights_file::WeightsFile;
 use crate::model::ModelConfig;
 use crate::preprocess::{Geometry, PreprocessSpec};
 use crate::stream::stop::Stop;
+use crate::temporal::MotionInput;
 use crate::train::augment::{AugmentConfig, StuckCount, StuckLabel, Synthesis};
 use crate::train::data::{Sample, Skipped};
 use crate::train::loss::{LossConfig, NegativeLoss};
@@ -58,6 +59,8 @@ pub struct RunArgs {
     pub seed: u64,
     /// Side the images are resized to.
     pub size: usize,
+    /// How a motion preset's temporal plane is made (`--motion-lag`, `--motion-reach`).
+    pub motion: MotionInput,
     /// Cropping and flips.
     pub augment: AugmentConfig,
     /// Validate every this many epochs.
@@ -146,19 +149,33 @@ pub enum SegFrom {
     Init(PathBuf),
 }
 
+/// How a fine-tune's model relates to the file it starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Widening {
+    /// The same model.
+    None,
+    /// More of S's blocks per level ([`ModelConfig::deepens`]).
+    Deeper,
+    /// A motion plane added to S's input ([`ModelConfig::adds_motion`]).
+    Motion,
+}
+
 /// The weights file to fine-tune from, checked against the preset the run names: the same
-/// model, or one that the preset deepens (more of S's blocks; `true` then).
-fn open_init(path: &Path, config: &ModelConfig) -> Result<(WeightsFile, bool)> {
+/// model, or one that the preset deepens or gives a motion plane.
+fn open_init(path: &Path, config: &ModelConfig) -> Result<(WeightsFile, Widening)> {
     let file = WeightsFile::open(path).with_context(|| format!("--init {}", path.display()))?;
     if file.config == *config {
-        return Ok((file, false));
+        return Ok((file, Widening::None));
     }
     if config.deepens(&file.config) {
-        return Ok((file, true));
+        return Ok((file, Widening::Deeper));
+    }
+    if config.adds_motion(&file.config) {
+        return Ok((file, Widening::Motion));
     }
     bail!(
         "--init {}: its model is `{}`, not the `{}` that --preset names, nor one that it deepens (the same \
-         model with more of S's blocks per level); pass --preset {} or a matching config",
+         model with more of S's blocks per level) or gives a motion plane; pass --preset {} or a matching config",
         path.display(),
         file.config.name,
         config.name,
@@ -193,18 +210,35 @@ pub fn train(
         }
     }
     let config = ModelConfig::from_preset_or_path(&run.preset)?;
+    if config.motion_channel && which != Which::Seg {
+        bail!(
+            "preset `{}` takes a motion plane, which only S sees: train R with its single-frame preset, then \
+             `train seg --init WEIGHTS` (or --recon) with this one",
+            config.name
+        );
+    }
     let (recon_ckpt, init) = match (which, seg_from) {
         (Which::Seg, Some(SegFrom::Recon(p))) => (p.clone(), None),
         (Which::Seg, Some(SegFrom::Init(p))) => (p.clone(), Some(open_init(p, &config)?)),
         (Which::Seg, None) => bail!("train seg needs --recon CHECKPOINT or --init WEIGHTS"),
         _ => (best_path(&run.out, "recon"), None),
     };
-    let loaded = recipe::load(recipe, config.in_channels, run.size, &LabelRule::default())?;
+    // A motion model fine-tuned keeps its file's motion plane; a new one takes the flags'.
+    let motion = match &init {
+        Some((file, Widening::None | Widening::Deeper)) => file.preprocess.motion,
+        _ => config.motion_channel.then_some(run.motion),
+    };
+    let loaded = recipe::load(recipe, config.in_channels, run.size, &LabelRule::default(), motion)?;
     for s in &loaded.skipped {
         eprintln!("skipped {}: {}", s.name, s.reason);
     }
     let preprocess = match &init {
-        // The frozen encoder and S's first values were trained on the file's normalisation.
+        // The frozen encoder and S's first values were trained on the file's normalisation
+        // (and a motion model's on its file's motion plane).
+        Some((file, Widening::Motion)) => PreprocessSpec {
+            motion,
+            ..file.preprocess.clone()
+        },
         Some((file, _)) => file.preprocess.clone(),
         None => {
             let (mean, std) = intensity_stats(&loaded.seg, config.in_channels);
@@ -214,13 +248,14 @@ pub fn train(
                 std,
                 post_scale: 1.0,
                 geometry: Geometry::Pad { multiple: 8 },
-                motion: None,
+                motion,
             }
         }
     };
     let seg_start = match &init {
-        Some((file, false)) => SegStart::FineTune(file),
-        Some((file, true)) => SegStart::Deepen(file),
+        Some((file, Widening::None)) => SegStart::FineTune(file),
+        Some((file, Widening::Deeper)) => SegStart::Deepen(file),
+        Some((file, Widening::Motion)) => SegStart::AddMotion(file),
         None => SegStart::Recon(&recon_ckpt),
     };
     for g in &loaded.groups {
@@ -303,14 +338,15 @@ fn run_summary(
     recipe: &Recipe,
     run: &RunArgs,
     recon_ckpt: &Path,
-    init: &Option<(WeightsFile, bool)>,
+    init: &Option<(WeightsFile, Widening)>,
 ) -> serde_json::Value {
     let mut summary = data_summary(recipe.to_json(), run);
-    if let Some((file, deepened)) = init {
+    if let Some((file, widening)) = init {
         summary["fine_tuned_from"] = json!({
             "file": recon_ckpt.display().to_string(),
             "info": file.info,
-            "deepened_from": deepened.then(|| &file.config),
+            "deepened_from": (*widening == Widening::Deeper).then(|| &file.config),
+            "motion_added_to": (*widening == Widening::Motion).then(|| &file.config),
         });
     }
     summary
@@ -713,6 +749,14 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// For a motion preset (`"motion_channel": true`): the frames back each frame is compared
+    /// with (models/README.md, "The temporal input"). Stored in the weights; a fine-tune of a
+    /// motion model keeps its file's.
+    #[arg(long, default_value_t = 5)]
+    pub motion_lag: usize,
+    /// For a motion preset: the largest scene shift per frame the registration follows, px.
+    #[arg(long, default_value_t = 16)]
+    pub motion_reach: usize,
 }
 
 impl TrainArgs {
@@ -779,6 +823,11 @@ impl TrainArgs {
             );
         }
         crate::train::trainer::validation_rule(self.val_threshold, self.val_grow)?;
+        MotionInput {
+            lag: self.motion_lag,
+            reach: self.motion_reach,
+        }
+        .validate()?;
         let data = self.recipe()?;
         let weights_out = self
             .weights_out
@@ -797,6 +846,10 @@ impl TrainArgs {
             },
             seed: self.seed,
             size: self.size,
+            motion: MotionInput {
+                lag: self.motion_lag,
+                reach: self.motion_reach,
+            },
             augment: AugmentConfig {
                 crop: self.crop,
                 target_bias: self.target_bias,

@@ -204,6 +204,14 @@ mod tests {
     }
 
     #[test]
+    fn the_motion_preset_is_lite_deep_with_a_motion_plane() {
+        let load = |json: &str| ModelConfig::from_json_str(json).unwrap();
+        let deep = load(include_str!("../../models/lite-deep.json"));
+        let motion = load(include_str!("../../models/lite-deep-motion.json"));
+        assert!(motion.adds_motion(&deep));
+    }
+
+    #[test]
     fn rejects_dpconv_group_that_does_not_divide() {
         let mut c = ModelConfig::lite();
         c.recon.widths[3] = 28; // 64·64·9 = 36864 is not divisible by 28

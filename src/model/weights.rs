@@ -256,6 +256,21 @@ impl VarSource {
         Self::build(Some(from), "", true, seed)
     }
 
+    /// Creates the variable `name` with the value `t` before the model asks for it, so that it
+    /// does not come from the file (a tensor whose shape the new model changes).
+    pub fn preset(&self, name: &str, t: Tensor) -> Result<(), WeightsError> {
+        let var = Var::from_tensor(&t).map_err(|source| WeightsError::Candle {
+            file: PathBuf::from("<preset>"),
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
+        self.vars
+            .lock()
+            .expect("variable map lock")
+            .insert(name.to_string(), var);
+        Ok(())
+    }
+
     /// The variable `name`, if created.
     pub fn var(&self, name: &str) -> Option<Var> {
         self.vars.lock().ok().and_then(|v| v.get(name).cloned())

@@ -4,6 +4,7 @@
 
 use super::data::Sample;
 use super::loss::IGNORED;
+use super::motion::{moved, Earlier};
 use crate::image_io::Frame;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -100,20 +101,34 @@ pub enum StuckLabel {
 /// Gaussians; one time in four it is smeared along a 2–6 px line (motion). Its peak contrast
 /// is a signal-to-clutter ratio of 2–8 times the local standard deviation (15×15 window).
 /// The mask is where the added signal reaches half of its peak.
-pub fn synthesize(img: &mut Frame, mask: &mut Option<Vec<f32>>, cfg: &Synthesis, rng: &mut ChaCha8Rng) {
+///
+/// With a motion model's `earlier` frame (`train::motion`), each target is drawn into it too
+/// where it was K frames ago (its own motion against the scene), and each artefact where the
+/// sensor was (the pan): the crop's motion plane then shows what it would on a real stream.
+pub fn synthesize(
+    img: &mut Frame,
+    mask: &mut Option<Vec<f32>>,
+    cfg: &Synthesis,
+    rng: &mut ChaCha8Rng,
+    mut earlier: Option<&mut Earlier>,
+) {
     if cfg.targets > 0.0 && mask.is_some() && rng.gen_bool(cfg.targets.clamp(0.0, 1.0)) {
         let m = mask.get_or_insert_with(Vec::new);
         for _ in 0..rng.gen_range(1..=3) {
-            paste_target(img, m, rng);
+            let added = paste_target(img, m, rng);
+            if let Some(e) = earlier.as_deref_mut() {
+                let by = e.target_motion();
+                e.add_moved(&added, img.width, (-by.0, -by.1));
+            }
         }
     }
     let mut stuck = Vec::new();
     if cfg.artefacts > 0.0 && rng.gen_bool(cfg.artefacts.clamp(0.0, 1.0)) {
-        stuck = add_artefact(img, cfg.stuck_count, rng);
+        stuck = add_artefact(img, cfg.stuck_count, rng, earlier.as_deref_mut());
     }
     // Last, and only when asked for, so that runs without it draw exactly as before.
     if cfg.stuck_pixels > 0.0 && rng.gen_bool(cfg.stuck_pixels.clamp(0.0, 1.0)) {
-        stuck.extend(add_stuck_pixels(img, cfg.stuck_count, rng));
+        stuck.extend(add_stuck_pixels(img, cfg.stuck_count, rng, earlier));
     }
     if cfg.stuck_label == StuckLabel::Ignored && !stuck.is_empty() {
         ignore_around(mask, &stuck, img.width, img.height);
@@ -135,10 +150,11 @@ fn ignore_around(mask: &mut Option<Vec<f32>>, stuck: &[usize], w: usize, h: usiz
     }
 }
 
-fn paste_target(img: &mut Frame, mask: &mut [f32], rng: &mut ChaCha8Rng) {
+/// Pastes one target; returns the signal it added (pixel, amount) before clipping.
+fn paste_target(img: &mut Frame, mask: &mut [f32], rng: &mut ChaCha8Rng) -> Vec<(usize, f32)> {
     let (w, h) = (img.width, img.height);
     if w < 12 || h < 12 {
-        return;
+        return Vec::new();
     }
     let (cx, cy) = (rng.gen_range(4.0..(w - 5) as f64), rng.gen_range(4.0..(h - 5) as f64));
     // Blobs (dx, dy, σ, amplitude) of the profile, then an optional smear.
@@ -188,10 +204,11 @@ fn paste_target(img: &mut Frame, mask: &mut [f32], rng: &mut ChaCha8Rng) {
     }
     let top = profile.iter().map(|p| p.1).fold(0.0, f64::max);
     if top <= 0.0 {
-        return;
+        return Vec::new();
     }
     let contrast = (rng.gen_range(2.0..8.0) * local_std(img.plane(0), w, h, ix, iy, 7).max(0.01)).min(0.6);
     let n = w * h;
+    let mut added = Vec::with_capacity(profile.len());
     for (i, v) in profile {
         let add = (contrast * v / top) as f32;
         for c in 0..img.channels {
@@ -201,7 +218,9 @@ fn paste_target(img: &mut Frame, mask: &mut [f32], rng: &mut ChaCha8Rng) {
         if v >= 0.5 * top {
             mask[i] = 1.0;
         }
+        added.push((i, add));
     }
+    added
 }
 
 /// Standard deviation of `plane` in the (2r+1)² window around (x, y).
@@ -219,12 +238,13 @@ fn local_std(plane: &[f32], w: usize, h: usize, x: isize, y: isize, r: isize) ->
     (s2 / n - mean * mean).max(0.0).sqrt()
 }
 
-/// Draws one artefact kind; returns the pixels it made stuck (kind 4 only).
-fn add_artefact(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec<usize> {
+/// Draws one artefact kind; returns the pixels it made stuck (kind 4 only). A motion model's
+/// `earlier` frame gets the same artefact where the sensor was, `pan` px away.
+fn add_artefact(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng, earlier: Option<&mut Earlier>) -> Vec<usize> {
     let (w, h, n) = (img.width, img.height, img.width * img.height);
     let kind = rng.gen_range(0..5);
     if kind == 4 {
-        return add_stuck_pixels(img, count, rng);
+        return add_stuck_pixels(img, count, rng, earlier);
     }
     let level = stuck_level(rng);
     let (col, row) = (rng.gen_range(0..w), rng.gen_range(0..h));
@@ -232,20 +252,28 @@ fn add_artefact(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec
     let offsets: Vec<f32> = (0..w.max(h))
         .map(|_| rng.gen_range(-1.0f32..1.0) * sigma * 1.732)
         .collect();
-    for c in 0..img.channels {
-        let plane = &mut img.data[c * n..(c + 1) * n];
-        match kind {
-            0 => (0..h).for_each(|y| plane[y * w + col] = level),
-            1 => (0..w).for_each(|x| plane[row * w + x] = level),
-            2 => plane
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, p)| *p = (*p + offsets[i % w]).clamp(0.0, 1.0)),
-            _ => plane
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, p)| *p = (*p + offsets[i / w]).clamp(0.0, 1.0)),
+    // Sensor pixel (x, y) is at (x + dx, y + dy) of `plane`.
+    let draw = |plane: &mut [f32], (dx, dy): (isize, isize)| {
+        let sensor = |v: usize, d: isize, n: usize| {
+            let s = v as isize - d;
+            (0..n as isize).contains(&s).then_some(s as usize)
+        };
+        for (i, p) in plane.iter_mut().enumerate() {
+            let (x, y) = (sensor(i % w, dx, w), sensor(i / w, dy, h));
+            match (kind, x, y) {
+                (0, Some(x), Some(_)) if x == col => *p = level,
+                (1, Some(_), Some(y)) if y == row => *p = level,
+                (2, Some(x), Some(_)) => *p = (*p + offsets[x]).clamp(0.0, 1.0),
+                (3, Some(_), Some(y)) => *p = (*p + offsets[y]).clamp(0.0, 1.0),
+                _ => {}
+            }
         }
+    };
+    for c in 0..img.channels {
+        draw(&mut img.data[c * n..(c + 1) * n], (0, 0));
+    }
+    if let Some(e) = earlier {
+        draw(&mut e.plane, e.pan);
     }
     Vec::new()
 }
@@ -254,15 +282,26 @@ fn add_artefact(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec
 /// uncalibrated microbolometer's defects. A lone full-scale pixel with no optical blur is not
 /// a target, but every net trained before this took it for one: v2, v5 and v7 all report the
 /// two stuck-bright pixels of `tests/gst.rs`'s synthetic sequence as targets (models/README.md,
-/// run `lite-v7-hn-clean`).
+/// run `lite-v7-hn-clean`). A motion model's `earlier` frame gets them `pan` px away.
 /// Returns where they are (indices into a plane).
-fn add_stuck_pixels(img: &mut Frame, count: StuckCount, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let n = img.width * img.height;
-    (0..rng.gen_range(count.range(img.width, img.height)))
+fn add_stuck_pixels(
+    img: &mut Frame,
+    count: StuckCount,
+    rng: &mut ChaCha8Rng,
+    mut earlier: Option<&mut Earlier>,
+) -> Vec<usize> {
+    let (w, h) = (img.width, img.height);
+    let n = w * h;
+    (0..rng.gen_range(count.range(w, h)))
         .map(|_| {
             let (i, level) = (rng.gen_range(0..n), stuck_level(rng));
             for c in 0..img.channels {
                 img.data[c * n + i] = level;
+            }
+            if let Some(e) = earlier.as_deref_mut() {
+                if let Some(j) = moved(i, w, h, e.pan) {
+                    e.plane[j] = level;
+                }
             }
             i
         })
@@ -472,7 +511,7 @@ mod tests {
         for i in 0..50 {
             let mut img = flat();
             let mut mask = Some(vec![0.0; 48 * 48]);
-            synthesize(&mut img, &mut mask, &only_targets, &mut sample_rng(9, 0, i));
+            synthesize(&mut img, &mut mask, &only_targets, &mut sample_rng(9, 0, i), None);
             let m = mask.unwrap();
             let area = m.iter().filter(|&&v| v > 0.5).count();
             assert!((1..=3 * 60).contains(&area), "sample {i}: mask area {area}");
@@ -490,7 +529,7 @@ mod tests {
         for i in 0..40 {
             let mut img = flat();
             let mut mask = Some(vec![0.0; 48 * 48]);
-            synthesize(&mut img, &mut mask, &only_artefacts, &mut sample_rng(9, 1, i));
+            synthesize(&mut img, &mut mask, &only_artefacts, &mut sample_rng(9, 1, i), None);
             assert_ne!(img, flat(), "an artefact changed the frame");
             assert!(mask.unwrap().iter().all(|&v| v == 0.0), "artefacts are not targets");
             // Stuck pixels: at most 6 pixels changed, each to full scale or to zero.
@@ -514,7 +553,7 @@ mod tests {
         let mut rng = sample_rng(9, 2, 0);
         let before = rng.clone();
         let mut img = flat();
-        synthesize(&mut img, &mut None, &Synthesis::default(), &mut rng);
+        synthesize(&mut img, &mut None, &Synthesis::default(), &mut rng, None);
         assert_eq!((img, rng.gen::<u64>()), (flat(), before.clone().gen::<u64>()));
     }
 
@@ -538,7 +577,7 @@ mod tests {
         let mut counts = Vec::new();
         for i in 0..30 {
             let (mut img, mut mask) = (flat.clone(), Some(vec![0.0; 1200]));
-            synthesize(&mut img, &mut mask, &always, &mut sample_rng(5, 0, i));
+            synthesize(&mut img, &mut mask, &always, &mut sample_rng(5, 0, i), None);
             let changed: Vec<f32> = img
                 .data
                 .iter()
@@ -560,7 +599,7 @@ mod tests {
         let hit = (0..100)
             .filter(|&i| {
                 let mut img = flat.clone();
-                synthesize(&mut img, &mut None, &half, &mut sample_rng(5, 1, i));
+                synthesize(&mut img, &mut None, &half, &mut sample_rng(5, 1, i), None);
                 img != flat
             })
             .count();
@@ -586,10 +625,10 @@ mod tests {
         };
         for i in 0..30 {
             let (mut a, mut ma) = (flat.clone(), Some(vec![0.0; 1200]));
-            synthesize(&mut a, &mut ma, &background, &mut sample_rng(6, 0, i));
+            synthesize(&mut a, &mut ma, &background, &mut sample_rng(6, 0, i), None);
             // The same draws from the same stream: only the mask differs.
             let (mut b, mut mb) = (flat.clone(), Some(vec![0.0; 1200]));
-            synthesize(&mut b, &mut mb, &ignored, &mut sample_rng(6, 0, i));
+            synthesize(&mut b, &mut mb, &ignored, &mut sample_rng(6, 0, i), None);
             assert_eq!(a, b, "draw {i}: the label changed the image");
             let (ma, mb) = (ma.unwrap(), mb.unwrap());
             // Full-scale pixels not on a dead or hot row or column (artefact kinds 0 and 1).
@@ -622,7 +661,7 @@ mod tests {
             ..Synthesis::default()
         };
         let (mut img, mut mask) = (flat.clone(), None);
-        synthesize(&mut img, &mut mask, &only_stuck, &mut sample_rng(6, 1, 0));
+        synthesize(&mut img, &mut mask, &only_stuck, &mut sample_rng(6, 1, 0), None);
         let m = mask.expect("a mask for the ignored pixels");
         let ignored_px = m.iter().filter(|&&v| v == IGNORED).count();
         assert!((1..=54).contains(&ignored_px) && m.iter().all(|&v| v == 0.0 || v == IGNORED));
@@ -646,7 +685,7 @@ mod tests {
             (0..40)
                 .map(|i| {
                     let mut img = mid_grey(w, h);
-                    synthesize(&mut img, &mut None, &cfg(count), &mut sample_rng(8, 0, i));
+                    synthesize(&mut img, &mut None, &cfg(count), &mut sample_rng(8, 0, i), None);
                     img.data.iter().filter(|&&v| v != 0.5).count()
                 })
                 .collect()

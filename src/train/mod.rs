@@ -6,6 +6,7 @@ pub mod data;
 pub mod ema;
 pub mod loss;
 pub mod mining;
+pub mod motion;
 pub mod optim;
 pub mod recipe;
 pub mod stages;

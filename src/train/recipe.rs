@@ -43,6 +43,7 @@ use crate::dataset::sequence::Sequence;
 use crate::dataset::Truth;
 use crate::image_io::{read_frame, Frame};
 use crate::preprocess::pad_edge;
+use crate::temporal::MotionInput;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -396,12 +397,20 @@ pub struct Loaded {
     pub skipped: Vec<Skipped>,
 }
 
-/// Loads a recipe's data with `channels` input planes; training samples at `size`×`size`.
-pub fn load(recipe: &Recipe, channels: usize, size: usize, rule: &LabelRule) -> Result<Loaded> {
+/// Loads a recipe's data with `channels` image planes; training samples at `size`×`size`. For
+/// a motion model (`motion`), a sequence's frames carry their motion planes (the other sets'
+/// crops get theirs in training: `train::motion`).
+pub fn load(
+    recipe: &Recipe,
+    channels: usize,
+    size: usize,
+    rule: &LabelRule,
+    motion: Option<MotionInput>,
+) -> Result<Loaded> {
     recipe.check()?;
     let mut out = Loaded::default();
     for spec in &recipe.train {
-        let (samples, skipped) = training_samples(spec, channels, size, rule)?;
+        let (samples, skipped) = training_samples(spec, (channels, motion), size, rule)?;
         out.skipped.extend(skipped);
         if matches!(spec, DatasetSpec::Unlabeled { .. }) {
             out.recon_only.extend(samples);
@@ -428,7 +437,7 @@ pub fn load(recipe: &Recipe, channels: usize, size: usize, rule: &LabelRule) -> 
 
 fn training_samples(
     spec: &DatasetSpec,
-    channels: usize,
+    (channels, motion): (usize, Option<MotionInput>),
     size: usize,
     rule: &LabelRule,
 ) -> Result<(Vec<Sample>, Vec<Skipped>)> {
@@ -444,7 +453,10 @@ fn training_samples(
             }
         }
         DatasetSpec::Sequence { dir, .. } => {
-            let (frames, skipped) = sequence_frames(dir, channels, rule)?;
+            let (mut frames, skipped) = sequence_frames(dir, channels, rule)?;
+            if let Some(m) = motion {
+                with_motion_planes(&mut frames, m);
+            }
             (tiled(frames), skipped)
         }
         DatasetSpec::Negatives { dir, list, exclude, .. } => {
@@ -603,6 +615,16 @@ fn sequence_frames(dir: &Path, channels: usize, rule: &LabelRule) -> Result<(Vec
         });
     }
     Ok((out, skipped))
+}
+
+/// Appends each frame's motion plane, the frames registered in order. A frame the sequence
+/// skipped (unreadable, or its mask not derivable) leaves a gap that the registration spans
+/// as if it were one frame: a few pixels of pan more, which the search reach covers.
+fn with_motion_planes(frames: &mut [Sample], motion: MotionInput) {
+    let planes = crate::temporal::attach_in_order(frames.iter().map(|s| &s.image), motion);
+    for (s, image) in frames.iter_mut().zip(planes) {
+        s.image = image;
+    }
 }
 
 /// Target-free frames of `dir`, restricted to `list` and without `exclude` (file names).
@@ -781,8 +803,8 @@ mod tests {
             scale,
         };
         let rule = LabelRule::default();
-        let (native, _) = training_samples(&spec(Scale::Native), 1, 128, &rule).unwrap();
-        let (resized, _) = training_samples(&spec(Scale::Resize), 1, 128, &rule).unwrap();
+        let (native, _) = training_samples(&spec(Scale::Native), (1, None), 128, &rule).unwrap();
+        let (resized, _) = training_samples(&spec(Scale::Resize), (1, None), 128, &rule).unwrap();
         let area = |s: &Sample| s.mask.as_ref().unwrap().iter().filter(|&&m| m > 0.5).count();
         assert_eq!(native.len(), 3 * 2, "x starts 0, 128, 172; y starts 0, 72");
         assert!(native.iter().all(|s| (s.image.width, s.image.height) == (128, 128)));

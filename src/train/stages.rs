@@ -136,9 +136,11 @@ impl SegStage {
         Ok(Srsnet::load(&recon, &seg, &self.config)?)
     }
 
-    /// DPConv's info feature from the frozen encoder, cut from the graph.
+    /// DPConv's info feature from the frozen encoder, cut from the graph. R sees the image
+    /// planes only (a motion model's last plane is S's alone).
     pub fn info(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.recon_encoder.forward(x)?.x[3].detach())
+        let image = x.narrow(1, 0, self.config.in_channels)?;
+        Ok(self.recon_encoder.forward(&image)?.x[3].detach())
     }
 
     /// One SGD step on (x, mask); returns the loss before the step.

@@ -9,6 +9,7 @@ use super::data::Sample;
 use super::ema::{Ema, Swapped};
 use super::loss::LossConfig;
 use super::mining::{self, HardNegative};
+use super::motion::{self, Earlier};
 use super::optim::{Sgd, SgdConfig};
 use super::recipe::{Group, ValSet};
 use super::stages::{is_running_statistic, ReconStage, SegStage};
@@ -390,13 +391,17 @@ fn target_pixels(logits: &[f32], w: usize, h: usize, rule: TargetRule) -> Vec<bo
 /// charged by the Dice, whose push on a confident false blob vanishes (`train::loss`). Before
 /// this, `--synthetic-targets 0.8` turned 80 % of the mined crops into target crops (run
 /// `lite-v6-hn-weighted` in models/README.md).
+///
+/// For a motion model (`motion`), the crop ends with its motion plane (`train::motion`): its
+/// synthetic targets and artefacts are drawn into the crop's earlier frame too, as they would
+/// have moved.
 fn training_crop(
     data: &[Sample],
     i: usize,
     (seed, epoch, index): (u64, usize, usize),
     augment: &AugmentConfig,
-    hard_negatives: f64,
-    pool: &[HardNegative],
+    (hard_negatives, pool): (f64, &[HardNegative]),
+    motion: bool,
 ) -> (Frame, Option<Vec<f32>>) {
     // Its own random stream, so that a run without mining draws exactly as before.
     let spot = mining::draw(pool, hard_negatives, &mut sample_rng(!seed, epoch, index));
@@ -413,8 +418,14 @@ fn training_crop(
         },
         None => augment.synthesis,
     };
-    synthesize(&mut img, &mut mask, &synthesis, &mut rng);
-    (img, mask)
+    if !motion {
+        synthesize(&mut img, &mut mask, &synthesis, &mut rng, None);
+        return (img, mask);
+    }
+    // Its own random stream, so that the crop's other draws are those of a single-frame run.
+    let mut earlier = Earlier::draw(&mut img, sample_rng(seed.rotate_left(29), epoch, index));
+    synthesize(&mut img, &mut mask, &synthesis, &mut rng, earlier.as_mut());
+    (motion::attach(&img, earlier.as_ref()), mask)
 }
 
 fn batches_per_epoch(n: usize, batch: usize) -> usize {
@@ -437,7 +448,8 @@ fn make_batch(
     for (k, &i) in idx.iter().enumerate() {
         let index = b * opts.batch + k;
         let draw = (opts.seed, epoch, index);
-        let (img, mask) = training_crop(data, i, draw, &opts.augment, opts.hard_negatives, pool);
+        let motion = opts.preprocess.motion.is_some();
+        let (img, mask) = training_crop(data, i, draw, &opts.augment, (opts.hard_negatives, pool), motion);
         side = img.width;
         xs.extend(opts.preprocess.normalise_frame(&img)?);
         ms.extend(mask.unwrap_or_else(|| vec![0.0; side * side]));
@@ -813,6 +825,10 @@ pub enum SegStart<'a> {
     /// Fine-tuning a deeper S (a config that [`ModelConfig::deepens`] the file's): R and S's
     /// blocks from the file, and each added block set to the identity (see [`added_blocks`]).
     Deepen(&'a WeightsFile),
+    /// Fine-tuning S with a motion plane added to its input (a config that
+    /// [`ModelConfig::adds_motion`] to the file's): everything from the file, and S's stem's
+    /// weights on the new plane zero (see [`stem_with_motion`]).
+    AddMotion(&'a WeightsFile),
 }
 
 impl SegStart<'_> {
@@ -826,7 +842,7 @@ impl SegStart<'_> {
                     .pp("var")
                     .pp(RECON_PREFIX)
             }
-            SegStart::FineTune(file) | SegStart::Deepen(file) => {
+            SegStart::FineTune(file) | SegStart::Deepen(file) | SegStart::AddMotion(file) => {
                 Weights::new(file.store.clone(), DType::F32, device).pp(RECON_PREFIX)
             }
         })
@@ -837,7 +853,9 @@ impl SegStart<'_> {
         // A checkpoint names its variables `var.<name>`; a weights file names them `<name>`.
         match self {
             SegStart::Recon(path) => tensors_under(&Checkpoint::open(path)?.store, "var.", RECON_PREFIX),
-            SegStart::FineTune(file) | SegStart::Deepen(file) => tensors_under(&file.store, "", RECON_PREFIX),
+            SegStart::FineTune(file) | SegStart::Deepen(file) | SegStart::AddMotion(file) => {
+                tensors_under(&file.store, "", RECON_PREFIX)
+            }
         }
     }
 }
@@ -866,6 +884,15 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &S
         (None, SegStart::FineTune(file)) => VarSource::strict(file.store.clone(), seed),
         // Tensors the file lacks are initialised; `added_blocks` then checks them.
         (None, SegStart::Deepen(file)) => VarSource::new(Some(file.store.clone()), seed),
+        (None, SegStart::AddMotion(file)) => {
+            let vars = VarSource::strict(file.store.clone(), seed);
+            stem_with_motion(&vars, &file.store, &opts.config)?;
+            eprintln!(
+                "{}: S's stem takes a motion plane, its weights on it starting at zero",
+                file.store.path().display()
+            );
+            vars
+        }
         _ => var_source(&ck, seed),
     };
     let w = Weights::from_vars(vars.clone(), DType::F32, &opts.device).pp(SEG_PREFIX);
@@ -885,6 +912,22 @@ pub fn train_seg(opts: &TrainOptions, data: &TrainData, from: SegStart, stop: &S
     // After `added_blocks`: a deepened run's average starts from its identity blocks.
     let ema = start_ema(opts, &ck, &Stage::vars(&stage))?;
     run_loop(&mut stage, data, opts, state, ema, stop)
+}
+
+/// S's stem convolution, the one tensor whose shape a motion plane changes.
+const SEG_STEM_WEIGHT: &str = "seg.conv1.0.weight";
+
+/// Sets S's stem weights to the file's with a zero input plane appended for the motion plane,
+/// so that the widened net computes the file's function whatever the motion plane holds, and
+/// learns to use it from there (the gradient on the new weights is not zero).
+fn stem_with_motion(vars: &VarSource, store: &WeightStore, config: &ModelConfig) -> Result<()> {
+    let (stem, image) = (config.seg.stem, config.in_channels);
+    let old = store
+        .get(SEG_STEM_WEIGHT, &[stem, image, 3, 3], DType::F32, &Device::Cpu)
+        .with_context(|| format!("{}: S's stem", store.path().display()))?;
+    let widened = Tensor::cat(&[&old, &old.narrow(1, 0, 1)?.zeros_like()?], 1)?;
+    vars.preset(SEG_STEM_WEIGHT, widened)?;
+    Ok(())
 }
 
 /// Checks and initialises the blocks a deeper S has beyond the file it starts from: every
@@ -1041,8 +1084,14 @@ mod tests {
         let labelled = |share: f64| {
             (0..20)
                 .filter(|&index| {
-                    let (img, mask) =
-                        training_crop(std::slice::from_ref(&sample), 0, (5, 1, index), &augment, share, &pool);
+                    let (img, mask) = training_crop(
+                        std::slice::from_ref(&sample),
+                        0,
+                        (5, 1, index),
+                        &augment,
+                        (share, &pool),
+                        false,
+                    );
                     assert_eq!((img.width, img.height), (32, 32));
                     mask.is_some_and(|m| m.iter().any(|&v| v > 0.0))
                 })
@@ -1051,6 +1100,89 @@ mod tests {
         // Ordinary crops all get their pasted targets; crops on the mined spot none.
         assert_eq!(labelled(0.0), 20);
         assert_eq!(labelled(1.0), 0);
+    }
+
+    #[test]
+    fn a_motion_models_crops_carry_their_targets_motion_and_half_are_still() {
+        let pixels = (0..64 * 64)
+            .map(|i| 0.3 + 0.2 * ((i * 7919 % 97) as f32 / 97.0))
+            .collect();
+        let sample = Sample {
+            name: "bg".into(),
+            image: Frame::new(64, 64, 1, pixels).unwrap(),
+            mask: Some(vec![0.0; 64 * 64]),
+        };
+        let augment = AugmentConfig {
+            crop: Some(32),
+            target_bias: 0.0,
+            rotate_flip: true,
+            synthesis: Synthesis {
+                targets: 1.0,
+                ..Synthesis::default()
+            },
+        };
+        let (mut still, mut moving_at_target) = (0, Vec::new());
+        for index in 0..60 {
+            let data = std::slice::from_ref(&sample);
+            let (img, mask) = training_crop(data, 0, (5, 1, index), &augment, (0.0, &[]), true);
+            let single = training_crop(data, 0, (5, 1, index), &augment, (0.0, &[]), false);
+            assert_eq!(img.channels, 2);
+            assert_eq!(
+                img.plane(0),
+                single.0.plane(0),
+                "the image is what a single-frame run draws"
+            );
+            assert_eq!(mask, single.1);
+            let (m, mask) = (img.plane(1), mask.unwrap());
+            if m.iter().all(|&v| v == 0.0) {
+                still += 1;
+                continue;
+            }
+            let at_target = m.iter().zip(&mask).filter(|(_, &t)| t > 0.5).map(|(v, _)| *v);
+            moving_at_target.push(at_target.fold(f32::MIN, f32::max));
+        }
+        assert!((20..=40).contains(&still), "{still} of 60 still");
+        // Most pasted targets moved (one in five hovers): new contrast where they are now.
+        let new = moving_at_target.iter().filter(|&&v| v > 0.05).count();
+        assert!(new * 10 >= moving_at_target.len() * 6, "{moving_at_target:?}");
+    }
+
+    #[test]
+    fn a_motion_plane_added_with_zero_stem_weights_leaves_the_shipped_function_unchanged() {
+        use crate::engine::{CpuEngine, Isa};
+        use crate::model::weights_file::WeightsFile;
+        use crate::model::Srsnet;
+        let file = WeightsFile::open(Path::new("models/srsnet-lite.safetensors")).unwrap();
+        let motion = ModelConfig {
+            motion_channel: true,
+            ..file.config.clone()
+        };
+        let vars = VarSource::strict(file.store.clone(), 3);
+        stem_with_motion(&vars, &file.store, &motion).unwrap();
+        let stored = Weights::new(file.store.clone(), DType::F32, &Device::Cpu);
+        let widened = Weights::from_vars(vars, DType::F32, &Device::Cpu);
+        let base = Srsnet::load(&stored.pp("recon"), &stored.pp("seg"), &file.config).unwrap();
+        let wide = Srsnet::load(&stored.pp("recon"), &widened.pp("seg"), &motion).unwrap();
+        let (h, w) = (48, 64);
+        let image = Tensor::randn(0f32, 1.0, (1, 1, h, w), &Device::Cpu).unwrap();
+        let moving = Tensor::randn(0f32, 2.0, (1, 1, h, w), &Device::Cpu).unwrap();
+        let both = Tensor::cat(&[&image, &moving], 1).unwrap();
+        let plane = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let expected = plane(base.forward(&image).unwrap());
+        let got = plane(wide.forward(&both).unwrap());
+        let worst = expected
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "graph: logits differ by {worst}");
+        // The plan engine too: R reads the image plane, S both.
+        let mut engine = CpuEngine::new(1, Isa::best()).unwrap();
+        let mut z = vec![0.0; h * w];
+        engine.forward(&wide, &plane(both), h, w, &mut z).unwrap();
+        let worst = expected.iter().zip(&z).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-3, "plan: logits differ by {worst}");
+        assert!(expected.iter().any(|&v| v.abs() > 1.0), "the net computes something");
     }
 
     #[test]
