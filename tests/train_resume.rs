@@ -29,6 +29,7 @@ fn small_config() -> ModelConfig {
     ModelConfig {
         name: "test".into(),
         in_channels: 1,
+        motion_channel: false,
         recon_out_channels: 1,
         dpconv_kernel: 3,
         recon: net.clone(),

@@ -345,8 +345,8 @@ fn run_summary(
         summary["fine_tuned_from"] = json!({
             "file": recon_ckpt.display().to_string(),
             "info": file.info,
-            "deepened_from": (*widening == Widening::Deeper).then(|| &file.config),
-            "motion_added_to": (*widening == Widening::Motion).then(|| &file.config),
+            "deepened_from": (*widening == Widening::Deeper).then_some(&file.config),
+            "motion_added_to": (*widening == Widening::Motion).then_some(&file.config),
         });
     }
     summary

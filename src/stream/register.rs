@@ -113,7 +113,7 @@ impl SceneTracker {
 
 /// The last few frames' first planes, each at the scene's accumulated shift, so that the frame
 /// K back can be aligned with the current one: what the motion gate (`stream::motion`) and the
-/// temporal input of a motion model (`crate::temporal`) both compare with. A new frame size
+/// temporal input of a motion model (`src/temporal.rs`) both compare with. A new frame size
 /// restarts it; a frame whose shift was not measured is taken to be where the previous one was.
 #[derive(Debug, Clone)]
 pub struct SceneHistory {

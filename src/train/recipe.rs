@@ -382,6 +382,19 @@ pub struct ValSet {
     pub ordered: bool,
 }
 
+impl ValSet {
+    /// The images as a model whose motion input is `motion` sees them: a sequence's frames
+    /// with their motion planes (registered in order); `None` when the items' own images are
+    /// what it sees (a single-frame model, or a set of still images).
+    pub fn with_motion_planes(&self, motion: Option<MotionInput>) -> Option<Vec<Frame>> {
+        let motion = motion.filter(|_| self.ordered)?;
+        Some(crate::temporal::attach_in_order(
+            self.items.iter().map(|i| &i.image),
+            motion,
+        ))
+    }
+}
+
 /// Everything a run loads.
 #[derive(Debug, Default)]
 pub struct Loaded {

@@ -340,10 +340,7 @@ impl<'a> SegRunner<'a> {
 pub fn validate_seg(runner: &mut SegRunner, set: &ValSet, spec: &PreprocessSpec, rule: TargetRule) -> Result<Metrics> {
     let mut acc = MetricAccumulator::default();
     // A motion model sees a sequence's frames with their motion planes, still images without.
-    let with_motion = spec
-        .motion
-        .filter(|_| set.ordered)
-        .map(|m| crate::temporal::attach_in_order(set.items.iter().map(|i| &i.image), m));
+    let with_motion = set.with_motion_planes(spec.motion);
     for (k, item) in set.items.iter().enumerate() {
         let image = with_motion.as_ref().map_or(&item.image, |frames| &frames[k]);
         let z = runner.logits(image, spec)?;

@@ -78,8 +78,11 @@ pub fn fit(det: &Detector, sets: &[WeighedSet], opts: FitOptions) -> Result<Fitt
             false_targets: 0,
             kept: (0, 0),
         };
+        // A motion model sees a sequence's frames with their motion planes, still images without.
+        let with_motion = set.with_motion_planes(det.motion());
         for (i, item) in set.items.iter().enumerate() {
-            let d = det.detect(&item.image, opts.rule)?;
+            let image = with_motion.as_ref().map_or(&item.image, |frames| &frames[i]);
+            let d = det.detect(image, opts.rule)?;
             let truth = truth_points(&item.truth, item.image.width, item.image.height);
             let found: Vec<_> = d.targets.iter().map(Target::blob).collect();
             let matched = matched_blobs(&found, &truth);

@@ -91,6 +91,7 @@ pub fn tiny_config() -> ModelConfig {
     ModelConfig {
         name: "tiny-fixture".into(),
         in_channels: 3,
+        motion_channel: false,
         recon_out_channels: 3,
         dpconv_kernel: 3,
         recon: NetConfig {
