@@ -559,3 +559,55 @@ fn say(progress: &Option<Progress>, line: &str) {
         None => eprintln!("{line}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::temporal::MotionInput;
+
+    /// A textured 40×32 scene panned `pan` px to the right.
+    fn view(pan: usize) -> Frame {
+        let data = (0..40 * 32)
+            .map(|k| {
+                let (x, y) = ((k % 40) as f32 - pan as f32, (k / 40) as f32);
+                0.4 + 0.1 * (0.3 * x).sin() * (0.2 * y).cos()
+            })
+            .collect();
+        Frame::new(40, 32, 1, data).unwrap()
+    }
+
+    fn post(gate: Option<MotionGate>) -> Post {
+        Post {
+            area: AreaLimits::new(None, None).unwrap(),
+            confirm: None,
+            clutter: None,
+            gate,
+        }
+    }
+
+    #[test]
+    fn the_scene_is_registered_only_when_a_stage_needs_it_and_reaches_as_far_as_the_furthest() {
+        // Nothing needs it: no tracker, frames pass unchanged.
+        let mut none = Scene::new(&post(None), None);
+        assert!(none.tracker.is_none());
+        let (f, step) = none.follow(view(0));
+        assert_eq!((f.channels, step), (1, None));
+
+        // A motion model: every frame gets its plane, and the shift is measured for the filters.
+        let gate = MotionGate::new(3, 0.5, 4).unwrap();
+        let mut scene = Scene::new(&post(Some(gate)), Some(MotionInput { lag: 2, reach: 6 }));
+        let frames: Vec<_> = (0..4).map(|i| scene.follow(view(2 * i))).collect();
+        assert!(frames.iter().all(|(f, _)| f.channels == 2));
+        assert_eq!(frames[0].1, None, "nothing to register the first frame against");
+        let step = frames[3].1.expect("a measured shift");
+        assert!((step.dx - 2.0).abs() < 0.1 && step.dy.abs() < 0.1, "{step:?}");
+        // Two frames back, the 4-px pan is followed: the plane holds only the scene's residual
+        // away from the columns that entered the view.
+        let plane = frames[3].0.plane(1);
+        let largest = (0..32)
+            .flat_map(|y| (6..40).map(move |x| y * 40 + x))
+            .map(|i| plane[i].abs())
+            .fold(0.0f32, f32::max);
+        assert!(largest < 0.02, "{largest}");
+    }
+}
