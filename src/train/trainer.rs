@@ -1053,17 +1053,22 @@ mod tests {
         assert_eq!(target_pixels(&[0.0], 1, 1, TargetRule::plain(0.5)), [false]);
     }
 
-    #[test]
-    fn crops_on_mined_false_targets_get_no_synthetic_targets() {
-        // A target-free, textured 64×64 frame, one mined false target at its centre.
+    /// A target-free, textured 64×64 sample.
+    fn textured_background() -> Sample {
         let pixels = (0..64 * 64)
             .map(|i| 0.3 + 0.2 * ((i * 7919 % 97) as f32 / 97.0))
             .collect();
-        let sample = Sample {
+        Sample {
             name: "bg".into(),
             image: Frame::new(64, 64, 1, pixels).unwrap(),
             mask: Some(vec![0.0; 64 * 64]),
-        };
+        }
+    }
+
+    #[test]
+    fn crops_on_mined_false_targets_get_no_synthetic_targets() {
+        // A target-free, textured 64×64 frame, one mined false target at its centre.
+        let sample = textured_background();
         let pool = [HardNegative {
             sample: 0,
             x: 32,
@@ -1101,14 +1106,7 @@ mod tests {
 
     #[test]
     fn a_motion_models_crops_carry_their_targets_motion_and_half_are_still() {
-        let pixels = (0..64 * 64)
-            .map(|i| 0.3 + 0.2 * ((i * 7919 % 97) as f32 / 97.0))
-            .collect();
-        let sample = Sample {
-            name: "bg".into(),
-            image: Frame::new(64, 64, 1, pixels).unwrap(),
-            mask: Some(vec![0.0; 64 * 64]),
-        };
+        let sample = textured_background();
         let augment = AugmentConfig {
             crop: Some(32),
             target_bias: 0.0,
