@@ -37,6 +37,11 @@ pub struct MotionInput {
 }
 
 impl MotionInput {
+    /// What a new motion model takes unless told otherwise: K = 5, where DAUB's aircraft have
+    /// cleared their own place (the motion gate's grid), and a reach of 16 px a frame, twice
+    /// the fastest pan the gate's DAUB runs needed.
+    pub const DEFAULT: MotionInput = MotionInput { lag: 5, reach: 16 };
+
     /// Checks the lag and reach against the stated limits.
     pub fn validate(&self) -> Result<()> {
         if self.lag == 0 || self.lag > MAX_MOTION_GATE {

@@ -486,6 +486,33 @@ fn a_motion_preset_fine_tunes_from_a_single_frame_file_and_runs_on_sequences() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 4);
+    // A still image runs through a motion model with a zero motion plane, on both engines,
+    // and an untrained motion model is written with the default motion input.
+    let frame = std::fs::read_dir(d.join("val/frames"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for engine in ["plan", "candle"] {
+        let out = d.join(format!("infer-{engine}"));
+        let (code, err) = srsnet(&[
+            "infer",
+            s(&frame),
+            "--weights",
+            s(&weights),
+            "--engine",
+            engine,
+            "--out",
+            s(&out),
+        ]);
+        assert_eq!(code, 0, "{engine}: {err}");
+    }
+    let fresh = d.join("fresh.safetensors");
+    let (code, err) = srsnet(&["init", "--preset", s(&motion_preset), "--out", s(&fresh)]);
+    assert_eq!(code, 0, "{err}");
+    let fresh = srsnet::model::weights_file::WeightsFile::open(&fresh).unwrap();
+    assert_eq!(fresh.preprocess.motion, Some(srsnet::temporal::MotionInput::DEFAULT));
 
     // Refused: R's stage with a motion preset, a lag out of range, and a motion file
     // fine-tuned as a single-frame model.

@@ -219,7 +219,8 @@ pub fn forward_latency(
     let file = WeightsFile::open(weights)?;
     let dtype = compute_dtype(device);
     let model = file.load_model(device, dtype, true)?;
-    let x = Tensor::randn(0f32, 1.0, (1, file.config.in_channels, height, width), device)?.to_dtype(dtype)?;
+    let planes = file.config.seg_in_channels();
+    let x = Tensor::randn(0f32, 1.0, (1, planes, height, width), device)?.to_dtype(dtype)?;
     let mut times = Vec::with_capacity(setup.iters);
     let mut plan_memory = None;
     let mut layers = Vec::new();
@@ -315,7 +316,12 @@ pub fn train_throughput(
     let cfg = ModelConfig::from_preset_or_path(preset)?;
     crate::heap::retain_freed_memory();
     let d = Device::Cpu;
-    let x = (Tensor::randn(0f32, 1.0, (batch, cfg.in_channels, size, size), &d)? * 0.3)?;
+    // S takes the image planes and a motion model's motion plane; R the image planes only.
+    let planes = match stage {
+        BenchStage::Recon => cfg.in_channels,
+        BenchStage::Seg => cfg.seg_in_channels(),
+    };
+    let x = (Tensor::randn(0f32, 1.0, (batch, planes, size, size), &d)? * 0.3)?;
     let mask = Tensor::zeros((batch, 1, size, size), candle_core::DType::F32, &d)?;
     let vars = VarSource::new(None, 1);
     let w = Weights::from_vars(vars.clone(), candle_core::DType::F32, &d);

@@ -5,6 +5,7 @@ use super::StoreDtype;
 use crate::model::weights_file;
 use crate::model::ModelConfig;
 use crate::preprocess::PreprocessSpec;
+use crate::temporal::MotionInput;
 use anyhow::Result;
 use candle_core::DType;
 use serde_json::json;
@@ -39,7 +40,10 @@ pub fn write_initialised(preset: &str, out: &Path, seed: u64, dtype: DType) -> R
     let preprocess = if config.in_channels == 3 {
         PreprocessSpec::reference()
     } else {
-        PreprocessSpec::gray_default()
+        PreprocessSpec {
+            motion: config.motion_channel.then_some(MotionInput::DEFAULT),
+            ..PreprocessSpec::gray_default()
+        }
     };
     let info = json!({ "source": "initialised (PyTorch default init), untrained", "seed": seed });
     weights_file::write(out, &tensors, &config, &preprocess, &info, dtype)?;

@@ -752,10 +752,10 @@ pub struct TrainArgs {
     /// For a motion preset (`"motion_channel": true`): the frames back each frame is compared
     /// with (models/README.md, "The temporal input"). Stored in the weights; a fine-tune of a
     /// motion model keeps its file's.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = MotionInput::DEFAULT.lag)]
     pub motion_lag: usize,
     /// For a motion preset: the largest scene shift per frame the registration follows, px.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = MotionInput::DEFAULT.reach)]
     pub motion_reach: usize,
 }
 
