@@ -474,6 +474,27 @@ fn a_motion_preset_fine_tunes_from_a_single_frame_file_and_runs_on_sequences() {
     // The motion model evaluates and streams a sequence (each frame with its motion plane).
     let (code, err) = srsnet(&["eval", "--sequence", s(&d.join("val")), "--weights", s(&weights)]);
     assert_eq!(code, 0, "{err}");
+    // Its single-frame behaviour (zero planes) is scored on request; a single-frame model has
+    // no planes to zero.
+    let (code, err) = srsnet(&[
+        "eval",
+        "--sequence",
+        s(&d.join("val")),
+        "--weights",
+        s(&weights),
+        "--still",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = srsnet(&[
+        "eval",
+        "--sequence",
+        s(&d.join("val")),
+        "--weights",
+        s(&init),
+        "--still",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--still zeroes a motion model's motion planes"), "{err}");
     let jsonl = d.join("run.jsonl");
     let (code, err) = srsnet(&[
         "run",

@@ -85,6 +85,19 @@ pub struct EvalArgs {
     /// images and target-free frames are not sequences and are scored as they are.
     #[command(flatten)]
     pub motion: super::MotionGateArgs,
+    /// Score a motion model's sequences frame by frame as still images (zero motion planes):
+    /// its single-frame behaviour, to see what the plane adds. Refused for other models.
+    #[arg(long)]
+    pub still: bool,
+}
+
+/// How a sequence's frames, scored in order, are seen.
+#[derive(Debug, Clone, Copy)]
+pub struct InOrder<'a> {
+    /// The motion gate the detections pass, if any (a copy per rule).
+    pub gate: Option<&'a MotionGate>,
+    /// Whether a motion model sees each frame's motion plane (else a zero plane: `--still`).
+    pub motion_planes: bool,
 }
 
 /// Runs `srsnet eval`.
@@ -112,6 +125,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
         args.engine.options(),
     )?;
     let gate = args.motion.gate()?;
+    if args.still && seg.motion().is_none() {
+        bail!(
+            "--still zeroes a motion model's motion planes; {} takes none",
+            seg.name()
+        );
+    }
     let recorded = seg.default_rule();
     let rules = if args.sweep.is_empty() {
         vec![target_rule(args.threshold, args.grow, recorded)?]
@@ -150,7 +169,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         // Training rows are named apart: a split's name is not in a set's name, so SIRST's
         // training and validation rows would otherwise read alike.
         let prefix = if args.training_sets { "trained-on " } else { "" };
-        return eval_sets(&seg, &r, &rules, gate.as_ref(), args.json, plot.as_ref(), prefix);
+        let in_order = InOrder {
+            gate: gate.as_ref(),
+            motion_planes: !args.still,
+        };
+        return eval_sets(&seg, &r, &rules, in_order, args.json, plot.as_ref(), prefix);
     }
     let (rows, failed, points_only) = match (&args.data, &args.sequence) {
         (Some(root), _) => {
@@ -158,7 +181,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
             (rows, failed, false)
         }
         (None, Some(dir)) => {
-            let (rows, failed) = sweep_sequence(&seg, dir, &rules, gate.as_ref())?;
+            let in_order = InOrder {
+                gate: gate.as_ref(),
+                motion_planes: !args.still,
+            };
+            let (rows, failed) = score_sequence(&seg, dir, &rules, in_order)?;
             (rows, failed, true)
         }
         _ => bail!("give --data DIR, --sequence DIR, --negatives DIR, --recipe FILE, or --pred DIR --gt DIR"),
@@ -192,7 +219,7 @@ fn eval_sets(
     seg: &Segmenter,
     recipe: &recipe::Recipe,
     rules: &[TargetRule],
-    gate: Option<&MotionGate>,
+    in_order: InOrder,
     json: bool,
     plot: Option<&Plot>,
     prefix: &str,
@@ -208,8 +235,9 @@ fn eval_sets(
             .items
             .iter()
             .map(|i| (i.name.clone(), Ok((i.image.clone(), i.truth.clone()))));
-        let set_gate = gate.filter(|_| set.ordered);
-        let (metrics, f) = score_all(seg, inputs, rules, set.ordered, set_gate);
+        let set_order = set.ordered.then_some(in_order);
+        let set_gate = set_order.and_then(|o| o.gate);
+        let (metrics, f) = score_all(seg, inputs, rules, set_order);
         failed += f;
         let masks = set.items.iter().all(|i| matches!(i.truth, Truth::Mask(_)));
         // A sequence scored after the motion gate says so in its row's name (the table's
@@ -228,7 +256,7 @@ fn eval_sets(
             println!("{row}");
         }
     } else {
-        let model = match gate {
+        let model = match in_order.gate {
             Some(g) => format!("{} ({g} on the sequences)", seg.name()),
             None => seg.name(),
         };
@@ -364,21 +392,21 @@ fn print_rows(label: &str, rows: &[(Option<TargetRule>, Metrics)], points_only: 
 }
 
 /// Scores every input by every rule (the probabilities are computed once per input); an input
-/// that cannot be read or run is reported and counted. `ordered` inputs are a sequence's
-/// frames in order: a motion model sees each with its motion plane, and with a motion `gate`
-/// they are scored by their centroids after a copy of the gate per rule. Unordered inputs are
-/// still images (a motion model's plane is zero).
+/// that cannot be read or run is reported and counted. Inputs `in_order` are a sequence's
+/// frames in order: a motion model sees each with its motion plane (unless told not to), and
+/// with a motion gate they are scored by their centroids after a copy of the gate per rule.
+/// Other inputs are still images (a motion model's plane is zero).
 fn score_all(
     seg: &Segmenter,
     inputs: impl ExactSizeIterator<Item = (String, Result<(Frame, Truth)>)>,
     rules: &[TargetRule],
-    ordered: bool,
-    gate: Option<&MotionGate>,
+    in_order: Option<InOrder>,
 ) -> (Vec<Metrics>, usize) {
     let mut accs = vec![MetricAccumulator::default(); rules.len()];
-    let gate = gate.filter(|_| ordered);
+    let gate = in_order.and_then(|o| o.gate);
     let mut gates: Vec<Option<MotionGate>> = rules.iter().map(|_| gate.cloned()).collect();
-    let mut motion = seg.motion().filter(|_| ordered).map(MotionPlanes::new);
+    let planes = in_order.is_some_and(|o| o.motion_planes);
+    let mut motion = seg.motion().filter(|_| planes).map(MotionPlanes::new);
     // The scene's motion is measured once per frame for every rule's gate and the motion plane.
     let reach = gate
         .map_or(0, MotionGate::register)
@@ -452,16 +480,31 @@ pub fn sweep_model(
         let pair = read_pair(layout, &name, seg.channels()).map(|(f, m)| (f, Truth::Mask(m)));
         (name, pair)
     });
-    Ok(score_all(seg, inputs, rules, false, None))
+    Ok(score_all(seg, inputs, rules, None))
 }
 
 /// Pd, Fa and false targets per frame on a sequence (`frames/` + `centroids.csv`) with the
-/// 3-pixel centroid rule; every frame is scored (one without a line has no target).
+/// 3-pixel centroid rule; every frame is scored (one without a line has no target), a motion
+/// model's with their motion planes.
 pub fn sweep_sequence(
     seg: &Segmenter,
     dir: &Path,
     rules: &[TargetRule],
     gate: Option<&MotionGate>,
+) -> Result<(Vec<Metrics>, usize)> {
+    let in_order = InOrder {
+        gate,
+        motion_planes: true,
+    };
+    score_sequence(seg, dir, rules, in_order)
+}
+
+/// [`sweep_sequence`], the frames seen as `in_order` says.
+fn score_sequence(
+    seg: &Segmenter,
+    dir: &Path,
+    rules: &[TargetRule],
+    in_order: InOrder,
 ) -> Result<(Vec<Metrics>, usize)> {
     let seq = Sequence::open(dir)?;
     if !seq.is_annotated() {
@@ -474,7 +517,7 @@ pub fn sweep_sequence(
         let frame = read_frame(&f.path, seg.channels()).map(|fr| (fr, Truth::Points(f.truth.unwrap_or_default())));
         (f.path.display().to_string(), frame)
     });
-    Ok(score_all(seg, inputs, rules, true, gate))
+    Ok(score_all(seg, inputs, rules, Some(in_order)))
 }
 
 /// Scores prediction masks in `pred` against every ground-truth mask in `gt` (the prediction
