@@ -447,6 +447,10 @@ fn a_motion_preset_fine_tunes_from_a_single_frame_file_and_runs_on_sequences() {
         "2",
         "--motion-reach",
         "4",
+        "--decoys",
+        "0.5",
+        "--synthetic-targets",
+        "0.5",
         "--val",
         &val,
     ];
@@ -547,6 +551,16 @@ fn a_motion_preset_fine_tunes_from_a_single_frame_file_and_runs_on_sequences() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("lag 0 frames, expected 1 to 30"), "{err}");
+    let (code, err) = train(
+        "seg",
+        &["--init", s(&init), "--preset", s(&preset), "--decoys", "0.5"],
+        &d.join("dc"),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--decoys 0.5: decoys are told from targets by the motion plane"),
+        "{err}"
+    );
     let (code, err) = train("seg", &["--init", s(&weights), "--preset", s(&preset)], &d.join("s"));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("its model is `test-small-motion`"), "{err}");

@@ -210,6 +210,13 @@ pub fn train(
         }
     }
     let config = ModelConfig::from_preset_or_path(&run.preset)?;
+    if run.augment.synthesis.decoys > 0.0 && !config.motion_channel {
+        bail!(
+            "--decoys {}: decoys are told from targets by the motion plane; preset `{}` takes none",
+            run.augment.synthesis.decoys,
+            config.name
+        );
+    }
     if config.motion_channel && which != Which::Seg {
         bail!(
             "preset `{}` takes a motion plane, which only S sees: train R with its single-frame preset, then \
@@ -680,6 +687,12 @@ pub struct TrainArgs {
     /// of crop (per-area: the same density in whole 256² tiles as in 128² crops).
     #[arg(long, value_enum, default_value_t = StuckCount::PerCrop)]
     pub stuck_count: StuckCount,
+    /// For a motion preset: the probability (0–1) that a moving crop gets 1–3 decoys, target-like
+    /// blobs fixed in the scene and labelled background (and no synthetic target then
+    /// hovers): teaches the net that a point holding still against a panning scene is clutter,
+    /// at the cost the motion gate pays for hovering targets (models/README.md, `diag-motion`).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_unit_closed)]
+    pub decoys: f64,
     /// Validate every this many epochs (and after the last).
     #[arg(long, default_value_t = 1, value_parser = parse_at_least_one)]
     pub val_every: usize,
@@ -860,6 +873,7 @@ impl TrainArgs {
                     stuck_pixels: self.stuck_pixels,
                     stuck_label: self.stuck_label,
                     stuck_count: self.stuck_count,
+                    decoys: self.decoys,
                 },
             },
             val_every: self.val_every,

@@ -46,6 +46,14 @@ pub struct Synthesis {
     /// `PerCrop`, what every run before the option trained with.
     #[serde(default)]
     pub stuck_count: StuckCount,
+    /// For a motion model: the probability that a moving crop (one with an earlier frame,
+    /// `train::motion`) gets 1–3 *decoys*, blobs drawn as synthetic targets are but fixed in
+    /// the scene (in the earlier frame at the same place) and labelled background, so that
+    /// the net is charged for a target-like point that holds still against a moving scene.
+    /// With decoys, no synthetic target hovers: a hovering target and a decoy would look the
+    /// same. Older run records have no such field and read as 0.
+    #[serde(default)]
+    pub decoys: f64,
 }
 
 /// How many stuck pixels one draw puts in a crop.
@@ -117,10 +125,13 @@ pub fn synthesize(
         for _ in 0..rng.gen_range(1..=3) {
             let added = paste_target(img, m, rng);
             if let Some(e) = earlier.as_deref_mut() {
-                let by = e.target_motion();
+                let by = e.target_motion(cfg.decoys == 0.0);
                 e.add_moved(&added, img.width, (-by.0, -by.1));
             }
         }
+    }
+    if let Some(e) = earlier.as_deref_mut().filter(|_| cfg.decoys > 0.0) {
+        add_decoys(img, e, cfg.decoys);
     }
     let mut stuck = Vec::new();
     if cfg.artefacts > 0.0 && rng.gen_bool(cfg.artefacts.clamp(0.0, 1.0)) {
@@ -221,6 +232,19 @@ fn paste_target(img: &mut Frame, mask: &mut [f32], rng: &mut ChaCha8Rng) -> Vec<
         added.push((i, add));
     }
     added
+}
+
+/// With probability `share`, 1–3 decoys: targets pasted into the crop and, unmoved, into its
+/// earlier frame, left out of the mask (drawn from the earlier frame's own random stream).
+fn add_decoys(img: &mut Frame, earlier: &mut Earlier, share: f64) {
+    if !earlier.rng().gen_bool(share.clamp(0.0, 1.0)) {
+        return;
+    }
+    let mut unlabelled = vec![0.0; img.width * img.height];
+    for _ in 0..earlier.rng().gen_range(1..=3) {
+        let added = paste_target(img, &mut unlabelled, earlier.rng());
+        earlier.add_moved(&added, img.width, (0, 0));
+    }
 }
 
 /// Standard deviation of `plane` in the (2r+1)² window around (x, y).

@@ -82,9 +82,9 @@ impl Earlier {
     }
 
     /// A synthetic target's motion against the scene over the K frames, px (integer: its
-    /// profile is pasted again whole, shifted).
-    pub fn target_motion(&mut self) -> (isize, isize) {
-        if self.rng.gen_bool(HOVERING_SHARE) {
+    /// profile is pasted again whole, shifted); one in five does not move when `may_hover`.
+    pub fn target_motion(&mut self, may_hover: bool) -> (isize, isize) {
+        if may_hover && self.rng.gen_bool(HOVERING_SHARE) {
             return (0, 0);
         }
         let (len, angle) = (
@@ -95,6 +95,11 @@ impl Earlier {
             (len * angle.cos()).round() as isize,
             (len * angle.sin()).round() as isize,
         )
+    }
+
+    /// The stream the motion draws come from.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
     }
 
     /// Adds `values` (pixel index of a `w`-wide crop, amount) to the earlier frame, each moved

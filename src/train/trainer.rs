@@ -1181,6 +1181,49 @@ mod tests {
     }
 
     #[test]
+    fn decoys_are_fixed_in_the_scene_and_left_out_of_the_mask() {
+        let sample = textured_background();
+        let augment = AugmentConfig {
+            crop: Some(32),
+            target_bias: 0.0,
+            rotate_flip: false,
+            synthesis: Synthesis {
+                decoys: 1.0,
+                ..Synthesis::default()
+            },
+        };
+        let data = std::slice::from_ref(&sample);
+        let mut moving = 0;
+        for index in 0..40 {
+            let (img, mask) = training_crop(data, 0, (5, 1, index), &augment, (0.0, &[]), true);
+            let (plain, _) = training_crop(data, 0, (5, 1, index), &augment, (0.0, &[]), false);
+            assert!(
+                mask.is_none_or(|m| m.iter().all(|&v| v == 0.0)),
+                "decoys are background"
+            );
+            let m = img.plane(1);
+            if m.iter().all(|&v| v == 0.0) {
+                assert_eq!(img.plane(0), plain.plane(0), "a still crop gets no decoy");
+                continue;
+            }
+            moving += 1;
+            // Where decoys raised the image, their contrast cancels in the motion plane: they
+            // were at the same place of the scene K frames ago.
+            let raised: Vec<(f32, f32)> = (0..m.len())
+                .map(|i| (img.plane(0)[i] - plain.plane(0)[i], m[i].abs()))
+                .filter(|&(rise, _)| rise > 0.05)
+                .collect();
+            assert!(
+                !raised.is_empty(),
+                "crop {index}: every moving crop gets decoys at share 1"
+            );
+            let (rise, left): (f32, f32) = raised.iter().fold((0.0, 0.0), |(a, b), (r, l)| (a + r, b + l));
+            assert!(left < 0.5 * rise, "crop {index}: {left} of {rise} left in the plane");
+        }
+        assert!(moving >= 10, "{moving} moving crops of 40");
+    }
+
+    #[test]
     fn weights_set_how_often_each_group_is_drawn() {
         let d = data(&[(10, 1.0), (20, 0.5), (4, 2.5)]);
         let order = epoch_order(&d, 7, 3);
