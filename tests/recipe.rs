@@ -476,27 +476,19 @@ fn a_motion_preset_fine_tunes_from_a_single_frame_file_and_runs_on_sequences() {
         assert!(new[o * 18 + 9..o * 18 + 18].iter().all(|&v| v == 0.0), "output {o}");
     }
     // The motion model evaluates and streams a sequence (each frame with its motion plane).
-    let (code, err) = srsnet(&["eval", "--sequence", s(&d.join("val")), "--weights", s(&weights)]);
+    let val_dir = d.join("val");
+    let eval_val = |w: &Path, extra: &[&str]| {
+        let mut argv = vec!["eval", "--sequence", s(&val_dir), "--weights", s(w)];
+        argv.extend_from_slice(extra);
+        srsnet(&argv)
+    };
+    let (code, err) = eval_val(&weights, &[]);
     assert_eq!(code, 0, "{err}");
     // Its single-frame behaviour (zero planes) is scored on request; a single-frame model has
     // no planes to zero.
-    let (code, err) = srsnet(&[
-        "eval",
-        "--sequence",
-        s(&d.join("val")),
-        "--weights",
-        s(&weights),
-        "--still",
-    ]);
+    let (code, err) = eval_val(&weights, &["--still"]);
     assert_eq!(code, 0, "{err}");
-    let (code, err) = srsnet(&[
-        "eval",
-        "--sequence",
-        s(&d.join("val")),
-        "--weights",
-        s(&init),
-        "--still",
-    ]);
+    let (code, err) = eval_val(&init, &["--still"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--still zeroes a motion model's motion planes"), "{err}");
     let jsonl = d.join("run.jsonl");
